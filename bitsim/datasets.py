@@ -1,0 +1,401 @@
+"""Bundled data sets: MNIST digits and the Shakespeare character corpus.
+
+The files live in the repository's ``data/`` directory and are built by
+``python data/build.py`` (see ``data/README.md`` for provenance).  Set the
+environment variable ``BITSIM_DATA`` to a directory to load them from
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import lzma
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "MNIST_SHA256",
+    "SHAKESPEARE_SHA256",
+    "char_vocab",
+    "data_dir",
+    "decode_chars",
+    "encode_chars",
+    "load_mnist",
+    "load_mnist_idx",
+    "load_shakespeare",
+    "read_idx",
+    "split_text",
+]
+
+MNIST_SHA256 = "99b6212d8b734503d7fa2e29ea6413bad62226998e56555f4a6b0b30072f1aec"
+SHAKESPEARE_SHA256 = "0cb8567821a4a403c32c1df9ca467505a7ac53e69d51bb2ae7321fd28b77c1b8"
+
+MNIST_FILE = "mnist.npz"
+SHAKESPEARE_FILE = "shakespeare.txt.xz"
+MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
+MNIST_IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+IDX_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+GZIP_MAGIC = b"\x1f\x8b"
+REBUILD_HINT = "rebuild it with `python data/build.py` or restore it with `git checkout -- data/`"
+
+
+def data_dir() -> Path:
+    """Return the directory holding the bundled data files.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$BITSIM_DATA`` if that environment variable is set and not empty,
+        otherwise the ``data/`` directory of the repository.
+    """
+    override = os.environ.get("BITSIM_DATA")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "data"
+
+
+def _resolve(path, name: str) -> Path:
+    resolved = Path(path) if path is not None else data_dir() / name
+    if not resolved.is_file():
+        raise FileNotFoundError(
+            f"data file not found: {resolved}; build it with `python data/build.py`, "
+            "or point the BITSIM_DATA environment variable at a directory containing "
+            f"{name}"
+        )
+    return resolved
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(path: Path, expected: str) -> None:
+    actual = _sha256(path)
+    if actual != expected:
+        raise ValueError(
+            f"checksum mismatch for {path}: sha256 is {actual}, expected {expected}; "
+            f"the file is damaged or from another build: {REBUILD_HINT} "
+            "(or pass verify=False to load it anyway)"
+        )
+
+
+def load_mnist(path=None, verify=True) -> dict[str, np.ndarray]:
+    """Load the bundled MNIST digits.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        The ``.npz`` file to read.  Defaults to ``mnist.npz`` in
+        ``$BITSIM_DATA`` or the repository's ``data/`` directory.
+    verify : bool, default True
+        Check the file's sha256 against :data:`MNIST_SHA256` first.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``x_train`` uint8 (60000, 28, 28), ``y_train`` uint8 (60000,),
+        ``x_test`` uint8 (10000, 28, 28) and ``y_test`` uint8 (10000,).
+        Pixels are 0..255 and labels 0..9.  The training set is in the
+        standard order; its last 10,000 images are the classic validation
+        split.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the checksum does not match or an array is missing.
+    """
+    resolved = _resolve(path, MNIST_FILE)
+    if verify:
+        _verify(resolved, MNIST_SHA256)
+    with np.load(resolved, allow_pickle=False) as npz:
+        missing = [key for key in MNIST_KEYS if key not in npz.files]
+        if missing:
+            raise ValueError(f"{resolved} lacks arrays {missing}; {REBUILD_HINT}")
+        return {key: npz[key] for key in MNIST_KEYS}
+
+
+def _idx_bytes(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] != GZIP_MAGIC:
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (EOFError, OSError, gzip.BadGzipFile) as error:
+        raise ValueError(f"{path}: damaged or truncated gzip data ({error})") from None
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file, the format of the original MNIST distribution.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file, plain or gzip-compressed (detected from its first bytes).
+
+    Returns
+    -------
+    numpy.ndarray
+        The array in native byte order, with the shape and type stored in
+        the file (``uint8`` for MNIST).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the magic number, type code, dimensions or length are invalid.
+    """
+    path = Path(path)
+    raw = _idx_bytes(path)
+    if len(raw) < 4:
+        raise ValueError(f"{path}: {len(raw)} bytes is too short for an IDX header")
+    if raw[0] != 0 or raw[1] != 0:
+        raise ValueError(
+            f"{path}: not an IDX file (magic number starts with {raw[:2].hex()}, "
+            "expected 0000)"
+        )
+    code, ndim = raw[2], raw[3]
+    if code not in IDX_DTYPES:
+        known = ", ".join(f"0x{c:02x}" for c in IDX_DTYPES)
+        raise ValueError(f"{path}: unknown IDX type code 0x{code:02x} (known: {known})")
+    if ndim == 0:
+        raise ValueError(f"{path}: IDX header declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(
+            f"{path}: truncated header, {len(raw)} bytes but {ndim} dimensions need {header}"
+        )
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    dtype = IDX_DTYPES[code]
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != expected:
+        state = "truncated" if len(raw) < expected else "has trailing data"
+        raise ValueError(
+            f"{path}: {state}, {len(raw)} bytes but shape {shape} of {dtype.name} "
+            f"needs {expected}"
+        )
+    data = np.frombuffer(raw, dtype, offset=header).reshape(shape)
+    return data.astype(dtype.newbyteorder("="))
+
+
+def load_mnist_idx(directory) -> dict[str, np.ndarray]:
+    """Load MNIST from the four original IDX files in a directory.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Directory containing ``train-images-idx3-ubyte``,
+        ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and
+        ``t10k-labels-idx1-ubyte``, each optionally with a ``.gz`` suffix.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Same layout as :func:`load_mnist`: ``x_train``, ``y_train``,
+        ``x_test``, ``y_test``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a file is missing.
+    ValueError
+        If a file is malformed or the images and labels do not match.
+    """
+    directory = Path(directory)
+    arrays = {}
+    for key, name in MNIST_IDX_FILES.items():
+        candidates = [directory / name, directory / f"{name}.gz"]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise FileNotFoundError(f"{directory} has neither {name} nor {name}.gz")
+        arrays[key] = read_idx(found)
+    for split in ("train", "test"):
+        images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(
+                f"{directory}: {split} images {images.shape} and labels {labels.shape} "
+                "do not match; expected (N, rows, cols) images and N labels"
+            )
+    return arrays
+
+
+def load_shakespeare(path=None, verify=True) -> str:
+    """Load the bundled Shakespeare corpus.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        The ``.txt.xz`` file to read.  Defaults to ``shakespeare.txt.xz`` in
+        ``$BITSIM_DATA`` or the repository's ``data/`` directory.
+    verify : bool, default True
+        Check the file's sha256 against :data:`SHAKESPEARE_SHA256` first.
+
+    Returns
+    -------
+    str
+        The complete works, 5,057,321 ASCII characters with ``\\n`` line
+        endings.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the checksum does not match or the file cannot be decoded.
+    """
+    resolved = _resolve(path, SHAKESPEARE_FILE)
+    if verify:
+        _verify(resolved, SHAKESPEARE_SHA256)
+    try:
+        with lzma.open(resolved) as f:
+            return f.read().decode("utf-8")
+    except (lzma.LZMAError, EOFError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read {resolved}: {error}; {REBUILD_HINT}") from None
+
+
+def char_vocab(text: str) -> list[str]:
+    """Return the sorted distinct characters of a text.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    list of str
+        Distinct characters in code point order; the index of a character
+        is its id in :func:`encode_chars`.
+    """
+    return sorted(set(text))
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+
+
+def encode_chars(text: str, vocab) -> np.ndarray:
+    """Map each character of a text to its index in a vocabulary.
+
+    Parameters
+    ----------
+    text : str
+    vocab : sequence of str
+        Distinct single characters, e.g. from :func:`char_vocab`.
+
+    Returns
+    -------
+    numpy.ndarray
+        1-D ids, ``uint8`` when the vocabulary has at most 256 entries,
+        ``int32`` otherwise.
+
+    Raises
+    ------
+    ValueError
+        If the vocabulary is invalid or the text has characters outside it.
+    """
+    vocab = list(vocab)
+    if any(not isinstance(c, str) or len(c) != 1 for c in vocab):
+        raise ValueError("vocab must contain single characters")
+    if len(set(vocab)) != len(vocab):
+        raise ValueError("vocab contains duplicate characters")
+    dtype = np.uint8 if len(vocab) <= 256 else np.int32
+    if not text:
+        return np.zeros(0, dtype)
+    codes = _code_points("".join(vocab))
+    order = np.argsort(codes)
+    points = _code_points(text)
+    pos = np.minimum(np.searchsorted(codes[order], points), len(codes) - 1)
+    known = codes[order][pos] == points if len(codes) else np.zeros(len(points), bool)
+    if not known.all():
+        unknown = sorted(set(text) - set(vocab))
+        raise ValueError(f"text has {len(unknown)} characters not in vocab: {unknown[:20]!r}")
+    return order[pos].astype(dtype)
+
+
+def decode_chars(ids, vocab) -> str:
+    """Inverse of :func:`encode_chars`.
+
+    Parameters
+    ----------
+    ids : array_like of int
+        Indices into ``vocab``.
+    vocab : sequence of str
+
+    Returns
+    -------
+    str
+    """
+    ids = np.asarray(ids)
+    if ids.size == 0:
+        return ""
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"ids must be integers, got {ids.dtype}")
+    if ids.min() < 0 or ids.max() >= len(vocab):
+        raise ValueError(f"ids must lie in 0..{len(vocab) - 1}")
+    table = _code_points("".join(vocab))
+    return table[ids].tobytes().decode("utf-32-le")
+
+
+def split_text(n: int, fractions=(0.9, 0.05, 0.05)) -> tuple[tuple[int, int], ...]:
+    """Split ``n`` items into contiguous parts, by default train/validation/test.
+
+    Part ``i`` is ``[floor(n * c[i-1]), floor(n * c[i]))`` where ``c`` is the
+    cumulative sum of the fractions, each read as the exact decimal it
+    prints as; the last part ends at ``n``.
+
+    Parameters
+    ----------
+    n : int
+        Number of items, e.g. characters.
+    fractions : sequence of float, default (0.9, 0.05, 0.05)
+        Non-negative sizes summing to 1.
+
+    Returns
+    -------
+    tuple of (int, int)
+        ``(start, stop)`` of each part, in order; use ``text[start:stop]``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is negative or the fractions are invalid.
+    """
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    exact = [Fraction(repr(float(f))) for f in fractions]
+    if not exact or any(f < 0 for f in exact):
+        raise ValueError(f"fractions must be non-negative and non-empty, got {fractions}")
+    if abs(sum(exact) - 1) > Fraction(1, 10**9):
+        raise ValueError(f"fractions must sum to 1, got {float(sum(exact))}")
+    stops, total = [], Fraction(0)
+    for f in exact[:-1]:
+        total += f
+        stops.append(min(n, int(n * total)))
+    stops.append(n)
+    starts = [0] + stops[:-1]
+    return tuple(zip(starts, stops))

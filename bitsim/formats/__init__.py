@@ -1,0 +1,48 @@
+"""Number formats as codecs: packed binary, ternary, log codes and fixed point.
+
+Each module holds one format: an encode/decode pair, a frozen description of the format, and
+its bit layout stated in every signature. The rules are written out in ``docs/formats.md``.
+"""
+
+from . import binary, fixed, log, rng, ternary
+from .fixed import FixedFormat, parse_fixed
+from .log import LogFormat, LogRounding
+from .modes import Counts, NonFinite, Overflow, Rounding, Underflow
+
+FORMAT_NAMES = ("binary", "ternary", "float32", "logN (e.g. log8, log4)", "QI.F (e.g. Q3.4, Q7.8)", "fixB:F (e.g. fix16:8)")
+
+
+def parse_format(spec, **options):
+    """Return the format named by ``spec``.
+
+    Parameters
+    ----------
+    spec : str
+        ``'binary'``, ``'ternary'``, ``'float32'``, ``'log8'`` (``'logN'``: N-bit log code, 3..8),
+        ``'Q3.4'`` or ``'fix16:8'`` (fixed point).
+    **options
+        Fields of the format's description, e.g. ``rounding='log'`` for a log code.
+
+    Returns
+    -------
+    str or LogFormat or FixedFormat
+    """
+    text = str(spec).strip().lower()
+    if text in ("binary", "ternary", "float32"):
+        if options:
+            raise ValueError(f"format {text!r} takes no options, got {sorted(options)}")
+        return text
+    if text.startswith("log") and text[3:].isdigit():
+        width = int(text[3:])
+        if not 3 <= width <= 8:
+            raise ValueError(f"log codes have 3..8 bits, got {spec!r}")
+        return LogFormat(exp_bits=width - 1, **options)
+    if text.startswith(("q", "fix")):
+        return parse_fixed(text, **options)
+    raise ValueError(f"unknown format {spec!r}; valid formats: {', '.join(FORMAT_NAMES)}")
+
+
+__all__ = [
+    "binary", "ternary", "log", "fixed", "rng", "FixedFormat", "LogFormat", "LogRounding", "Counts",
+    "NonFinite", "Overflow", "Rounding", "Underflow", "parse_format", "parse_fixed", "FORMAT_NAMES",
+]

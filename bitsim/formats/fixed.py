@@ -1,0 +1,320 @@
+"""Signed fixed point: two's-complement Qm.n codes in int8/int16/int32 containers.
+
+The rule (``docs/formats.md``, "Fixed point"): a format has ``bits`` bits in all (sign
+included) and ``frac_bits`` fractional bits; code ``q`` means the value ``q * 2**-frac_bits``.
+``Qm.n`` names it with ``m = bits - 1 - n`` integer bits beside the sign. Codes range over
+``-2**(bits-1) .. 2**(bits-1) - 1``. Quantizing rounds the exactly scaled value
+``x * 2**frac_bits`` to an integer by a :class:`Rounding` mode, then applies an :class:`Overflow`
+mode; every saturated or wrapped value is counted in a :class:`Counts` when one is passed.
+
+Right shifts of integers (rescaling products and accumulators) use the same rounding modes,
+defined on the exact quotient ``x / 2**s``; see :func:`rshift_round`.
+"""
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .modes import Counts, NonFinite, Overflow, Rounding, parse_enum
+from .rng import as_rng
+
+MAX_SHIFT = 62
+
+
+@dataclass(frozen=True)
+class FixedFormat:
+    """A signed fixed-point format.
+
+    Parameters
+    ----------
+    bits : int
+        Total width including the sign bit, 2..32.
+    frac_bits : int
+        Fractional bits, -32..62 (negative means the LSB weighs more than 1).
+    rounding : Rounding or str
+    overflow : Overflow or str
+    nonfinite : NonFinite or str
+        ERROR (default) rejects NaN and +-inf; SATURATE maps +-inf to the extreme codes (counted).
+
+    Examples
+    --------
+    >>> f = FixedFormat(8, 4)
+    >>> f
+    FixedFormat(bits=8, frac_bits=4)  # Q3.4, nearest_even, saturate
+    >>> quantize(3.5, f)
+    array(56, dtype=int8)
+    """
+
+    bits: int
+    frac_bits: int
+    rounding: Rounding = Rounding.NEAREST_EVEN
+    overflow: Overflow = Overflow.SATURATE
+    nonfinite: NonFinite = NonFinite.ERROR
+
+    def __post_init__(self):
+        if not 2 <= int(self.bits) <= 32:
+            raise ValueError(f"fixed-point bits must be 2..32, got {self.bits}")
+        if not -32 <= int(self.frac_bits) <= MAX_SHIFT:
+            raise ValueError(f"frac_bits must be -32..{MAX_SHIFT}, got {self.frac_bits}")
+        object.__setattr__(self, "bits", int(self.bits))
+        object.__setattr__(self, "frac_bits", int(self.frac_bits))
+        object.__setattr__(self, "rounding", parse_enum(Rounding, self.rounding))
+        object.__setattr__(self, "overflow", parse_enum(Overflow, self.overflow))
+        object.__setattr__(self, "nonfinite", parse_enum(NonFinite, self.nonfinite))
+
+    @property
+    def int_bits(self):
+        """Integer bits beside the sign (the ``m`` of Qm.n)."""
+        return self.bits - 1 - self.frac_bits
+
+    @property
+    def dtype(self):
+        """The smallest of int8, int16, int32 that holds the codes."""
+        return np.dtype(np.int8 if self.bits <= 8 else np.int16 if self.bits <= 16 else np.int32)
+
+    @property
+    def min_code(self):
+        return -(1 << (self.bits - 1))
+
+    @property
+    def max_code(self):
+        return (1 << (self.bits - 1)) - 1
+
+    @property
+    def resolution(self):
+        """The value of one LSB, ``2**-frac_bits``."""
+        return 2.0 ** -self.frac_bits
+
+    @property
+    def name(self):
+        return f"Q{self.int_bits}.{self.frac_bits}"
+
+    def __repr__(self):
+        return (
+            f"FixedFormat(bits={self.bits}, frac_bits={self.frac_bits})  "
+            f"# {self.name}, {self.rounding.value}, {self.overflow.value}"
+        )
+
+    def replace(self, **changes):
+        """Return a copy with some fields changed."""
+        fields = dict(bits=self.bits, frac_bits=self.frac_bits, rounding=self.rounding,
+                      overflow=self.overflow, nonfinite=self.nonfinite)
+        fields.update(changes)
+        return FixedFormat(**fields)
+
+
+def parse_fixed(spec, **options):
+    """Parse ``'Q3.4'`` (sign + 3 integer + 4 fractional bits = 8 bits) or ``'fix16:8'`` (16 bits, 8 fractional)."""
+    text = str(spec).strip().lower()
+    m = re.fullmatch(r"q(\d+)\.(\d+)", text)
+    if m:
+        i, f = int(m.group(1)), int(m.group(2))
+        return FixedFormat(1 + i + f, f, **options)
+    m = re.fullmatch(r"fix(\d+):(-?\d+)", text)
+    if m:
+        return FixedFormat(int(m.group(1)), int(m.group(2)), **options)
+    raise ValueError(f"cannot parse fixed-point format {spec!r}; write it as 'Q3.4' or 'fix16:8'")
+
+
+def _first_index(mask):
+    return tuple(int(i) for i in np.argwhere(mask)[0]) if mask.ndim else ()
+
+
+def _round_scaled(v, rounding, rng):
+    """Round float64 values to integral float64 values; exact for every mode."""
+    if rounding is Rounding.NEAREST_EVEN:
+        return np.rint(v)
+    if rounding is Rounding.CEIL:
+        return np.ceil(v)
+    if rounding is Rounding.TOWARD_ZERO:
+        return np.trunc(v)
+    low = np.floor(v)
+    if rounding is Rounding.FLOOR:
+        return low
+    frac = v - low  # exact: both are floats of the same binade or frac < 1 has spare bits
+    if rounding is Rounding.NEAREST_UP:
+        return low + (frac >= 0.5)
+    if rounding is Rounding.NEAREST_AWAY:
+        return low + ((frac > 0.5) | ((frac == 0.5) & (v > 0)))
+    if rounding is Rounding.STOCHASTIC:
+        from .rng import bernoulli
+
+        return low + bernoulli(frac, as_rng(rng))
+    raise ValueError(f"unsupported rounding {rounding}")
+
+
+def _finish(v, fmt, high, low, counts):
+    """Apply the overflow mode to int64 values ``v`` whose out-of-range lanes are ``high`` / ``low``."""
+    over = high | low
+    n_over = int(np.count_nonzero(over))
+    if n_over:
+        if fmt.overflow is Overflow.ERROR:
+            idx = _first_index(over)
+            raise OverflowError(
+                f"{n_over} value(s) overflow {fmt.name} (first at index {idx}); "
+                "widen the format or choose overflow='saturate' or 'wrap'"
+            )
+        if fmt.overflow is Overflow.SATURATE:
+            v = np.where(high, fmt.max_code, np.where(low, fmt.min_code, v))
+            if counts is not None:
+                counts.saturated += n_over
+        else:
+            span = np.int64(1) << np.int64(fmt.bits)
+            v = ((v - fmt.min_code) & (span - 1)) + fmt.min_code
+            if counts is not None:
+                counts.wrapped += n_over
+    return np.asarray(v).astype(fmt.dtype)
+
+
+def quantize(x, fmt, rng=None, counts=None):
+    """Quantize real values to fixed-point codes.
+
+    Parameters
+    ----------
+    x : array_like of float
+        Scaled exactly by ``2**frac_bits`` in float64 (exact for float32 and float64 inputs).
+    fmt : FixedFormat
+    rng : generator or int, optional
+        Needed for ``Rounding.STOCHASTIC``: round up iff ``u < floor(frac * 2**32)``.
+    counts : Counts, optional
+        Receives the number of saturated or wrapped values.
+
+    Returns
+    -------
+    numpy.ndarray of ``fmt.dtype``
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise TypeError(f"quantize expects a real array, got dtype {x.dtype}")
+    v = np.ldexp(x.astype(np.float64), fmt.frac_bits)
+    nan = np.isnan(v)
+    if nan.any():
+        raise ValueError(f"NaN at index {_first_index(nan)}; remove NaN before quantizing to {fmt.name}")
+    inf = np.isinf(v)
+    if inf.any() and fmt.nonfinite is NonFinite.ERROR:
+        raise ValueError(
+            f"infinity at index {_first_index(inf)}; remove it or use nonfinite='saturate' to clamp it to the range"
+        )
+    if inf.any() and fmt.overflow is not Overflow.SATURATE:
+        raise ValueError("infinity can only be saturated; use overflow='saturate' with nonfinite='saturate'")
+    r = _round_scaled(v, fmt.rounding, rng)
+    high, low = r > fmt.max_code, r < fmt.min_code
+    if fmt.overflow is Overflow.WRAP:
+        low_bits = np.mod(r, 2.0**fmt.bits)  # exact on integral floats of any magnitude
+        wrapped = np.where(low_bits > fmt.max_code, low_bits - 2.0**fmt.bits, low_bits)
+        if counts is not None:
+            counts.wrapped += int(np.count_nonzero(high | low))
+        return wrapped.astype(np.int64).astype(fmt.dtype)
+    return _finish(np.clip(r, fmt.min_code, fmt.max_code).astype(np.int64), fmt, high, low, counts)
+
+
+def to_float(codes, fmt, dtype=np.float64):
+    """Decode codes to real values ``code * 2**-frac_bits`` (exact in float64)."""
+    codes = np.asarray(codes)
+    if codes.dtype.kind not in "iu":
+        raise TypeError(f"expected integer fixed-point codes, got {codes.dtype}; quantize first")
+    return np.ldexp(codes.astype(np.float64), -fmt.frac_bits).astype(dtype)
+
+
+def rshift_round(x, shift, rounding=Rounding.NEAREST_EVEN, rng=None):
+    """Arithmetic right shift of int64 values with rounding: ``round(x / 2**shift)``.
+
+    The quotient is split into ``q = x >> s`` (floor) and remainder ``r = x - q * 2**s``
+    (``0 <= r < 2**s``), then ``q`` is incremented by the mode's rule:
+
+    =============  =========================================
+    FLOOR          never
+    CEIL           ``r > 0``
+    TOWARD_ZERO    ``r > 0 and x < 0``
+    NEAREST_UP     ``r >= 2**(s-1)``
+    NEAREST_EVEN   ``r > 2**(s-1)``, or ``r == 2**(s-1)`` and ``q`` odd
+    NEAREST_AWAY   ``r > 2**(s-1)``, or ``r == 2**(s-1)`` and ``x >= 0``
+    STOCHASTIC     ``u < r * 2**(32-s)`` (``r >> (s-32)`` for ``s > 32``), ``u`` a uint32 draw
+    =============  =========================================
+
+    No intermediate can overflow: ``q + 1`` fits because ``s >= 1`` halves the range.
+
+    Parameters
+    ----------
+    x : array_like of int
+    shift : int or array_like of int, 0..62
+    rounding : Rounding or str
+    rng : generator or int, optional (STOCHASTIC only)
+
+    Returns
+    -------
+    numpy.ndarray of int64
+    """
+    rounding = parse_enum(Rounding, rounding)
+    x = np.asarray(x)
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"rshift_round expects integers, got {x.dtype}")
+    x = x.astype(np.int64)
+    s = np.asarray(shift)
+    if s.dtype.kind not in "iu" or (s < 0).any() or (s > MAX_SHIFT).any():
+        raise ValueError(f"shift must be integers in 0..{MAX_SHIFT}, got {shift!r}")
+    s = s.astype(np.int64)
+    q = x >> s
+    r = x - (q << s)
+    half = np.where(s > 0, np.int64(1) << np.maximum(s - 1, 0), np.int64(1) << np.int64(62))
+    if rounding is Rounding.FLOOR:
+        up = np.zeros(np.broadcast(x, s).shape, dtype=bool)
+    elif rounding is Rounding.CEIL:
+        up = r > 0
+    elif rounding is Rounding.TOWARD_ZERO:
+        up = (r > 0) & (x < 0)
+    elif rounding is Rounding.NEAREST_UP:
+        up = (r >= half) & (s > 0)
+    elif rounding is Rounding.NEAREST_EVEN:
+        up = (r > half) | ((r == half) & ((q & 1) == 1))
+    elif rounding is Rounding.NEAREST_AWAY:
+        up = (r > half) | ((r == half) & (x >= 0))
+    else:
+        r_u = r.astype(np.uint64)
+        s_u = np.broadcast_to(s, r.shape).astype(np.uint64)
+        t = np.where(s_u <= 32, r_u << (np.uint64(32) - np.minimum(s_u, 32)), r_u >> (np.maximum(s_u, 32) - np.uint64(32)))
+        u = as_rng(rng).uint32(t.size).astype(np.uint64).reshape(t.shape)
+        up = u < t
+    return q + up
+
+
+def requantize(acc, acc_frac_bits, fmt, rng=None, counts=None):
+    """Rescale integer values with ``acc_frac_bits`` fractional bits into ``fmt``.
+
+    Right shifts round by ``fmt.rounding`` (:func:`rshift_round`); left shifts are exact.
+    Then ``fmt.overflow`` applies, counted in ``counts``.
+    """
+    acc = np.asarray(acc)
+    if acc.dtype.kind not in "iu":
+        raise TypeError(f"requantize expects integer accumulators, got {acc.dtype}")
+    acc = acc.astype(np.int64)
+    delta = int(acc_frac_bits) - fmt.frac_bits
+    if delta >= 0:
+        if delta > MAX_SHIFT:
+            raise ValueError(f"rescaling by 2**-{delta} exceeds the largest shift {MAX_SHIFT}")
+        v = rshift_round(acc, delta, fmt.rounding, rng)
+        return _finish(v, fmt, v > fmt.max_code, v < fmt.min_code, counts)
+    k = -delta
+    if k > MAX_SHIFT:
+        raise ValueError(f"rescaling by 2**{k} exceeds the largest shift {MAX_SHIFT}")
+    high = acc > (fmt.max_code >> k)
+    low = acc < -((-fmt.min_code) >> k)
+    return _finish(acc << np.int64(k), fmt, high, low, counts)
+
+
+def multiply(a, fmt_a, b, fmt_b, out_fmt, rng=None, counts=None):
+    """Multiply fixed-point codes exactly in int64, then :func:`requantize` into ``out_fmt``.
+
+    The exact product of codes has ``fmt_a.frac_bits + fmt_b.frac_bits`` fractional bits and
+    fits int64 because both operands have at most 32 bits.
+    """
+    a = np.asarray(a).astype(np.int64)
+    b = np.asarray(b).astype(np.int64)
+    return requantize(a * b, fmt_a.frac_bits + fmt_b.frac_bits, out_fmt, rng, counts)
+
+
+def saturate(v, fmt, counts=None):
+    """Apply ``fmt.overflow`` to int64 values already on the format's scale."""
+    v = np.asarray(v).astype(np.int64)
+    return _finish(v, fmt, v > fmt.max_code, v < fmt.min_code, counts)

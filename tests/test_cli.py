@@ -1,0 +1,53 @@
+import subprocess
+import sys
+
+import pytest
+
+from bitsim import __version__
+from bitsim.cli import build_parser, main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "bitsim.cli", *args], capture_output=True, text=True)
+
+
+def test_version_on_every_subcommand(capsys):
+    parser = build_parser()
+    commands = [None] + list(parser._subparsers._group_actions[0].choices)
+    for command in commands:
+        with pytest.raises(SystemExit) as stop:
+            main(([command] if command else []) + ["--version"])
+        assert stop.value.code == 0
+        assert capsys.readouterr().out.strip() == f"bitsim {__version__}"
+
+
+def test_help_on_every_subcommand(capsys):
+    for command in build_parser()._subparsers._group_actions[0].choices:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "usage: bitsim" in capsys.readouterr().out
+
+
+def test_explain_shows_fields_code_and_rule(capsys):
+    assert main(["explain", "log8", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "0 01111101 00110011001100110011010" in out
+    assert "code         0x7e = 0b0_1111110" in out
+    assert "decoded      +2^-2 = 0.25" in out
+    assert "rule         linear" in out
+    assert main(["explain", "Q3.4", "3.14159", "--rounding", "floor"]) == 0
+    assert "code         50 = 0x32" in capsys.readouterr().out
+
+
+def test_bad_input_is_an_error_message_not_a_traceback():
+    result = run("explain", "log99", "1")
+    assert result.returncode == 1
+    assert "log codes have 3..8 bits" in result.stderr and "Traceback" not in result.stderr
+    result = run("explain", "Q3.4", "1", "--rounding", "banker")
+    assert result.returncode == 1 and "choose one of" in result.stderr
+
+
+def test_demo_runs(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "n - 2 * popcount" in out and "Q3.4" in out
