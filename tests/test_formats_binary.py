@@ -138,3 +138,17 @@ def test_ternarize_rules():
     t = ternary.ternarize_stochastic(x, 3)
     assert set(np.unique(t)) <= {-1, 0}
     assert abs((t == -1).mean() - 0.3) < 0.01
+
+
+@pytest.mark.parametrize("bitorder", ["little", "big"])
+def test_every_8bit_word_unpacks_by_definition_and_repacks(bitorder):
+    words = np.arange(256, dtype=np.uint8)[:, None]
+    bits = binary.unpack_bits(words, 8, bitorder)
+    for w in range(256):
+        expected = [(w >> (i if bitorder == "little" else 7 - i)) & 1 for i in range(8)]
+        assert bits[w].tolist() == [bool(b) for b in expected]
+    np.testing.assert_array_equal(binary.pack_bits(bits, 8, bitorder), words)
+    values = np.where(bits, 1, -1)
+    for n in (1, 5, 8):
+        lce = binary.to_lce(binary.pack(values[:, :n]), n)
+        np.testing.assert_array_equal(binary.from_lce(lce, n), binary.pack(values[:, :n]))
