@@ -35,9 +35,15 @@ def sha256_file(path):
 
 def array_sha256(a):
     """SHA-256 of an array's dtype, shape and little-endian C-order bytes."""
-    a = np.ascontiguousarray(a)
+    a = _c_order(a)
     header = f"{a.dtype.newbyteorder('<').str}{a.shape}".encode()
     return sha256_bytes(header + a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+
+
+def _c_order(a):
+    """``a`` in C order with its shape kept (``np.ascontiguousarray`` would turn 0-d into 1-d)."""
+    a = np.asarray(a)
+    return a if a.flags.c_contiguous else a.copy(order="C")
 
 
 def atomic_write_bytes(path, data):
@@ -66,7 +72,7 @@ def npz_bytes(arrays):
             if a.dtype.kind == "O":
                 raise TypeError(f"array {name!r} has dtype object, which cannot be saved without pickle")
             member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(a), allow_pickle=False)
+            np.lib.format.write_array(member, _c_order(a), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, member.getvalue())

@@ -8,13 +8,15 @@ from bitsim.io import atomic_write_bytes, load_bundle, save_bundle
 
 def test_bundle_round_trip_is_exact(tmp_path):
     arrays = {"w": np.arange(12, dtype=np.uint64).reshape(3, 4) * (2**61 + 3), "t": np.int32([-5, 7]),
-              "f": np.float32([0.1, -0.0, np.inf])}
+              "f": np.float32([0.1, -0.0, np.inf]), "scalar": np.array(7, np.int64),
+              "strided": np.arange(20, dtype=np.int16).reshape(4, 5)[:, ::2]}
     save_bundle(tmp_path / "m", arrays, "test.kind", {"layers": [1, 2]})
     loaded, meta = load_bundle(tmp_path / "m.json", "test.kind")
     assert meta == {"layers": [1, 2]}
     for name, a in arrays.items():
-        assert loaded[name].dtype == a.dtype
-        np.testing.assert_array_equal(loaded[name].view(np.uint8), a.view(np.uint8))
+        assert loaded[name].dtype == a.dtype and loaded[name].shape == a.shape
+        np.testing.assert_array_equal(loaded[name], a)
+        assert loaded[name].tobytes() == a.tobytes()
 
 
 def test_bundle_bytes_are_deterministic(tmp_path):

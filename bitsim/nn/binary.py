@@ -25,6 +25,7 @@ import numpy as np
 from bitsim.formats import binary
 from bitsim.formats.rng import as_rng
 
+from ._fused import sign_pm1
 from .init import uniform
 from .layers import Layer, Param, _check_2d, _check_nhwc, _pair, col2im, conv_output_hw, im2col
 
@@ -53,12 +54,15 @@ class _Binarized:
         self._wb = None
 
     def _binarize(self, training):
+        """The ±1 weights of this forward pass, in the layer's float dtype."""
         if self.stochastic and training:
-            wb = binary.binarize_stochastic(self.W.value, self.rng)
+            wb = binary.binarize_stochastic(self.W.value, self.rng).astype(self.dtype)
         else:
-            wb = binary.binarize(self.W.value)
+            wb = np.empty(self.W.value.shape, self.dtype)
+            if sign_pm1(np.ascontiguousarray(self.W.value).reshape(-1), wb.reshape(-1)):
+                raise ValueError(f"{self}: latent weights contain NaN; the training diverged")
         self._wb = wb
-        return wb.astype(self.dtype)
+        return wb
 
     def binary_weights(self):
         """The ±1 int8 weights used in the last forward pass (the deterministic sign of ``W`` before any).
@@ -67,7 +71,7 @@ class _Binarized:
         """
         if self._wb is None:
             return binary.binarize(self.W.value)
-        return self._wb.copy()
+        return self._wb.astype(np.int8)
 
 
 class BinaryDense(_Binarized, Layer):
@@ -110,7 +114,7 @@ class BinaryDense(_Binarized, Layer):
         _check_exact(x, self.n_in, self.dtype, self)
         x = x.astype(self.dtype, copy=False)
         wb = self._binarize(training)
-        self._x, self._wbf = x, wb
+        self._x = x
         y = x @ wb.T
         return y + self.b.value if self.b is not None else y
 
@@ -119,7 +123,7 @@ class BinaryDense(_Binarized, Layer):
         self.W.grad = grad.T @ x
         if self.b is not None:
             self.b.grad = grad.sum(axis=0)
-        return grad @ self._wbf
+        return grad @ self._wb
 
     def params(self):
         return [self.W] + ([self.b] if self.b is not None else [])
@@ -170,7 +174,7 @@ class BinaryConv2d(_Binarized, Layer):
         x = x.astype(self.dtype, copy=False)
         wb = self._binarize(training).reshape(self.c_out, -1)
         cols, (oh, ow) = im2col(x, self.kernel, self.stride, self.padding)
-        self._x_shape, self._cols, self._wbf = x.shape, cols, wb
+        self._x_shape, self._cols, self._wb2d = x.shape, cols, wb
         y = cols @ wb.T
         if self.b is not None:
             y += self.b.value
@@ -182,7 +186,7 @@ class BinaryConv2d(_Binarized, Layer):
         self.W.grad = (g.T @ cols).reshape(self.W.value.shape)
         if self.b is not None:
             self.b.grad = g.sum(axis=0)
-        return col2im(g @ self._wbf, self._x_shape, self.kernel, self.stride, self.padding)
+        return col2im(g @ self._wb2d, self._x_shape, self.kernel, self.stride, self.padding)
 
     def params(self):
         return [self.W] + ([self.b] if self.b is not None else [])

@@ -3,6 +3,7 @@
 import numpy as np
 
 from bitsim.formats.rng import as_rng
+from bitsim.io import load_bundle, save_bundle
 
 
 def batch_order(n, rng=None):
@@ -55,8 +56,7 @@ class Sequential:
     Notes
     -----
     ``state()`` keys are ``'{index}.{name}'``, e.g. ``'0.W'``, ``'1.gamma'``, ``'1.running_mean'``; the
-    values are plain arrays, so ``np.savez(path, **model.state())`` and
-    ``model.load_state(np.load(path, allow_pickle=False))`` save and restore a model without pickle.
+    values are plain arrays; :meth:`save` and :meth:`load` store them without pickle.
     Generator positions (dropout, stochastic binarization) are not part of the state.
     """
 
@@ -97,14 +97,18 @@ class Sequential:
             except ValueError as err:
                 raise ValueError(f"layer {i}: {err}") from None
 
-    def save(self, path):
-        """Write :meth:`state` to an ``.npz`` file (no pickle)."""
-        np.savez(path, **self.state())
+    def save(self, path, meta=None):
+        """Write :meth:`state` as ``path.npz`` + ``path.json`` (no pickle, atomic, with checksums).
+
+        ``meta`` is stored in the JSON manifest (e.g. the architecture and training options).
+        """
+        return save_bundle(path, self.state(), "bitsim.nn.Sequential", meta)
 
     def load(self, path):
-        """Read an ``.npz`` file written by :meth:`save` into the model."""
-        with np.load(path, allow_pickle=False) as npz:
-            self.load_state({key: npz[key] for key in npz.files})
+        """Read a model saved by :meth:`save` into this model (same architecture); return its ``meta``."""
+        state, meta = load_bundle(path, "bitsim.nn.Sequential")
+        self.load_state(state)
+        return meta
 
     def summary(self, input_shape):
         """Per-layer rows for an input example of ``input_shape`` (without the batch axis).

@@ -28,6 +28,7 @@ first AP2. See :class:`ShiftAdaMax` for what is and is not approximated.
 
 import numpy as np
 
+from . import _fused
 from .layers import ap2
 
 
@@ -115,12 +116,12 @@ class Optimizer:
             g = p.grad
             if self.weight_decay and p.decay:
                 g = g + self.weight_decay * p.value
-            self._update(p, g, lr * p.lr_scale, slots)
-            if p.clip is not None:
+            if not self._update(p, g, lr * p.lr_scale, slots) and p.clip is not None:
                 np.clip(p.value, p.clip[0], p.clip[1], out=p.value)
         self.t += 1
 
     def _update(self, p, g, lr, slots):
+        """Update ``p`` in place; return True when the update also applied ``p.clip``."""
         raise NotImplementedError
 
     def _slot(self, slots, name, p):
@@ -194,9 +195,16 @@ class Adam(Optimizer):
     def _update(self, p, g, lr, slots):
         m, v = self._slot(slots, "m", p), self._slot(slots, "v", p)
         t = self.t + 1
+        if _fused.fusable(p.value, g, m, v):
+            f = p.value.dtype.type
+            lo, hi = p.clip if p.clip is not None else (0.0, 0.0)
+            _fused.adam(*_fused.flat(p.value, g, m, v), f(self.b1), f(1 - self.b1), f(self.b2), f(1 - self.b2),
+                        f(1 - self.b1**t), f(1 - self.b2**t), f(lr), f(self.eps), f(lo), f(hi), p.clip is not None)
+            return True
         m[...] = self.b1 * m + (1 - self.b1) * g
         v[...] = self.b2 * v + (1 - self.b2) * g * g
         p.value -= lr * (m / (1 - self.b1**t)) / (np.sqrt(v / (1 - self.b2**t)) + self.eps)
+        return False
 
 
 class AdaMax(Optimizer):
@@ -209,9 +217,16 @@ class AdaMax(Optimizer):
     def _update(self, p, g, lr, slots):
         m, u = self._slot(slots, "m", p), self._slot(slots, "u", p)
         t = self.t + 1
+        if _fused.fusable(p.value, g, m, u):
+            f = p.value.dtype.type
+            lo, hi = p.clip if p.clip is not None else (0.0, 0.0)
+            _fused.adamax(*_fused.flat(p.value, g, m, u), f(self.b1), f(1 - self.b1), f(self.b2), f(lr / (1 - self.b1**t)),
+                          f(self.eps), f(lo), f(hi), p.clip is not None)
+            return True
         m[...] = self.b1 * m + (1 - self.b1) * g
         np.maximum(self.b2 * u, np.abs(g), out=u)
         p.value -= (lr / (1 - self.b1**t)) * m / (u + self.eps)
+        return False
 
 
 class ShiftAdaMax(AdaMax):
