@@ -16,10 +16,130 @@ def _explain(args):
     print(explain(args.format, args.value, **options))
 
 
-def _demo(args):
+def _tour(args):
     from .tour import tour
 
     tour(print)
+
+
+def _demo(args):
+    from .methods import bnn
+
+    cfg = bnn.BNNConfig(hidden=args.hidden, layers=2, epochs=args.epochs, train_size=args.train_size,
+                        validation_size=5000, seed=args.seed)
+    print(f"bitsim demo: train a binarized MLP (784-{cfg.hidden}-{cfg.hidden}-10) on {cfg.train_size:,} bundled "
+          f"MNIST images for {cfg.epochs} epochs, compile it to packed integers, check it bit for bit, time it.")
+    print("(the full reproduction is `bitsim train bnn`; see README.md)")
+    model, history = bnn.train(cfg, progress=not args.no_progress)
+    _, _, test = bnn.mnist_splits(cfg)
+    compiled, _ = bnn.deploy(model, test[0][:10])
+    print()
+    print(bnn.format_summary(bnn.summary_rows(compiled)))
+    print()
+    rep = bnn.report(model, compiled, test)
+    print(bnn.format_report(rep))
+    if not rep["exact"]["all_equal"]:
+        raise ArithmeticError("the integer model differs from the float model; see the rows above")
+
+
+def _train_bnn(args):
+    from pathlib import Path
+
+    from .methods import bnn
+
+    cfg = bnn.BNNConfig(hidden=args.hidden, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
+                        lr_start=args.lr_start, lr_end=args.lr_end, optimizer=args.optimizer, shift_bn=args.shift_bn,
+                        dropout_in=args.dropout_in, dropout_hidden=args.dropout_hidden, train_size=args.train_size,
+                        seed=args.seed)
+    out = Path(args.out)
+    print(f"training {cfg}")
+    model, history = bnn.train(cfg, out_dir=out, progress=not args.no_progress, resume=args.resume)
+    _, _, test = bnn.mnist_splits(cfg)
+    compiled, _ = bnn.deploy(model, test[0][:10])
+    compiled.save(out / "integer")
+    print(bnn.format_summary(bnn.summary_rows(compiled)))
+    rep = bnn.report(model, compiled, test)
+    print(bnn.format_report(rep))
+    plot = bnn.plot_history(history, out / "training.png")
+    total = sum(h["seconds"] for h in history)
+    print(f"training time   {total / 60:.1f} min over {len(history)} epochs ({total / len(history):.1f} s/epoch)")
+    print(f"saved           {out / 'best.json'} (float), {out / 'integer.json'} (integer)"
+          + (f", {plot}" if plot else "; install the plot extra for training.png"))
+
+
+def _load_any(path):
+    from .deploy import IntegerModel
+    from .io import load_bundle
+
+    arrays, meta = load_bundle(path)
+    if "stages" in meta:
+        return IntegerModel.load(path), None
+    from .methods import bnn
+
+    model, _ = bnn.load_float_model(path)
+    _, _, test = bnn.mnist_splits(bnn.BNNConfig.from_dict(meta["config"]))
+    return bnn.deploy(model, test[0][:10])[0], model
+
+
+def _eval(args):
+    from .methods import bnn
+
+    compiled, model = _load_any(args.model)
+    _, _, (xs, ys) = bnn.mnist_splits(bnn.BNNConfig())
+    err = bnn.evaluate_compiled(compiled, xs, ys, args.batch_size)
+    print(f"integer model   test error {100 * err:.2f}% on {len(xs):,} MNIST test images")
+    if model is not None:
+        print(bnn.format_report(bnn.report(model, compiled, (xs, ys), time_it=False)))
+
+
+def _summary(args):
+    from .methods import bnn
+
+    compiled, _ = _load_any(args.model)
+    print(bnn.format_summary(bnn.summary_rows(compiled)))
+
+
+def _read_inputs(spec, rows):
+    """Inputs for export: 'mnist:test' / 'mnist:train' (bundled), or a .npy / .npz file of uint8 arrays."""
+    import numpy as np
+
+    if spec.startswith("mnist:"):
+        from .datasets import load_mnist
+
+        split = spec.split(":", 1)[1]
+        if split not in ("test", "train"):
+            raise ValueError(f"unknown MNIST split {split!r}; use mnist:test or mnist:train")
+        return load_mnist()[f"x_{split}"][:rows]
+    if spec.endswith(".npy"):
+        x = np.load(spec, allow_pickle=False)
+    elif spec.endswith(".npz"):
+        with np.load(spec, allow_pickle=False) as npz:
+            if len(npz.files) != 1:
+                raise ValueError(f"{spec} holds {npz.files}; give a .npz with exactly one array")
+            x = npz[npz.files[0]]
+    else:
+        raise ValueError(f"cannot read inputs from {spec!r}; give mnist:test, a .npy or a .npz file")
+    return x[:rows]
+
+
+def _export(args):
+    from .deploy import IntegerModel
+    from .golden import export
+
+    compiled = IntegerModel.load(args.model)
+    x = _read_inputs(args.inputs, args.rows)
+    manifest = export(compiled, x, args.out, formats=args.formats.split(","), overwrite=args.overwrite,
+                      options={"model": str(args.model), "inputs": args.inputs, "rows": int(len(x))})
+    print(f"wrote {len(manifest['tensors'])} tensors for {manifest['examples']} inputs to {args.out} "
+          f"({', '.join(manifest['formats'])}; manifest.json lists shapes, packing and SHA-256)")
+
+
+def _compare(args):
+    from .golden import compare, format_report, passed
+
+    verdicts = compare(args.golden, args.dut, args.tensors or None)
+    print(format_report(verdicts))
+    return 0 if passed(verdicts) else 1
 
 
 def build_parser():
@@ -30,10 +150,60 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"bitsim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run bitsim's main job on the bundled data",
-                          description="Run bitsim's main job: a tour of the number formats and kernels.")
+    demo = sub.add_parser(
+        "demo", help="run bitsim's main job on the bundled data",
+        description="Train a small BNN on the bundled MNIST, compile it to packed integers, check that it equals "
+                    "the float model bit for bit, and report accuracy, speed and memory (a few minutes).")
     demo.add_argument("--version", action="version", version=f"bitsim {__version__}")
+    demo.add_argument("--hidden", type=int, default=256, help="hidden units per layer (default 256)")
+    demo.add_argument("--epochs", type=int, default=3, help="epochs (default 3)")
+    demo.add_argument("--train-size", type=int, default=20_000, help="training images (default 20000)")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
+
+    tour = sub.add_parser("tour", help="print a tour of the number formats with their bits",
+                          description="Print a tour of bitsim's number formats, with the bits showing.")
+    tour.add_argument("--version", action="version", version=f"bitsim {__version__}")
+    tour.set_defaults(func=_tour)
+
+    train = sub.add_parser("train", help="train a model (bnn)", description="Train one of the published methods.")
+    train.add_argument("--version", action="version", version=f"bitsim {__version__}")
+    methods = train.add_subparsers(dest="method", metavar="METHOD", required=True)
+    t = methods.add_parser("bnn", help="Binarized Neural Network MLP on MNIST",
+                           description="Train a BNN MLP on the bundled MNIST, then compile, check and report.")
+    t.add_argument("--version", action="version", version=f"bitsim {__version__}")
+    t.add_argument("--dataset", choices=["mnist"], default="mnist")
+    t.add_argument("--hidden", type=int, default=2048)
+    t.add_argument("--layers", type=int, default=3)
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=100)
+    t.add_argument("--lr-start", type=float, default=3e-3)
+    t.add_argument("--lr-end", type=float, default=3e-7)
+    t.add_argument("--optimizer", choices=["adam", "shift-adamax"], default="adam")
+    t.add_argument("--shift-bn", action="store_true", help="shift-based batch normalization")
+    t.add_argument("--dropout-in", type=float, default=0.2)
+    t.add_argument("--dropout-hidden", type=float, default=0.5)
+    t.add_argument("--train-size", type=int, default=50_000)
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--out", default="runs/bnn", help="output directory (checkpoints, models, plot)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=_train_bnn)
+
+    ev = sub.add_parser("eval", help="test error of a saved model on MNIST",
+                        description="Evaluate a saved model (integer or float BNN) on the MNIST test set.")
+    ev.add_argument("--version", action="version", version=f"bitsim {__version__}")
+    ev.add_argument("model", help="a model .json (integer.json or best.json from bitsim train)")
+    ev.add_argument("--batch-size", type=int, default=1000)
+    ev.set_defaults(func=_eval)
+
+    sm = sub.add_parser("summary", help="per-layer parameters, storage and popcounts of a saved model",
+                        description="Per layer: parameters, stored bytes vs float32, MACs and the popcounts "
+                                    "that replace them.")
+    sm.add_argument("--version", action="version", version=f"bitsim {__version__}")
+    sm.add_argument("model", help="a model .json")
+    sm.set_defaults(func=_summary)
 
     explain = sub.add_parser(
         "explain", help="show how one value is encoded in a format, bit by bit",
@@ -50,6 +220,26 @@ def build_parser():
     explain.add_argument("--overflow", help="saturate, wrap (fixed only) or error")
     explain.add_argument("--underflow", help="log codes: flush, saturate or error")
     explain.set_defaults(func=_explain)
+    ex = sub.add_parser("export", help="write golden vectors of a deployed model for a testbench",
+                        description="Write every tensor of a deployed model on a batch of inputs: $readmemh text, "
+                                    "raw little-endian binary and .npz, with a manifest (docs/formats.md, section 8).")
+    ex.add_argument("--version", action="version", version=f"bitsim {__version__}")
+    ex.add_argument("model", help="an integer model .json (from bitsim train)")
+    ex.add_argument("--inputs", default="mnist:test", help="mnist:test (default), mnist:train, or a .npy/.npz of uint8")
+    ex.add_argument("--rows", type=int, default=16, help="number of inputs (default 16)")
+    ex.add_argument("--out", required=True, help="output directory (written atomically)")
+    ex.add_argument("--formats", default="memh,bin,npz", help="comma-separated: memh, bin, npz (default all)")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    ex.set_defaults(func=_export)
+
+    cmp_ = sub.add_parser("compare", help="compare a design's dump with golden vectors",
+                          description="Compare the files a design under test wrote with bitsim's golden vectors; "
+                                      "exit 0 only if every selected tensor matches.")
+    cmp_.add_argument("--version", action="version", version=f"bitsim {__version__}")
+    cmp_.add_argument("golden", help="a directory written by bitsim export")
+    cmp_.add_argument("dut", help="the directory of the design's dump (files named like the golden ones)")
+    cmp_.add_argument("--tensors", nargs="+", help="tensor names or shell patterns to compare (default all)")
+    cmp_.set_defaults(func=_compare)
     return parser
 
 
@@ -60,12 +250,14 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .golden import GoldenError
+
     try:
-        args.func(args)
-    except (ValueError, TypeError, OverflowError, ArithmeticError, FileNotFoundError) as err:
+        status = args.func(args)
+    except (ValueError, TypeError, OverflowError, ArithmeticError, OSError, GoldenError) as err:
         print(f"bitsim {args.command}: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+        return 2 if args.command == "compare" else 1
+    return status or 0
 
 
 if __name__ == "__main__":

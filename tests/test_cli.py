@@ -47,7 +47,14 @@ def test_bad_input_is_an_error_message_not_a_traceback():
     assert result.returncode == 1 and "choose one of" in result.stderr
 
 
-def test_demo_runs(capsys):
-    assert main(["demo"]) == 0
+def test_tour_runs(capsys):
+    assert main(["tour"]) == 0
     out = capsys.readouterr().out
     assert "n - 2 * popcount" in out and "Q3.4" in out
+
+
+def test_demo_pipeline_is_bit_exact(capsys):
+    assert main(["demo", "--hidden", "32", "--epochs", "1", "--train-size", "500", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "every stage equal; predictions equal: True" in out
+    assert "weight memory" in out and "speed" in out

@@ -1,0 +1,1 @@
+"""The published methods bitsim simulates, one module each, built from the layers below."""

@@ -1,0 +1,337 @@
+"""Binarized Neural Networks (Hubara, Courbariaux, Soudry, El-Yaniv, Bengio, 2016) on MNIST.
+
+The network follows the authors' Theano MNIST code: an MLP of ``layers`` hidden layers of ``hidden``
+binary units, each ``BinaryDense -> BatchNorm -> Sign`` (straight-through estimator) with dropout,
+and a ``BinaryDense -> BatchNorm`` output; squared hinge loss; Adam with the learning rate decayed
+geometrically from ``lr_start`` to ``lr_end`` over the epochs; per-layer "Glorot" learning-rate scales
+for the binary weights; latent weights clipped to [-1, 1]; the epoch with the best validation error
+is kept. One deliberate difference: the first layer takes the raw pixel values 0..255 (not
+``2x - 1``), so the deployed network's first layer is an exact bit-plane computation on 8-bit inputs;
+the batch norm after it absorbs the scale.
+
+Reproducibility: every random decision is drawn from Philox generators whose keys are derived from
+``seed`` (weights: ``seed``; epoch ``e``'s shuffle: ``seed * 2**20 + 2 * e``; epoch ``e``'s dropout
+masks: ``seed * 2**20 + 2 * e + 1``), re-keyed at the start of every epoch, so a run resumed from a
+checkpoint continues with exactly the bits an uninterrupted run would have used.
+"""
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets import load_mnist
+from ..deploy import IntegerModel, check_exact, compile_model
+from ..formats.rng import Philox
+from ..io import atomic_write_bytes, load_bundle, save_bundle
+from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatten, Sequential, ShiftAdaMax, Sign,
+                  SquaredHinge, glorot_lr_scale)
+
+OPTIMIZERS = {"adam": Adam, "shift-adamax": ShiftAdaMax}
+
+
+@dataclass
+class BNNConfig:
+    """Options of a BNN MNIST run (the defaults are the README's 30-minute reproduction)."""
+
+    hidden: int = 2048
+    layers: int = 3
+    epochs: int = 30
+    batch_size: int = 100
+    lr_start: float = 3e-3
+    lr_end: float = 3e-7
+    optimizer: str = "adam"
+    shift_bn: bool = False
+    dropout_in: float = 0.2
+    dropout_hidden: float = 0.5
+    train_size: int = 50_000
+    validation_size: int = 10_000
+    seed: int = 1
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+        if not 1 <= self.train_size <= 50_000 or not 1 <= self.validation_size <= 10_000:
+            raise ValueError("train_size must be 1..50000 and validation_size 1..10000 (MNIST's classic split)")
+        if self.hidden < 1 or self.layers < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("hidden, layers, epochs and batch_size must be positive")
+
+    @classmethod
+    def from_dict(cls, d):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def epoch_key(seed, epoch, stream):
+    """The Philox key of ``stream`` (0 shuffle, 1 dropout) in ``epoch``: ``seed * 2**20 + 2 * epoch + stream``."""
+    return int(seed) * 2**20 + 2 * int(epoch) + int(stream)
+
+
+def build_mlp(cfg, input_size=784, classes=10):
+    """The BNN MLP of ``cfg``: binary layers with batch norm and sign, ending in batch-normed scores."""
+    init = Philox(cfg.seed)
+    widths = [input_size] + [cfg.hidden] * cfg.layers
+    layers = [Flatten()]
+    if cfg.dropout_in:
+        layers.append(Dropout(cfg.dropout_in, 0))
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        layers += [BinaryDense(n_in, n_out, init_rng=init, lr_scale=glorot_lr_scale(n_in, n_out)),
+                   BatchNorm(n_out, shift=cfg.shift_bn), Sign()]
+        if cfg.dropout_hidden:
+            layers.append(Dropout(cfg.dropout_hidden, 0))
+    layers += [BinaryDense(widths[-1], classes, init_rng=init, lr_scale=glorot_lr_scale(widths[-1], classes)),
+               BatchNorm(classes, shift=cfg.shift_bn)]
+    return Sequential(layers)
+
+
+def mnist_splits(cfg, data=None):
+    """``(x_train, y_train), (x_val, y_val), (x_test, y_test)`` as uint8 images and labels."""
+    data = load_mnist() if data is None else data
+    x, y = data["x_train"], data["y_train"]
+    train = (x[:cfg.train_size], y[:cfg.train_size])
+    val = (x[50_000:50_000 + cfg.validation_size], y[50_000:50_000 + cfg.validation_size])
+    return train, val, (data["x_test"], data["y_test"])
+
+
+def error(model, x, y, batch_size=1000):
+    """Classification error (fraction) of the float model in inference mode."""
+    wrong = 0
+    for i in range(0, len(x), batch_size):
+        wrong += int(np.sum(model.forward(x[i:i + batch_size], training=False).argmax(1) != y[i:i + batch_size]))
+    return wrong / len(x)
+
+
+def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=None, log=print):
+    """Train a BNN on MNIST.
+
+    Parameters
+    ----------
+    cfg : BNNConfig
+    out_dir : str or Path, optional
+        Where to write ``checkpoint.{npz,json}`` after every epoch, ``best.{npz,json}`` (the model with
+        the lowest validation error) and ``history.json``.
+    data : dict, optional
+        MNIST arrays as :func:`bitsim.datasets.load_mnist` returns them (loaded when omitted).
+    progress : bool
+        Show a tqdm progress bar per epoch (only when writing to a terminal).
+    resume : bool
+        Continue from ``out_dir/checkpoint`` when it exists.
+    stop_after : int, optional
+        Return after this many epochs of this call (a later call with ``resume=True`` continues).
+    log : callable
+        Receives one line per epoch.
+
+    Returns
+    -------
+    model : Sequential
+        The model of the epoch with the best validation error.
+    history : list of dict
+        Per epoch: train loss and error, validation and test error, learning rate, seconds.
+    """
+    from tqdm.auto import tqdm
+
+    (xt, yt), (xv, yv), (xs, ys) = mnist_splits(cfg, data)
+    model = build_mlp(cfg)
+    steps = -(-len(xt) // cfg.batch_size)
+    schedule = ExponentialDecay(cfg.lr_start, cfg.lr_end, cfg.epochs, every=steps)
+    opt = OPTIMIZERS[cfg.optimizer](model.params(), lr=schedule)
+    loss = SquaredHinge()
+    history, best, start = [], None, 0
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and resume and (out / "checkpoint.json").exists():
+        history = model.load(out / "checkpoint")["history"]
+        opt.load_state(load_bundle(out / "optimizer", "bitsim.nn.Optimizer")[0])
+        best = (min(h["val_error"] for h in history), load_bundle(out / "best", "bitsim.nn.Sequential")[0])
+        start = len(history)
+        log(f"resumed from {out / 'checkpoint'} after epoch {start}")
+    stop = cfg.epochs if stop_after is None else min(cfg.epochs, start + int(stop_after))
+    for epoch in range(start, stop):
+        shuffle = Philox(epoch_key(cfg.seed, epoch, 0))
+        dropout = Philox(epoch_key(cfg.seed, epoch, 1))
+        for layer in model.layers:
+            if isinstance(layer, Dropout):
+                layer.rng = dropout
+        t0 = time.perf_counter()
+        order = np.argsort(shuffle.uint32(len(xt)), kind="stable")
+        total, wrong = 0.0, 0
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
+                   disable=None if progress else True)  # None: no bar when the output is not a terminal
+        for b in bar:
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            scores = model.forward(xt[idx], training=True)
+            value, grad = loss(scores, yt[idx])
+            model.backward(grad)
+            opt.step()
+            total += value * len(idx)
+            wrong += int(np.sum(scores.argmax(1) != yt[idx]))
+            if b % 20 == 0:
+                bar.set_postfix(loss=f"{total / ((b + 1) * cfg.batch_size):.4f}",
+                                err=f"{100 * wrong / ((b + 1) * cfg.batch_size):.2f}%")
+        seconds = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "train_loss": total / len(xt), "train_error": wrong / len(xt),
+               "val_error": error(model, xv, yv), "test_error": error(model, xs, ys),
+               "lr": schedule((epoch + 1) * steps - 1), "seconds": seconds}
+        history.append(row)
+        log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  train {100 * row['train_error']:.2f}%  "
+            f"val {100 * row['val_error']:.2f}%  test {100 * row['test_error']:.2f}%  {seconds:.1f}s")
+        if best is None or row["val_error"] < best[0]:
+            best = (row["val_error"], model.state())
+            if out is not None:
+                model.save(out / "best", {"config": asdict(cfg), "epoch": epoch + 1, "history": history})
+        if out is not None:
+            model.save(out / "checkpoint", {"config": asdict(cfg), "history": history})
+            save_bundle(out / "optimizer", opt.state(), "bitsim.nn.Optimizer")
+            atomic_write_bytes(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
+    model.load_state(best[1])
+    return model, history
+
+
+def load_float_model(path):
+    """Rebuild a float BNN saved by :func:`train` (its JSON manifest holds the configuration)."""
+    state, meta = load_bundle(path, "bitsim.nn.Sequential")
+    if "config" not in meta:
+        raise ValueError(f"{path} has no BNN configuration in its manifest; was it written by bitsim train bnn?")
+    model = build_mlp(BNNConfig.from_dict(meta["config"]))
+    model.load_state(state)
+    return model, meta
+
+
+def deploy(model, x_check):
+    """Compile ``model`` for 28x28 uint8 images and check it against the float model on ``x_check``."""
+    compiled = compile_model(model, (28, 28))
+    return compiled, check_exact(model, compiled, x_check)
+
+
+def time_forward(fn, x, batch_size=1000, repeats=3):
+    """Best wall time over ``repeats`` of running ``fn`` on ``x`` in batches (after one warm-up batch)."""
+    fn(x[:batch_size])
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(0, len(x), batch_size):
+            fn(x[i:i + batch_size])
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def summary_rows(compiled):
+    """Per stage with weights: parameters, stored bytes against float32, MACs and the popcounts replacing them.
+
+    Counts are per input example. A bit-plane layer does ``bits`` popcounts of 64-bit words where an
+    XNOR layer does one; thresholds are one int32 and one flip bit per channel.
+    """
+    rows = []
+    for stage in compiled.stages:
+        if hasattr(stage, "w"):
+            n, outputs, words = _reduction(stage), int(stage.w.shape[0]), int(stage.w.shape[-1])
+            planes = getattr(stage, "bits", 1)
+            where = " per position" if stage.w.ndim == 4 or hasattr(stage, "kernel") else ""
+            rows.append({"layer": f"{type(stage).__name__} {n}->{outputs}{where}", "params": n * outputs,
+                         "bytes": int(stage.w.nbytes), "float32_bytes": 4 * n * outputs,
+                         "macs": n * outputs, "popcounts": outputs * words * planes})
+        elif type(stage).__name__ == "Threshold":
+            c = int(stage.thresholds.size)
+            rows.append({"layer": f"Threshold {c} channels", "params": c, "bytes": 4 * c + -(-c // 8),
+                         "float32_bytes": 16 * c, "macs": 0, "popcounts": 0})
+    return rows
+
+
+def _reduction(stage):
+    if hasattr(stage, "n"):
+        return stage.n
+    return int(np.prod(stage.w.shape[1:-1])) * stage.c
+
+
+def format_summary(rows):
+    """The rows of :func:`summary_rows` as a table with a total line."""
+    head = f"{'layer':28s} {'params':>10s} {'bytes':>10s} {'float32 B':>11s} {'ratio':>7s} {'MACs':>11s} {'popcounts':>10s}"
+    lines = [head]
+    total = {k: sum(r[k] for r in rows) for k in ("params", "bytes", "float32_bytes", "macs", "popcounts")}
+    for r in rows + [{"layer": "total", **total}]:
+        ratio = r["bytes"] / r["float32_bytes"] if r["float32_bytes"] else 0.0
+        lines.append(f"{r['layer']:28s} {r['params']:10,d} {r['bytes']:10,d} {r['float32_bytes']:11,d} "
+                     f"{ratio:7.4f} {r['macs']:11,d} {r['popcounts']:10,d}")
+    lines.append("(bytes: packed weights incl. padding bits; thresholds: int32 + flip bit vs 4 float32 batch-norm "
+                 "values; MACs and popcounts per image)")
+    return "\n".join(lines)
+
+
+def weight_memory(compiled):
+    """Packed weight bytes and the float32 bytes of the same weights, and their ratio."""
+    rows = [r for r in summary_rows(compiled) if not r["layer"].startswith("Threshold")]
+    packed, full = sum(r["bytes"] for r in rows), sum(r["float32_bytes"] for r in rows)
+    return {"packed_bytes": packed, "float32_bytes": full, "ratio": packed / full}
+
+
+def report(model, compiled, test, time_it=True):
+    """Accuracy of the float and integer models, the exactness check, speed and memory, as a dict."""
+    xs, ys = test
+    exact = check_exact(model, compiled, xs)
+    out = {"float_test_error": error(model, xs, ys), "integer_test_error": evaluate_compiled(compiled, xs, ys),
+           "exact": exact, "memory": weight_memory(compiled)}
+    if time_it:
+        out["float_seconds"] = time_forward(lambda x: model.forward(x, training=False), xs)
+        out["integer_seconds"] = time_forward(compiled.forward, xs)
+    return out
+
+
+def format_report(rep):
+    lines = [f"test error      float32 model {100 * rep['float_test_error']:.2f}%   "
+             f"integer model {100 * rep['integer_test_error']:.2f}%"]
+    bad = [r for r in rep["exact"]["stages"] if not r["equal"]]
+    verdict = "every stage equal" if rep["exact"]["all_equal"] else f"MISMATCH in {len(bad)} stage(s)"
+    lines.append(f"bit-exactness   integer vs float on {len(rep['exact']['stages'])} stages: {verdict}; "
+                 f"predictions equal: {rep['exact']['predictions_equal']}")
+    for r in rep["exact"]["stages"]:
+        status = "equal" if r["equal"] else f"{r['mismatches']} values differ"
+        lines.append(f"    {r['stage']:14s} vs {r['layer']:18s} {status}")
+    if "float_seconds" in rep:
+        lines.append(f"speed           10,000 test images, batch 1000: float32 NumPy {rep['float_seconds']:.3f} s, "
+                     f"integer kernels {rep['integer_seconds']:.3f} s "
+                     f"({rep['float_seconds'] / rep['integer_seconds']:.2f}x)")
+    m = rep["memory"]
+    lines.append(f"weight memory   {m['packed_bytes']:,} bytes packed vs {m['float32_bytes']:,} float32 "
+                 f"(1/{1 / m['ratio']:.1f})")
+    return "\n".join(lines)
+
+
+def plot_history(history, path, paper_error=0.0096):
+    """Write a PNG of train / validation / test error per epoch (needs matplotlib: the ``plot`` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for key, label in (("train_error", "train"), ("val_error", "validation"), ("test_error", "test")):
+        ax.plot(epochs, [100 * h[key] for h in history], label=label, marker="o", markersize=3)
+    ax.axhline(100 * paper_error, color="grey", linestyle="--", label=f"paper {100 * paper_error:.2f}% (1000 epochs)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error (%)")
+    ax.set_yscale("log")
+    ax.set_title("BNN on MNIST (bitsim)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    import io as _io
+
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def evaluate_compiled(compiled, x, y, batch_size=1000):
+    """Error of a compiled model on uint8 images ``x`` with labels ``y``."""
+    return float(np.mean(compiled.predict(x, batch_size) != y))
+
+
+__all__ = ["BNNConfig", "build_mlp", "train", "deploy", "load_float_model", "summary_rows", "format_summary",
+           "weight_memory", "report", "format_report", "plot_history", "time_forward", "evaluate_compiled",
+           "mnist_splits"]

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from bitsim.datasets import load_mnist
+from bitsim.deploy import IntegerModel
+from bitsim.methods import bnn
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist()
+
+
+def tiny(**changes):
+    options = dict(hidden=64, layers=2, epochs=3, train_size=1500, validation_size=500, seed=3)
+    options.update(changes)
+    return bnn.BNNConfig(**options)
+
+
+def test_train_compile_and_exactness_on_real_images(mnist, tmp_path):
+    model, history = bnn.train(tiny(), out_dir=tmp_path, data=mnist, progress=False, log=lambda line: None)
+    assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert min(h["val_error"] for h in history) < 0.5
+    (_, _), (_, _), (xs, ys) = bnn.mnist_splits(tiny(), mnist)
+    compiled, exact = bnn.deploy(model, xs[:2000])
+    assert exact["all_equal"], exact
+    rep = bnn.report(model, compiled, (xs[:2000], ys[:2000]), time_it=False)
+    assert rep["integer_test_error"] == rep["float_test_error"]
+    compiled.save(tmp_path / "int")
+    loaded = IntegerModel.load(tmp_path / "int")
+    np.testing.assert_array_equal(loaded.predict(xs[:500]), compiled.predict(xs[:500]))
+    assert (tmp_path / "best.json").exists() and (tmp_path / "history.json").exists()
+    rebuilt, meta = bnn.load_float_model(tmp_path / "best")
+    assert meta["config"]["hidden"] == 64
+    np.testing.assert_array_equal(rebuilt.forward(xs[:50], training=False), model.forward(xs[:50], training=False))
+
+
+def test_same_seed_same_bits_and_exact_resume(mnist, tmp_path):
+    quiet = dict(data=mnist, progress=False, log=lambda line: None)
+    whole, _ = bnn.train(tiny(), out_dir=tmp_path / "a", **quiet)
+    again, _ = bnn.train(tiny(), **quiet)
+    bnn.train(tiny(), out_dir=tmp_path / "b", stop_after=2, **quiet)
+    resumed, history = bnn.train(tiny(), out_dir=tmp_path / "b", resume=True, **quiet)
+    assert len(history) == 3
+    for other in (again, resumed):
+        for key, value in whole.state().items():
+            assert other.state()[key].tobytes() == value.tobytes(), key
+
+
+def test_summary_counts_by_hand(mnist):
+    model = bnn.build_mlp(tiny())
+    compiled = bnn.compile_model(model, (28, 28))
+    rows = bnn.summary_rows(compiled)
+    first = rows[0]
+    # 784 inputs need 13 words; 64 outputs x 13 words x 8 bytes; 8 planes x 13 words popcounts per output
+    assert (first["params"], first["bytes"], first["float32_bytes"]) == (784 * 64, 64 * 13 * 8, 784 * 64 * 4)
+    assert first["popcounts"] == 64 * 13 * 8
+    assert rows[2]["bytes"] == 64 * 1 * 8 and rows[2]["popcounts"] == 64
+    memory = bnn.weight_memory(compiled)
+    assert memory["packed_bytes"] == 64 * 13 * 8 + 64 * 8 + 10 * 8
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        bnn.BNNConfig(optimizer="sgd9")
+    with pytest.raises(ValueError, match="train_size"):
+        bnn.BNNConfig(train_size=60_000)
