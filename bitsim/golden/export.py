@@ -1,0 +1,179 @@
+"""Golden vectors: every tensor a design under test can be checked against, in files a testbench can load.
+
+For a compiled :class:`~bitsim.deploy.IntegerModel` and a batch of inputs, :func:`export` writes
+
+* ``input``: the uint8 inputs, one row per example;
+* per stage ``i``: its constants (``stage{i}.weights``, ``.thresholds``, ``.flip``, ``.mean`` ...) and its
+  result for every input (``stage{i}.acc`` for accumulator stages, ``stage{i}.out`` for packed bits,
+  ``stage{i}.scores`` for the float32 output),
+
+each as Verilog ``$readmemh`` text (``.memh``), raw little-endian binary (``.bin``) and one ``golden.npz``,
+plus ``manifest.json`` describing every tensor and file with its SHA-256. See ``docs/formats.md``,
+section 8, for the exact file rules.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..io import array_sha256, atomic_write_bytes, npz_bytes, sha256_bytes
+
+MANIFEST = "manifest.json"
+FORMATS = ("memh", "bin", "npz")
+PACKING = {"word_bits": 64, "bitorder": "little", "one_means": "+1", "padding_bits": 0,
+           "note": "element i of a row at bit i % 64 of word i // 64"}
+
+
+def element_bits(dtype):
+    """Bits of one element as written: the dtype's width, 1 for bool."""
+    dtype = np.dtype(dtype)
+    return 1 if dtype == np.bool_ else 8 * dtype.itemsize
+
+
+def to_words(a):
+    """The array's elements as unsigned integers of their width (two's complement, float bit patterns)."""
+    a = np.asarray(a)
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8)
+    return a.view(f"u{a.dtype.itemsize}")
+
+
+def memh_text(a, header):
+    """``$readmemh`` text: a ``//`` header line, then one element per line in row-major order, lowercase hex."""
+    bits = element_bits(a.dtype)
+    digits = max(1, -(-bits // 4))
+    lines = [f"// {header}"]
+    lines += [f"{int(w):0{digits}x}" for w in to_words(a).ravel()]
+    return "\n".join(lines) + "\n"
+
+
+def raw_bytes(a):
+    """Little-endian bytes of the elements in row-major order (bool as one byte 0 or 1)."""
+    words = to_words(a)
+    return np.ascontiguousarray(words.astype(words.dtype.newbyteorder("<"))).tobytes()
+
+
+def stage_tensors(compiled, x):
+    """``[(name, stage_index, role, array, packed_length), ...]`` for the inputs and every stage.
+
+    ``packed_length`` is the number of ±1 values per row of a packed uint64 tensor (None otherwise).
+    """
+    x = np.asarray(x, dtype=np.uint8)
+    tensors = [("input", None, "input", x.reshape(x.shape[0], -1) if x.ndim > 2 else x, None)]
+    previous = None
+    for i, (stage, out) in enumerate(compiled.trace(x)):
+        for key, value in stage.arrays().items():
+            role = "weights" if key == "w" else key
+            tensors.append((f"stage{i}.{role}", i, role, np.asarray(value), _reduction(stage) if key == "w" else None))
+        if out.dtype == np.uint64:
+            if hasattr(stage, "thresholds"):
+                length = int(stage.thresholds.size)
+            else:  # Flatten: all H * W * c values of the previous packed NHWC tensor
+                length = int(np.prod(previous.shape[1:-1])) * stage.c
+            tensors.append((f"stage{i}.out", i, "out", out, length))
+        elif out.dtype == np.float32:
+            tensors.append((f"stage{i}.scores", i, "scores", out, None))
+        else:
+            tensors.append((f"stage{i}.acc", i, "acc", out, None))
+        previous = out
+    return tensors
+
+
+def _reduction(stage):
+    """The ±1 values per packed weight row: n for dense stages, KH * KW * c for convolutions."""
+    if hasattr(stage, "n"):
+        return int(stage.n)
+    return int(np.prod(stage.kernel if hasattr(stage, "kernel") else stage.w.shape[1:3])) * stage.c
+
+
+def export(compiled, x, out_dir, formats=FORMATS, options=None, overwrite=False):
+    """Write golden vectors for ``compiled`` on inputs ``x`` into ``out_dir``, atomically.
+
+    The directory is built under a temporary name beside ``out_dir`` and renamed into place only when
+    every file is written, so an error never leaves a half-written directory.
+
+    Parameters
+    ----------
+    compiled : bitsim.deploy.IntegerModel
+    x : numpy.ndarray of uint8
+        The inputs, one example per row (or images of the model's input shape).
+    out_dir : str or Path
+    formats : iterable of {'memh', 'bin', 'npz'}
+    options : dict, optional
+        Recorded in the manifest (e.g. the model path and the input source).
+    overwrite : bool
+        Replace an existing ``out_dir``.
+
+    Returns
+    -------
+    dict
+        The manifest.
+    """
+    formats = tuple(formats)
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown golden formats {sorted(unknown)}; choose from {list(FORMATS)}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} exists; choose another --out or pass --overwrite")
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        raise TypeError(f"inputs must be uint8, got {x.dtype}")
+    tensors = stage_tensors(compiled, x)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        entries, arrays = [], {}
+        for name, stage, role, a, length in tensors:
+            a = np.ascontiguousarray(a)
+            entry = {
+                "name": name, "stage": stage,
+                "stage_type": None if stage is None else type(compiled.stages[stage]).__name__,
+                "role": role, "shape": list(a.shape), "dtype": a.dtype.str if a.dtype != np.bool_ else "bool",
+                "bits": element_bits(a.dtype), "array_sha256": array_sha256(a), "files": {},
+            }
+            if a.dtype == np.uint64:
+                entry["packing"] = dict(PACKING, length=length)
+            header = f"bitsim {name}: shape {tuple(a.shape)}, {entry['dtype']}, {entry['bits']}-bit elements, row-major"
+            if "memh" in formats:
+                data = memh_text(a, header).encode()
+                entry["files"]["memh"] = {"path": f"{name}.memh", "sha256": sha256_bytes(data)}
+                (tmp / f"{name}.memh").write_bytes(data)
+            if "bin" in formats:
+                data = raw_bytes(a)
+                entry["files"]["bin"] = {"path": f"{name}.bin", "sha256": sha256_bytes(data)}
+                (tmp / f"{name}.bin").write_bytes(data)
+            if "npz" in formats:
+                arrays[name] = a
+                entry["files"]["npz"] = {"path": "golden.npz", "key": name}
+            entries.append(entry)
+        manifest = {
+            "bitsim_golden": 1, "bitsim_version": __version__, "examples": int(x.shape[0]),
+            "model_stages": [type(s).__name__ for s in compiled.stages], "options": options or {},
+            "formats": list(formats),
+            "rules": {
+                "memh": "one element per line, lowercase hex, width = ceil(bits / 4) digits, row-major order; "
+                        "signed integers in two's complement of their width; float32 as its bit pattern; "
+                        "lines starting with // are comments",
+                "bin": "elements little-endian, width = the dtype's bytes (bool: one byte 0/1), row-major",
+                "packing": PACKING,
+            },
+            "tensors": entries,
+        }
+        if "npz" in formats:
+            data = npz_bytes(arrays)
+            (tmp / "golden.npz").write_bytes(data)
+            manifest["npz_sha256"] = sha256_bytes(data)
+        atomic_write_bytes(tmp / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
