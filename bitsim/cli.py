@@ -1,9 +1,13 @@
 """The ``bitsim`` command: a thin layer over the library."""
 
 import argparse
+import importlib
 import sys
 
 from . import __version__
+
+# `bitsim train NAME`: each module defines CLI_HELP, add_train_arguments(parser) and train_cli(args)
+TRAIN_METHODS = {"bnn": "bitsim.methods.bnn"}
 
 
 def _explain(args):
@@ -40,31 +44,6 @@ def _demo(args):
     print(bnn.format_report(rep))
     if not rep["exact"]["all_equal"]:
         raise ArithmeticError("the integer model differs from the float model; see the rows above")
-
-
-def _train_bnn(args):
-    from pathlib import Path
-
-    from .methods import bnn
-
-    cfg = bnn.BNNConfig(hidden=args.hidden, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
-                        lr_start=args.lr_start, lr_end=args.lr_end, optimizer=args.optimizer, shift_bn=args.shift_bn,
-                        dropout_in=args.dropout_in, dropout_hidden=args.dropout_hidden, train_size=args.train_size,
-                        seed=args.seed)
-    out = Path(args.out)
-    print(f"training {cfg}")
-    model, history = bnn.train(cfg, out_dir=out, progress=not args.no_progress, resume=args.resume)
-    _, _, test = bnn.mnist_splits(cfg)
-    compiled, _ = bnn.deploy(model, test[0][:10])
-    compiled.save(out / "integer")
-    print(bnn.format_summary(bnn.summary_rows(compiled)))
-    rep = bnn.report(model, compiled, test)
-    print(bnn.format_report(rep))
-    plot = bnn.plot_history(history, out / "training.png")
-    total = sum(h["seconds"] for h in history)
-    print(f"training time   {total / 60:.1f} min over {len(history)} epochs ({total / len(history):.1f} s/epoch)")
-    print(f"saved           {out / 'best.json'} (float), {out / 'integer.json'} (integer)"
-          + (f", {plot}" if plot else "; install the plot extra for training.png"))
 
 
 def _load_any(path):
@@ -167,29 +146,16 @@ def build_parser():
     tour.add_argument("--version", action="version", version=f"bitsim {__version__}")
     tour.set_defaults(func=_tour)
 
-    train = sub.add_parser("train", help="train a model (bnn)", description="Train one of the published methods.")
+    train = sub.add_parser("train", help="train one of the published methods",
+                           description="Train one of the published methods on the bundled data.")
     train.add_argument("--version", action="version", version=f"bitsim {__version__}")
     methods = train.add_subparsers(dest="method", metavar="METHOD", required=True)
-    t = methods.add_parser("bnn", help="Binarized Neural Network MLP on MNIST",
-                           description="Train a BNN MLP on the bundled MNIST, then compile, check and report.")
-    t.add_argument("--version", action="version", version=f"bitsim {__version__}")
-    t.add_argument("--dataset", choices=["mnist"], default="mnist")
-    t.add_argument("--hidden", type=int, default=2048)
-    t.add_argument("--layers", type=int, default=3)
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--batch-size", type=int, default=100)
-    t.add_argument("--lr-start", type=float, default=3e-3)
-    t.add_argument("--lr-end", type=float, default=3e-7)
-    t.add_argument("--optimizer", choices=["adam", "shift-adamax"], default="adam")
-    t.add_argument("--shift-bn", action="store_true", help="shift-based batch normalization")
-    t.add_argument("--dropout-in", type=float, default=0.2)
-    t.add_argument("--dropout-hidden", type=float, default=0.5)
-    t.add_argument("--train-size", type=int, default=50_000)
-    t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--out", default="runs/bnn", help="output directory (checkpoints, models, plot)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    t.add_argument("--no-progress", action="store_true")
-    t.set_defaults(func=_train_bnn)
+    for name, module in TRAIN_METHODS.items():
+        method = importlib.import_module(module)
+        t = methods.add_parser(name, help=method.CLI_HELP, description=method.CLI_HELP)
+        t.add_argument("--version", action="version", version=f"bitsim {__version__}")
+        method.add_train_arguments(t)
+        t.set_defaults(func=method.train_cli)
 
     ev = sub.add_parser("eval", help="test error of a saved model on MNIST",
                         description="Evaluate a saved model (integer or float BNN) on the MNIST test set.")

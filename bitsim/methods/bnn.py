@@ -332,6 +332,59 @@ def evaluate_compiled(compiled, x, y, batch_size=1000):
     return float(np.mean(compiled.predict(x, batch_size) != y))
 
 
+CLI_HELP = "Binarized Neural Network MLP on MNIST: train, compile to packed integers, check, report"
+
+
+def add_train_arguments(parser):
+    """Options of ``bitsim train bnn``; the defaults are the README's 30-minute reproduction."""
+    d = BNNConfig()
+    parser.add_argument("--dataset", choices=["mnist"], default="mnist")
+    parser.add_argument("--hidden", type=int, default=d.hidden, help=f"units per hidden layer (default {d.hidden})")
+    parser.add_argument("--layers", type=int, default=d.layers, help=f"hidden layers (default {d.layers})")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr-start", type=float, default=d.lr_start)
+    parser.add_argument("--lr-end", type=float, default=d.lr_end)
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=d.optimizer)
+    parser.add_argument("--shift-bn", action="store_true", help="shift-based batch normalization")
+    parser.add_argument("--dropout-in", type=float, default=d.dropout_in)
+    parser.add_argument("--dropout-hidden", type=float, default=d.dropout_hidden)
+    parser.add_argument("--train-size", type=int, default=d.train_size)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--out", default="runs/bnn", help="output directory (checkpoints, models, plot)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def train_cli(args):
+    """``bitsim train bnn``: train, compile, check, save, report."""
+    cfg = BNNConfig(hidden=args.hidden, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
+                    lr_start=args.lr_start, lr_end=args.lr_end, optimizer=args.optimizer, shift_bn=args.shift_bn,
+                    dropout_in=args.dropout_in, dropout_hidden=args.dropout_hidden, train_size=args.train_size,
+                    seed=args.seed)
+    out = Path(args.out)
+    print(f"training {cfg}")
+    model, history = train(cfg, out_dir=out, progress=not args.no_progress, resume=args.resume)
+    _, _, test = mnist_splits(cfg)
+    compiled, _ = deploy(model, test[0][:10])
+    compiled.save(out / "integer")
+    print(format_summary(summary_rows(compiled)))
+    rep = report(model, compiled, test)
+    print(format_report(rep))
+    plot = plot_history(history, out / "training.png")
+    total = sum(h["seconds"] for h in history)
+    print(f"training time   {total / 60:.1f} min over {len(history)} epochs ({total / len(history):.1f} s/epoch)")
+    print(f"saved           {out / 'best.json'} (float), {out / 'integer.json'} (integer)"
+          + (f", {plot}" if plot else "; install the plot extra for training.png"))
+    atomic_write_bytes(out / "report.json", (json.dumps({
+        "config": asdict(cfg), "float_test_error": rep["float_test_error"],
+        "integer_test_error": rep["integer_test_error"], "all_equal": rep["exact"]["all_equal"],
+        "float_seconds": rep["float_seconds"], "integer_seconds": rep["integer_seconds"],
+        "memory": rep["memory"], "training_seconds": total, "epochs": len(history)}, indent=1) + "\n").encode())
+    if not rep["exact"]["all_equal"]:
+        raise ArithmeticError("the integer model differs from the float model; see the rows above")
+
+
 __all__ = ["BNNConfig", "build_mlp", "train", "deploy", "load_float_model", "summary_rows", "format_summary",
            "weight_memory", "report", "format_report", "plot_history", "time_forward", "evaluate_compiled",
            "mnist_splits"]
