@@ -13,8 +13,8 @@ what a naive integer simulator would do. numpy does not use BLAS for integers an
 well under 1 G MAC/s, so when a case has more than ``NAIVE_MAX_MACS`` MACs the integer
 baseline runs on its first rows only and its throughput is marked ``est.``.
 
-To add a case (shift-add, fixed-point GEMMs, ...), append a :class:`Case` to the list that
-:func:`cases` returns: ``setup`` builds the operands once, ``run`` calls the kernel,
+The shift-add and fixed-point GEMM cases live in ``kernels_int.py`` (runnable on its own too) and are
+appended to this table. To add a case, append a :class:`Case` to the list that :func:`cases` returns: ``setup`` builds the operands once, ``run`` calls the kernel,
 ``baseline`` the float32 equivalent, and ``naive`` (optional) the integer one, on operands
 that ``setup`` may have cut to ``naive_macs`` MACs.
 """
@@ -316,7 +316,7 @@ def fmt_time(t):
 
 
 def print_table(records, file=sys.stdout):
-    head = (f"{'kernel':<20} {'shape':<34} {'time':>11} {'G/s':>8} {'f32 G/s':>8} {'x f32':>7}"
+    head = (f"{'kernel':<24} {'shape':<34} {'time':>11} {'G/s':>8} {'f32 G/s':>8} {'x f32':>7}"
             f" {'int G/s':>9} {'x int':>8} {'mem vs f32':>10}")
     print(head, file=file)
     print("-" * len(head), file=file)
@@ -326,7 +326,7 @@ def print_table(records, file=sys.stdout):
             mark = "~" if r["naive_estimated"] else " "
             naive = f"{mark}{r['naive_gmacs']:8.3f} {r['naive_ratio']:7.0f}x"
         mem = f"1/{r['float32_bytes'] / r['bytes']:.0f}" if r["bytes"] < r["float32_bytes"] else "1"
-        print(f"{r['kernel']:<20} {r['shape']:<34} {fmt_time(r['seconds'])} {r['gmacs']:8.1f} "
+        print(f"{r['kernel']:<24} {r['shape']:<34} {fmt_time(r['seconds'])} {r['gmacs']:8.1f} "
               f"{r['baseline_gmacs']:8.1f} {r['ratio']:6.2f}x {naive} {mem:>10}", file=file)
 
 
@@ -339,8 +339,10 @@ def main():
     print("(conv: float32 im2col + matmul; threshold_pack: numpy compare + packbits) of the same logical shape;")
     print("int = numpy int32 matmul, what a naive integer simulator does, ~ = estimated from its first rows")
     print()
+    from kernels_int import cases as integer_cases  # shift-add and fixed-point GEMMs, same table
+
     records = []
-    for case in cases(ARGS.quick):
+    for case in cases(ARGS.quick) + integer_cases(ARGS.quick):
         if ARGS.only and ARGS.only not in case.name:
             continue
         print(f"  measuring {case.name} {case.shape} ...", file=sys.stderr, flush=True)
