@@ -34,14 +34,7 @@ def _demo(args):
     print(f"bitsim demo: train a binarized MLP (784-{cfg.hidden}-{cfg.hidden}-10) on {cfg.train_size:,} bundled "
           f"MNIST images for {cfg.epochs} epochs, compile it to packed integers, check it bit for bit, time it.")
     print("(the full reproduction is `bitsim train bnn`; see README.md)")
-    model, history = bnn.train(cfg, progress=not args.no_progress)
-    _, _, test = bnn.mnist_splits(cfg)
-    compiled, _ = bnn.deploy(model, test[0][:10])
-    print()
-    print(bnn.format_summary(bnn.summary_rows(compiled)))
-    print()
-    rep = bnn.report(model, compiled, test)
-    print(bnn.format_report(rep))
+    rep = bnn.pipeline(cfg, progress=not args.no_progress)[3]
     if not rep["exact"]["all_equal"]:
         raise ArithmeticError("the integer model differs from the float model; see the rows above")
 

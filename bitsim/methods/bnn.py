@@ -356,6 +356,25 @@ def add_train_arguments(parser):
     parser.add_argument("--no-progress", action="store_true")
 
 
+def pipeline(cfg, out_dir=None, progress=True, resume=False, log=print):
+    """Train, compile, check and report: the whole BNN job.
+
+    Returns
+    -------
+    model, compiled, history, rep
+        The float model, the :class:`IntegerModel`, the training history and :func:`report`'s dict.
+    """
+    model, history = train(cfg, out_dir=out_dir, progress=progress, resume=resume, log=log)
+    _, _, test = mnist_splits(cfg)
+    compiled, _ = deploy(model, test[0][:10])
+    log("")
+    log(format_summary(summary_rows(compiled)))
+    log("")
+    rep = report(model, compiled, test)
+    log(format_report(rep))
+    return model, compiled, history, rep
+
+
 def train_cli(args):
     """``bitsim train bnn``: train, compile, check, save, report."""
     cfg = BNNConfig(hidden=args.hidden, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
@@ -364,13 +383,8 @@ def train_cli(args):
                     seed=args.seed)
     out = Path(args.out)
     print(f"training {cfg}")
-    model, history = train(cfg, out_dir=out, progress=not args.no_progress, resume=args.resume)
-    _, _, test = mnist_splits(cfg)
-    compiled, _ = deploy(model, test[0][:10])
+    model, compiled, history, rep = pipeline(cfg, out, progress=not args.no_progress, resume=args.resume)
     compiled.save(out / "integer")
-    print(format_summary(summary_rows(compiled)))
-    rep = report(model, compiled, test)
-    print(format_report(rep))
     plot = plot_history(history, out / "training.png")
     total = sum(h["seconds"] for h in history)
     print(f"training time   {total / 60:.1f} min over {len(history)} epochs ({total / len(history):.1f} s/epoch)")
@@ -385,6 +399,6 @@ def train_cli(args):
         raise ArithmeticError("the integer model differs from the float model; see the rows above")
 
 
-__all__ = ["BNNConfig", "build_mlp", "train", "deploy", "load_float_model", "summary_rows", "format_summary",
+__all__ = ["BNNConfig", "build_mlp", "train", "pipeline", "deploy", "load_float_model", "summary_rows", "format_summary",
            "weight_memory", "report", "format_report", "plot_history", "time_forward", "evaluate_compiled",
            "mnist_splits"]
