@@ -73,7 +73,7 @@ OVERFLOW_CODES = {Overflow.SATURATE: 0, Overflow.WRAP: 1, Overflow.ERROR: 2}
 
 @numba.njit(cache=True)
 def _rshift_round(x, s, mode):
-    """``bitsim.formats.fixed.rshift_round`` for one int64 and a shift 0..62 (deterministic modes)."""
+    """``bitsim.formats.fixed.rshift_round`` for one int64 and a shift 0..63 (deterministic modes)."""
     q = x >> s
     if s == 0:
         return q

@@ -39,7 +39,7 @@ from numba.extending import intrinsic
 
 from ..formats.log import LogFormat, split
 from ..formats.modes import Rounding, parse_enum
-from .fixed import INT32_MAX, ROUNDING_CODES, _launch, saturate_int32
+from .fixed import INT32_MAX, ROUNDING_CODES, _launch, _rshift_round, saturate_int32
 
 __all__ = ["fixed_log_matmul", "log_fixed_matmul", "shift_bound"]
 
@@ -177,23 +177,7 @@ def _round_shift(x, t, mode):
     """round(x * 2**t) for int64 x: exact left shift, or the rshift_round rule of ``mode``."""
     if t >= 0:
         return x << t
-    s = min(-t, 63)
-    q = x >> s
-    r = x - (q << s)
-    half = np.int64(1) << (s - 1)
-    if mode == 0:
-        up = False
-    elif mode == 1:
-        up = r > 0
-    elif mode == 2:
-        up = r > 0 and x < 0
-    elif mode == 3:
-        up = r >= half
-    elif mode == 4:
-        up = r > half or (r == half and (q & 1) == 1)
-    else:
-        up = r > half or (r == half and x >= 0)
-    return q + 1 if up else q
+    return _rshift_round(x, min(-t, 63), mode)
 
 
 @numba.njit(cache=True, parallel=True)
