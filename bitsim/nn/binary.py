@@ -27,7 +27,7 @@ from bitsim.formats.rng import as_rng
 
 from ._fused import sign_pm1
 from .init import uniform
-from .layers import Layer, Param, _check_2d, _check_nhwc, _pair, col2im, conv_output_hw, im2col
+from .layers import Layer, Param, _check_2d, _check_nhwc, _pair, conv_backward, conv_forward, conv_output_hw
 
 EXACT_LIMIT = {np.dtype(np.float32): 2**24, np.dtype(np.float64): 2**53}
 
@@ -172,21 +172,10 @@ class BinaryConv2d(_Binarized, Layer):
         _check_nhwc(x, self.c_in, self)
         _check_exact(x, self.kernel[0] * self.kernel[1] * self.c_in, self.dtype, self)
         x = x.astype(self.dtype, copy=False)
-        wb = self._binarize(training).reshape(self.c_out, -1)
-        cols, (oh, ow) = im2col(x, self.kernel, self.stride, self.padding)
-        self._x_shape, self._cols, self._wb2d = x.shape, cols, wb
-        y = cols @ wb.T
-        if self.b is not None:
-            y += self.b.value
-        return y.reshape(x.shape[0], oh, ow, self.c_out)
+        return conv_forward(self, x, self._binarize(training).reshape(self.c_out, -1))
 
     def backward(self, grad):
-        cols = self._cached("_cols")
-        g = grad.reshape(-1, self.c_out)
-        self.W.grad = (g.T @ cols).reshape(self.W.value.shape)
-        if self.b is not None:
-            self.b.grad = g.sum(axis=0)
-        return col2im(g @ self._wb2d, self._x_shape, self.kernel, self.stride, self.padding)
+        return conv_backward(self, grad)
 
     def params(self):
         return [self.W] + ([self.b] if self.b is not None else [])

@@ -292,6 +292,29 @@ class Dense(Layer):
         return f"{self.n_in}, {self.n_out}, bias={self.b is not None}"
 
 
+def conv_forward(layer, x, w2d):
+    """im2col convolution of NHWC ``x`` with weights ``w2d`` (c_out, KH*KW*c_in); caches for :func:`conv_backward`.
+
+    ``layer`` supplies ``kernel``, ``stride``, ``padding``, ``c_out`` and the optional bias ``b``.
+    """
+    cols, (oh, ow) = im2col(x, layer.kernel, layer.stride, layer.padding)
+    layer._x_shape, layer._cols, layer._w2d = x.shape, cols, w2d
+    y = cols @ w2d.T
+    if layer.b is not None:
+        y += layer.b.value
+    return y.reshape(x.shape[0], oh, ow, layer.c_out)
+
+
+def conv_backward(layer, grad):
+    """Fill ``layer.W.grad`` (and ``b.grad``) from the output gradient; return the input gradient."""
+    cols = layer._cached("_cols")
+    g = grad.reshape(-1, layer.c_out)
+    layer.W.grad = (g.T @ cols).reshape(layer.W.value.shape)
+    if layer.b is not None:
+        layer.b.grad = g.sum(axis=0)
+    return col2im(g @ layer._w2d, layer._x_shape, layer.kernel, layer.stride, layer.padding)
+
+
 class Conv2d(Layer):
     """2-D convolution (cross-correlation) of NHWC images by im2col and one matrix product.
 
@@ -330,21 +353,10 @@ class Conv2d(Layer):
     def forward(self, x, training=True):
         x = np.asarray(x).astype(self.dtype, copy=False)
         _check_nhwc(x, self.c_in, self)
-        cols, (oh, ow) = im2col(x, self.kernel, self.stride, self.padding)
-        self._x_shape, self._cols = x.shape, cols
-        y = cols @ self.W.value.reshape(self.c_out, -1).T
-        if self.b is not None:
-            y += self.b.value
-        return y.reshape(x.shape[0], oh, ow, self.c_out)
+        return conv_forward(self, x, self.W.value.reshape(self.c_out, -1))
 
     def backward(self, grad):
-        cols = self._cached("_cols")
-        g = grad.reshape(-1, self.c_out)
-        self.W.grad = (g.T @ cols).reshape(self.W.value.shape)
-        if self.b is not None:
-            self.b.grad = g.sum(axis=0)
-        dcols = g @ self.W.value.reshape(self.c_out, -1)
-        return col2im(dcols, self._x_shape, self.kernel, self.stride, self.padding)
+        return conv_backward(self, grad)
 
     def params(self):
         return [self.W] + ([self.b] if self.b is not None else [])
