@@ -62,33 +62,6 @@ def random_model(hidden, layers, seed=1):
     return model
 
 
-def numpy_forward(model):
-    """The float32 NumPy forward of ``model`` with weights binarized once; returns ``f(x) -> scores``."""
-    ops = []
-    for layer in model.layers:
-        if isinstance(layer, BinaryDense):
-            ops.append(("matmul", np.ascontiguousarray(binary.binarize(layer.W.value).astype(np.float32).T)))
-        elif isinstance(layer, BatchNorm):
-            inv = (1 / np.sqrt(layer.running_var + layer.eps)).astype(np.float32)
-            ops.append(("bn", (layer.running_mean, inv, layer.gamma.value, layer.beta.value)))
-        elif isinstance(layer, Sign):
-            ops.append(("sign", None))
-
-    def forward(x):
-        h = x.reshape(len(x), -1).astype(np.float32)
-        for kind, arg in ops:
-            if kind == "matmul":
-                h = h @ arg
-            elif kind == "bn":
-                mean, inv, gamma, beta = arg
-                h = gamma * ((h - mean) * inv) + beta
-            else:
-                h = np.where(h >= 0, np.float32(1), np.float32(-1))
-        return h
-
-    return forward
-
-
 def torch_modules(model):
     """The same network as a ``torch.nn.Sequential`` in evaluation mode, or None without PyTorch."""
     try:
@@ -229,7 +202,7 @@ def main(argv=None):
     x = load_mnist()["x_test"]
     print(f"BNN 784-{'-'.join([str(hidden)] * layers)}-10 ({source}); 10,000 MNIST test images, batch 1000; "
           f"best of {args.repeats}; numpy {np.__version__}, {os.cpu_count()} cores")
-    forward_np = numpy_forward(model)
+    forward_np = bnn.float_forward(model)
     forward_torch = torch_modules(model)
     predictions = {"integer": compiled.predict(x), "numpy float32": np.argmax(forward_np(x), 1)}
     times = {"integer": bnn.time_forward(compiled.forward, x, 1000, args.repeats),

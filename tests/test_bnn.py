@@ -65,3 +65,10 @@ def test_bad_config():
         bnn.BNNConfig(optimizer="sgd9")
     with pytest.raises(ValueError, match="train_size"):
         bnn.BNNConfig(train_size=60_000)
+
+
+def test_float_baseline_equals_the_model_bit_for_bit(mnist):
+    model = bnn.build_mlp(tiny(hidden=96))
+    x = mnist["x_test"][:300]
+    fast = bnn.float_forward(model)(x)
+    np.testing.assert_array_equal(fast.view(np.uint32), model.forward(x, training=False).view(np.uint32))

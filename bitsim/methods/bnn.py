@@ -24,6 +24,7 @@ import numpy as np
 
 from ..datasets import load_mnist
 from ..deploy import IntegerModel, check_exact, compile_model
+from ..formats.binary import binarize
 from ..formats.rng import Philox
 from ..io import atomic_write_bytes, load_bundle, save_bundle
 from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatten, Sequential, ShiftAdaMax, Sign,
@@ -204,6 +205,37 @@ def deploy(model, x_check):
     return compiled, check_exact(model, compiled, x_check)
 
 
+def float_forward(model):
+    """The float32 NumPy inference of ``model`` with its ±1 weights binarized once, as a function of x.
+
+    The speed baseline for the integer model: plain float32 matrix products, batch norm in inference
+    form and sign, without the per-call binarization the training layers do.
+    """
+    ops = []
+    for layer in model.layers:
+        if isinstance(layer, BinaryDense):
+            ops.append(("matmul", np.ascontiguousarray(binarize(layer.W.value).astype(np.float32).T)))
+        elif isinstance(layer, BatchNorm):
+            inv = (1 / np.sqrt(layer.running_var + layer.eps)).astype(np.float32)
+            ops.append(("bn", (layer.running_mean, inv, layer.gamma.value, layer.beta.value)))
+        elif isinstance(layer, Sign):
+            ops.append(("sign", None))
+
+    def forward(x):
+        h = x.reshape(len(x), -1).astype(np.float32)
+        for kind, arg in ops:
+            if kind == "matmul":
+                h = h @ arg
+            elif kind == "bn":
+                mean, inv, gamma, beta = arg
+                h = gamma * ((h - mean) * inv) + beta
+            else:
+                h = np.where(h >= 0, np.float32(1), np.float32(-1))
+        return h
+
+    return forward
+
+
 def time_forward(fn, x, batch_size=1000, repeats=3):
     """Best wall time over ``repeats`` of running ``fn`` on ``x`` in batches (after one warm-up batch)."""
     fn(x[:batch_size])
@@ -272,7 +304,7 @@ def report(model, compiled, test, time_it=True):
     out = {"float_test_error": error(model, xs, ys), "integer_test_error": evaluate_compiled(compiled, xs, ys),
            "exact": exact, "memory": weight_memory(compiled)}
     if time_it:
-        out["float_seconds"] = time_forward(lambda x: model.forward(x, training=False), xs)
+        out["float_seconds"] = time_forward(float_forward(model), xs)
         out["integer_seconds"] = time_forward(compiled.forward, xs)
     return out
 
@@ -288,7 +320,8 @@ def format_report(rep):
         status = "equal" if r["equal"] else f"{r['mismatches']} values differ"
         lines.append(f"    {r['stage']:14s} vs {r['layer']:18s} {status}")
     if "float_seconds" in rep:
-        lines.append(f"speed           10,000 test images, batch 1000: float32 NumPy {rep['float_seconds']:.3f} s, "
+        lines.append(f"speed           10,000 test images, batch 1000: float32 NumPy (weights binarized once) "
+                     f"{rep['float_seconds']:.3f} s, "
                      f"integer kernels {rep['integer_seconds']:.3f} s "
                      f"({rep['float_seconds'] / rep['integer_seconds']:.2f}x)")
     m = rep["memory"]
@@ -400,5 +433,5 @@ def train_cli(args):
 
 
 __all__ = ["BNNConfig", "build_mlp", "train", "pipeline", "deploy", "load_float_model", "summary_rows", "format_summary",
-           "weight_memory", "report", "format_report", "plot_history", "time_forward", "evaluate_compiled",
+           "weight_memory", "report", "float_forward", "format_report", "plot_history", "time_forward", "evaluate_compiled",
            "mnist_splits"]
