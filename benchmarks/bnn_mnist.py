@@ -5,8 +5,9 @@
 Inference: the 10,000 MNIST test images in batches of 1,000, three ways, each the best of ``--repeats``
 passes after a warm-up:
 
-* **integer**: the compiled :class:`bitsim.deploy.IntegerModel` (bit-plane first layer, XNOR-popcount
-  hidden layers, integer thresholds), bitsim's kernels only;
+* **integer**: the compiled :class:`bitsim.deploy.IntegerModel` (first layer: uint8 pixels times ±1
+  weights on the exact ``vpmaddubsw`` kernel; XNOR-popcount hidden layers; integer thresholds),
+  bitsim's kernels only, with its time per stage;
 * **numpy float32**: the same network as plain NumPy float32, with the ±1 weights binarized *once*
   beforehand (so the baseline does no per-call binarization), batch norm in inference form and sign;
 * **torch float32** (if PyTorch is installed): the same network in ``torch`` on the CPU.
@@ -30,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numba  # noqa: E402
 
 from bitsim.datasets import load_mnist  # noqa: E402
 from bitsim.deploy import IntegerModel, compile_model  # noqa: E402
@@ -179,6 +182,22 @@ def bitsim_training_step(hidden, layers, batch=100):
     return step
 
 
+def stage_times(compiled, x, batch_size, repeats):
+    """Seconds per stage of the integer model over ``x`` in batches (best of ``repeats`` per stage)."""
+    compiled.forward(x[:batch_size])
+    best = [float("inf")] * len(compiled.stages)
+    for _ in range(repeats):
+        spent = [0.0] * len(compiled.stages)
+        for i in range(0, len(x), batch_size):
+            h = x[i:i + batch_size]
+            for j, stage in enumerate(compiled.stages):
+                t0 = time.perf_counter()
+                h = stage.run(h)
+                spent[j] += time.perf_counter() - t0
+        best = [min(b, s) for b, s in zip(best, spent)]
+    return best
+
+
 def step_time(step, n):
     step()
     t0 = time.perf_counter()
@@ -201,7 +220,8 @@ def main(argv=None):
         source = "random weights"
     x = load_mnist()["x_test"]
     print(f"BNN 784-{'-'.join([str(hidden)] * layers)}-10 ({source}); 10,000 MNIST test images, batch 1000; "
-          f"best of {args.repeats}; numpy {np.__version__}, {os.cpu_count()} cores")
+          f"best of {args.repeats}; numpy {np.__version__}, numba {numba.__version__}, {numba.get_num_threads()} "
+          f"numba thread(s), {os.cpu_count()} cores")
     forward_np = bnn.float_forward(model)
     forward_torch = torch_modules(model)
     predictions = {"integer": compiled.predict(x), "numpy float32": np.argmax(forward_np(x), 1)}
@@ -215,12 +235,21 @@ def main(argv=None):
     print(f"\n{'inference':16s} {'seconds':>9s} {'images/s':>10s} {'vs numpy f32':>13s} {'differing predictions':>22s}")
     for name, t in times.items():
         print(f"{name:16s} {t:9.3f} {len(x) / t:10,.0f} {base / t:12.2f}x {agree[name]:22d}")
+    per_stage = stage_times(compiled, x, 1000, args.repeats)
+    print("\ninteger model by stage (seconds for the 10,000 images):")
+    for stage, t in zip(compiled.stages, per_stage):
+        gemm = f", gemm={stage.gemm}" if hasattr(stage, "gemm") else ""
+        print(f"  {type(stage).__name__ + gemm:28s} {t:8.4f}")
     memory = bnn.weight_memory(compiled)
     print(f"\nweight memory: {memory['packed_bytes']:,} bytes packed vs {memory['float32_bytes']:,} float32 "
           f"(1/{1 / memory['ratio']:.2f})")
+    unpacked = sum(s._w8.nbytes for s in compiled.stages if getattr(s, "_w8", None) is not None)
+    if unpacked:
+        print(f"  at run time the u8 first layer also holds its weights unpacked to int8: {unpacked:,} bytes")
     record = {"network": f"784-{hidden}x{layers}-10", "source": source, "inference_seconds": times,
               "speedup_vs_numpy": {k: base / t for k, t in times.items()}, "differing_predictions": agree,
-              "memory": memory}
+              "stage_seconds": {f"{i} {type(st).__name__}": t for i, (st, t) in enumerate(zip(compiled.stages, per_stage))},
+              "memory": memory, "unpacked_first_layer_bytes": unpacked}
     if args.train_batches:
         steps = {"bitsim": step_time(bitsim_training_step(hidden, layers), args.train_batches)}
         torch_step = torch_training_step(hidden, layers)

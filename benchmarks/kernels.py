@@ -340,9 +340,10 @@ def main():
     print("int = numpy int32 matmul, what a naive integer simulator does, ~ = estimated from its first rows")
     print()
     from kernels_int import cases as integer_cases  # shift-add and fixed-point GEMMs, same table
+    from kernels_u8 import cases as u8_cases  # uint8 x int8 GEMM (a BNN's first layer), same table
 
     records = []
-    for case in cases(ARGS.quick) + integer_cases(ARGS.quick):
+    for case in cases(ARGS.quick) + integer_cases(ARGS.quick) + u8_cases(ARGS.quick):
         if ARGS.only and ARGS.only not in case.name:
             continue
         print(f"  measuring {case.name} {case.shape} ...", file=sys.stderr, flush=True)

@@ -52,9 +52,11 @@ def test_summary_counts_by_hand(mnist):
     compiled = bnn.compile_model(model, (28, 28))
     rows = bnn.summary_rows(compiled)
     first = rows[0]
-    # 784 inputs need 13 words; 64 outputs x 13 words x 8 bytes; 8 planes x 13 words popcounts per output
+    # 784 inputs need 13 words; 64 outputs x 13 words x 8 bytes; the u8 kernel adds or subtracts every pixel
     assert (first["params"], first["bytes"], first["float32_bytes"]) == (784 * 64, 64 * 13 * 8, 784 * 64 * 4)
-    assert first["popcounts"] == 64 * 13 * 8
+    assert (first["adds"], first["popcounts"]) == (784 * 64, 0)
+    compiled.stages[0].gemm = "bitplane"  # 8 planes x 13 words popcounts per output
+    assert (bnn.summary_rows(compiled)[0]["popcounts"], bnn.summary_rows(compiled)[0]["adds"]) == (64 * 13 * 8, 0)
     assert rows[2]["bytes"] == 64 * 1 * 8 and rows[2]["popcounts"] == 64
     memory = bnn.weight_memory(compiled)
     assert memory["packed_bytes"] == 64 * 13 * 8 + 64 * 8 + 10 * 8

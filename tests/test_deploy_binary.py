@@ -78,6 +78,29 @@ def test_compiled_convnet_equals_float_model_exactly():
     assert [r["stage"] for r in report["stages"]][:3] == ["BitplaneConv", "MaxPool", "Threshold"]
 
 
+@pytest.mark.parametrize("shape, make", [((8, 8), mlp), ((8, 8, 1), convnet)])
+def test_first_layer_gemms_agree_and_both_are_exact(shape, make):
+    model = make()
+    randomize_batch_norms(model, 9)
+    x = np.random.default_rng(4).integers(0, 256, (50, *shape)).astype(np.uint8)
+    x[:, 0] = 255  # the largest pixel against every weight sign
+    compiled = compile_model(model, shape)
+    first = compiled.stages[0]
+    assert first.gemm == "u8"
+    by_u8 = first.run(x)
+    first.gemm = "bitplane"
+    by_planes = first.run(x)
+    assert by_u8.dtype == by_planes.dtype == np.int32
+    np.testing.assert_array_equal(by_u8, by_planes)
+    assert check_exact(model, compiled, x)["all_equal"]
+
+
+def test_unknown_first_layer_gemm_is_refused():
+    from bitsim.deploy.binary import BitplaneDense
+    with pytest.raises(ValueError, match="gemm must be one of"):
+        BitplaneDense(np.zeros((3, 1), np.uint64), 10, gemm="float")
+
+
 def test_check_exact_catches_a_changed_threshold():
     model = mlp()
     randomize_batch_norms(model, 7)
@@ -103,8 +126,20 @@ def test_unsupported_models_are_refused():
     g = Philox(1)
     with pytest.raises(ValueError, match="cannot compile layer 0 \\(Dense\\)"):
         compile_model(Sequential([L.Dense(4, 4), L.BatchNorm(4)]), (4,))
+    with pytest.raises(ValueError, match="cannot compile layer 2 \\(Dense\\)"):  # dropout counts in the index
+        compile_model(Sequential([L.Dropout(0.2, 1), BinaryDense(4, 4, init_rng=g), L.Dense(4, 4)]), (4,))
     with pytest.raises(ValueError, match="must be followed by Sign"):
         compile_model(Sequential([BinaryDense(4, 4, init_rng=g), L.BatchNorm(4), L.ReLU(), BinaryDense(4, 2)]), (4,))
     compiled = compile_model(Sequential([BinaryDense(4, 3, init_rng=g)]), (4,))
     with pytest.raises(TypeError, match="uint8"):
         compiled.forward(np.zeros((1, 4), np.float32))
+
+
+def test_first_layer_worked_example_of_the_docs():
+    from bitsim.formats.binary import pack
+    from bitsim.kernels.binary import bitplane_gemm
+    from bitsim.kernels.u8 import u8s8_matmul
+
+    x = np.array([[255, 0, 3, 200]], np.uint8)
+    w = np.array([[1, -1, 1, -1]], np.int8)
+    assert u8s8_matmul(x, w)[0, 0] == bitplane_gemm(x, pack(w), 4)[0, 0] == 58

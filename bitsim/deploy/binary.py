@@ -5,8 +5,10 @@ A compiled :class:`IntegerModel` is a list of stages; each reads the previous st
 =================  ===================================================  ==========================
 stage              computes                                             output
 =================  ===================================================  ==========================
-``BitplaneDense``  8-bit unsigned inputs times packed ±1 weights,       int32 accumulators
-                   plane by plane (:func:`~bitsim.kernels.binary.bitplane_gemm`)
+``BitplaneDense``  8-bit unsigned inputs times packed ±1 weights:        int32 accumulators
+                   :func:`~bitsim.kernels.u8.u8s8_matmul` on the weights
+                   unpacked once to int8 ±1 (``gemm='u8'``), or plane
+                   by plane (:func:`~bitsim.kernels.binary.bitplane_gemm`)
 ``BitplaneConv``   the same on im2col patches of NHWC uint8 images      int32, NHWC
 ``XnorDense``      packed ±1 activations times packed ±1 weights        int32 accumulators
                    (``n - 2 * popcount(a XOR w)``)
@@ -32,6 +34,7 @@ from .. import __version__
 from ..formats import binary
 from ..io import load_bundle, save_bundle
 from ..kernels.binary import binary_conv2d, bitplane_gemm, threshold_pack, xnor_gemm
+from ..kernels.u8 import pm1_int8, u8s8_matmul
 from ..nn import layers as L
 from ..nn.binary import BinaryConv2d, BinaryDense
 
@@ -55,11 +58,41 @@ class Stage:
         return f"{type(self).__name__}({fields})"
 
 
-class BitplaneDense(Stage):
+FIRST_LAYER_GEMMS = ("u8", "bitplane")
+
+
+class _Bitplane(Stage):
+    """Shared by the first-layer stages: unsigned inputs times packed ±1 weights, exact int32.
+
+    ``gemm='u8'`` (8-bit inputs only) multiplies by the weights unpacked once to int8 ±1
+    with :func:`~bitsim.kernels.u8.u8s8_matmul`; ``gemm='bitplane'`` splits the inputs into
+    bit planes and popcounts each (:func:`~bitsim.kernels.binary.bitplane_gemm`). Both are the
+    exact integer ``x @ Wb.T``; the choice changes speed only and is not stored with the model.
+    """
+
+    def __init__(self, w, bits, gemm):
+        if gemm not in FIRST_LAYER_GEMMS:
+            raise ValueError(f"first-layer gemm must be one of {FIRST_LAYER_GEMMS}, got {gemm!r}")
+        self.w, self.bits, self.gemm = np.ascontiguousarray(w, dtype=np.uint64), int(bits), gemm
+        self._w8 = None
+
+    def product(self, x, n):
+        if self.gemm == "u8" and self.bits == 8:
+            if self._w8 is None:
+                self._w8 = pm1_int8(self.w, n)
+            return u8s8_matmul(x, self._w8)
+        return bitplane_gemm(x, self.w, n, self.bits).astype(np.int32, copy=False)
+
+    def arrays(self):
+        return {"w": self.w}
+
+
+class BitplaneDense(_Bitplane):
     """uint8 inputs (M, n) times packed ±1 weights (N, words): exact int32 ``x @ Wb.T``."""
 
-    def __init__(self, w, n, bits=8):
-        self.w, self.n, self.bits = np.ascontiguousarray(w, dtype=np.uint64), int(n), int(bits)
+    def __init__(self, w, n, bits=8, gemm="u8"):
+        super().__init__(w, bits, gemm)
+        self.n = int(n)
 
     def run(self, x):
         x = np.asarray(x)
@@ -69,10 +102,7 @@ class BitplaneDense(Stage):
         x = x.reshape(x.shape[0], -1)
         if x.shape[1] != self.n:
             raise ValueError(f"the first layer takes {self.n} inputs per example, got {x.shape[1]}")
-        return bitplane_gemm(x, self.w, self.n, self.bits).astype(np.int32, copy=False)
-
-    def arrays(self):
-        return {"w": self.w}
+        return self.product(x, self.n)
 
     def meta(self):
         return {"n": self.n, "bits": self.bits, "outputs": int(self.w.shape[0])}
@@ -112,12 +142,12 @@ class XnorConv(Stage):
                 "outputs": int(self.w.shape[0]), "kernel": list(self.w.shape[1:3])}
 
 
-class BitplaneConv(Stage):
+class BitplaneConv(_Bitplane):
     """uint8 NHWC images convolved with packed ±1 weights over (KH, KW, C) patches; zero padding is exact."""
 
-    def __init__(self, w, c, kernel, stride, padding, bits=8):
-        self.w, self.c, self.bits = np.ascontiguousarray(w, dtype=np.uint64), int(c), int(bits)
-        self.kernel = tuple(int(k) for k in kernel)
+    def __init__(self, w, c, kernel, stride, padding, bits=8, gemm="u8"):
+        super().__init__(w, bits, gemm)
+        self.c, self.kernel = int(c), tuple(int(k) for k in kernel)
         self.stride, self.padding = tuple(int(s) for s in stride), tuple(int(p) for p in padding)
 
     def run(self, x):
@@ -125,12 +155,8 @@ class BitplaneConv(Stage):
         if x.dtype != np.uint8:
             raise TypeError(f"the first layer takes uint8 NHWC images, got {x.dtype}")
         cols, (oh, ow) = L.im2col(x, self.kernel, self.stride, self.padding)
-        n = cols.shape[1]
-        acc = bitplane_gemm(np.ascontiguousarray(cols), self.w, n, self.bits).astype(np.int32, copy=False)
+        acc = self.product(np.ascontiguousarray(cols), cols.shape[1])
         return acc.reshape(x.shape[0], oh, ow, -1)
-
-    def arrays(self):
-        return {"w": self.w}
 
     def meta(self):
         return {"c": self.c, "kernel": list(self.kernel), "stride": list(self.stride),
@@ -377,11 +403,11 @@ def compile_model(model, input_shape, input_bits=8):
             i += 1
             continue
         if not isinstance(layer, (BinaryDense, BinaryConv2d)):
-            raise ValueError(f"cannot compile layer {i} ({name}) here; compile supports blocks of "
+            raise ValueError(f"cannot compile layer {kept[i][0]} ({name}) here; compile supports blocks of "
                              f"{', '.join(SUPPORTED)} in the BNN order (see bitsim.deploy.binary)")
         wb = binary.binarize(layer.W.value)  # inference weights: the deterministic sign of the latent W
         if layer.b is not None:
-            raise ValueError(f"layer {i} ({name}) has a bias; binary layers followed by BatchNorm need none")
+            raise ValueError(f"layer {kept[i][0]} ({name}) has a bias; binary layers followed by BatchNorm need none")
         if isinstance(layer, BinaryDense):
             n = layer.n_in
             stage = BitplaneDense(binary.pack(wb), n, input_bits) if first else XnorDense(binary.pack(wb), n)
@@ -414,7 +440,7 @@ def compile_model(model, input_shape, input_bits=8):
             elif i == len(layers):
                 emit(_bn_affine(bn), i - 1)
             else:
-                raise ValueError(f"BatchNorm at layer {i - 1} must be followed by Sign, or end the network")
+                raise ValueError(f"BatchNorm at layer {kept[i - 1][0]} must be followed by Sign, or end the network")
         elif i < len(layers) and isinstance(layers[i], L.Sign):
             emit(Threshold(np.zeros(shape[-1], np.int64), np.zeros(shape[-1], bool)), i)
             i += 1

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..formats.binary import WORD_BITS, check_bitorder, n_words, padding_mask
 from ._bits import popcount
+from ._launch import launch
 
 __all__ = [
     "xnor_gemm",
@@ -119,17 +120,8 @@ def _ternary_planes(signs, mask, name, n, bitorder):
     return signs, mask
 
 
-def _launch(kernel, work, *args):
-    """Call a parallel kernel, on one thread when ``work`` (word operations) is small."""
-    threads = numba.get_num_threads()
-    if work >= PARALLEL_MIN_WORK or threads == 1:
-        kernel(*args)
-        return
-    numba.set_num_threads(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_num_threads(threads)
+def _launch(kernel, work, *args, tasks=False):
+    return launch(kernel, work, *args, min_work=PARALLEL_MIN_WORK, tasks=tasks)
 
 
 def _check_int32(bound, what):

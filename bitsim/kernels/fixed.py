@@ -42,6 +42,7 @@ from numba.extending import intrinsic
 from ..formats import fixed as _fixed
 from ..formats.fixed import MAX_SHIFT, FixedFormat
 from ..formats.modes import Counts, Overflow, Rounding
+from ._launch import launch
 
 __all__ = ["matmul", "plan", "requantize", "saturate_int32"]
 
@@ -254,20 +255,7 @@ def saturate_int32(acc, counts=None):
 
 
 def _launch(kernel, work, *args, tasks=False):
-    """Call a parallel kernel, on the calling thread alone when ``work`` is small.
-
-    ``tasks``: its parallel loop runs few, long iterations; hand them out one at a time, so
-    that a thread slowed by other processes on the machine does not hold up the others.
-    """
-    threads = numba.get_num_threads()
-    if work >= PARALLEL_MIN_WORK or threads == 1:
-        with numba.parallel_chunksize(1 if tasks else 0):
-            return kernel(*args)
-    numba.set_num_threads(1)
-    try:
-        return kernel(*args)
-    finally:
-        numba.set_num_threads(threads)
+    return launch(kernel, work, *args, min_work=PARALLEL_MIN_WORK, tasks=tasks)
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatt
                   SquaredHinge, glorot_lr_scale)
 
 OPTIMIZERS = {"adam": Adam, "shift-adamax": ShiftAdaMax}
+LR_SCALES = ("glorot", "none")
 
 
 @dataclass
@@ -47,6 +48,7 @@ class BNNConfig:
     shift_bn: bool = False
     dropout_in: float = 0.2
     dropout_hidden: float = 0.5
+    lr_scale: str = "glorot"
     train_size: int = 50_000
     validation_size: int = 10_000
     seed: int = 1
@@ -54,6 +56,8 @@ class BNNConfig:
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+        if self.lr_scale not in LR_SCALES:
+            raise ValueError(f"unknown lr_scale {self.lr_scale!r}; choose one of {LR_SCALES}")
         if not 1 <= self.train_size <= 50_000 or not 1 <= self.validation_size <= 10_000:
             raise ValueError("train_size must be 1..50000 and validation_size 1..10000 (MNIST's classic split)")
         if self.hidden < 1 or self.layers < 1 or self.epochs < 1 or self.batch_size < 1:
@@ -77,12 +81,15 @@ def build_mlp(cfg, input_size=784, classes=10):
     layers = [Flatten()]
     if cfg.dropout_in:
         layers.append(Dropout(cfg.dropout_in, 0))
+    def scale(n_in, n_out):
+        return glorot_lr_scale(n_in, n_out) if cfg.lr_scale == "glorot" else 1.0
+
     for n_in, n_out in zip(widths[:-1], widths[1:]):
-        layers += [BinaryDense(n_in, n_out, init_rng=init, lr_scale=glorot_lr_scale(n_in, n_out)),
+        layers += [BinaryDense(n_in, n_out, init_rng=init, lr_scale=scale(n_in, n_out)),
                    BatchNorm(n_out, shift=cfg.shift_bn), Sign()]
         if cfg.dropout_hidden:
             layers.append(Dropout(cfg.dropout_hidden, 0))
-    layers += [BinaryDense(widths[-1], classes, init_rng=init, lr_scale=glorot_lr_scale(widths[-1], classes)),
+    layers += [BinaryDense(widths[-1], classes, init_rng=init, lr_scale=scale(widths[-1], classes)),
                BatchNorm(classes, shift=cfg.shift_bn)]
     return Sequential(layers)
 
@@ -249,24 +256,27 @@ def time_forward(fn, x, batch_size=1000, repeats=3):
 
 
 def summary_rows(compiled):
-    """Per stage with weights: parameters, stored bytes against float32, MACs and the popcounts replacing them.
+    """Per stage with weights: parameters, stored bytes against float32, MACs and what replaces them.
 
-    Counts are per input example. A bit-plane layer does ``bits`` popcounts of 64-bit words where an
-    XNOR layer does one; thresholds are one int32 and one flip bit per channel.
+    Counts are per input example. An XNOR layer does one popcount of a 64-bit word per 64 MACs.
+    The 8-bit first layer either adds or subtracts each pixel (``gemm='u8'``: a ±1 weight makes
+    every MAC an integer addition) or does ``bits`` popcounts per word (``gemm='bitplane'``).
+    Thresholds are one int32 and one flip bit per channel.
     """
     rows = []
     for stage in compiled.stages:
         if hasattr(stage, "w"):
             n, outputs, words = _reduction(stage), int(stage.w.shape[0]), int(stage.w.shape[-1])
-            planes = getattr(stage, "bits", 1)
             where = " per position" if stage.w.ndim == 4 or hasattr(stage, "kernel") else ""
+            adds = n * outputs if getattr(stage, "gemm", None) == "u8" and stage.bits == 8 else 0
+            popcounts = 0 if adds else outputs * words * getattr(stage, "bits", 1)
             rows.append({"layer": f"{type(stage).__name__} {n}->{outputs}{where}", "params": n * outputs,
                          "bytes": int(stage.w.nbytes), "float32_bytes": 4 * n * outputs,
-                         "macs": n * outputs, "popcounts": outputs * words * planes})
+                         "macs": n * outputs, "popcounts": popcounts, "adds": adds})
         elif type(stage).__name__ == "Threshold":
             c = int(stage.thresholds.size)
             rows.append({"layer": f"Threshold {c} channels", "params": c, "bytes": 4 * c + -(-c // 8),
-                         "float32_bytes": 16 * c, "macs": 0, "popcounts": 0})
+                         "float32_bytes": 16 * c, "macs": 0, "popcounts": 0, "adds": 0})
     return rows
 
 
@@ -278,15 +288,18 @@ def _reduction(stage):
 
 def format_summary(rows):
     """The rows of :func:`summary_rows` as a table with a total line."""
-    head = f"{'layer':28s} {'params':>10s} {'bytes':>10s} {'float32 B':>11s} {'ratio':>7s} {'MACs':>11s} {'popcounts':>10s}"
+    keys = ("params", "bytes", "float32_bytes", "macs", "popcounts", "adds")
+    head = (f"{'layer':28s} {'params':>10s} {'bytes':>10s} {'float32 B':>11s} {'ratio':>7s} {'MACs':>11s} "
+            f"{'popcounts':>10s} {'int adds':>10s}")
     lines = [head]
-    total = {k: sum(r[k] for r in rows) for k in ("params", "bytes", "float32_bytes", "macs", "popcounts")}
+    total = {k: sum(r[k] for r in rows) for k in keys}
     for r in rows + [{"layer": "total", **total}]:
         ratio = r["bytes"] / r["float32_bytes"] if r["float32_bytes"] else 0.0
         lines.append(f"{r['layer']:28s} {r['params']:10,d} {r['bytes']:10,d} {r['float32_bytes']:11,d} "
-                     f"{ratio:7.4f} {r['macs']:11,d} {r['popcounts']:10,d}")
+                     f"{ratio:7.4f} {r['macs']:11,d} {r['popcounts']:10,d} {r['adds']:10,d}")
     lines.append("(bytes: packed weights incl. padding bits; thresholds: int32 + flip bit vs 4 float32 batch-norm "
-                 "values; MACs and popcounts per image)")
+                 "values; MACs of the float network, and the 64-bit popcounts or 8-bit integer additions that "
+                 "replace them, per image)")
     return "\n".join(lines)
 
 
@@ -382,6 +395,9 @@ def add_train_arguments(parser):
     parser.add_argument("--shift-bn", action="store_true", help="shift-based batch normalization")
     parser.add_argument("--dropout-in", type=float, default=d.dropout_in)
     parser.add_argument("--dropout-hidden", type=float, default=d.dropout_hidden)
+    parser.add_argument("--lr-scale", choices=LR_SCALES, default=d.lr_scale,
+                        help="per-layer learning-rate scale of the binary weights: 'glorot' = "
+                             "1/sqrt(1.5/(fan_in+fan_out)) as in the BNN code, or 'none'")
     parser.add_argument("--train-size", type=int, default=d.train_size)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--out", default="runs/bnn", help="output directory (checkpoints, models, plot)")
@@ -412,8 +428,8 @@ def train_cli(args):
     """``bitsim train bnn``: train, compile, check, save, report."""
     cfg = BNNConfig(hidden=args.hidden, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
                     lr_start=args.lr_start, lr_end=args.lr_end, optimizer=args.optimizer, shift_bn=args.shift_bn,
-                    dropout_in=args.dropout_in, dropout_hidden=args.dropout_hidden, train_size=args.train_size,
-                    seed=args.seed)
+                    dropout_in=args.dropout_in, dropout_hidden=args.dropout_hidden, lr_scale=args.lr_scale,
+                    train_size=args.train_size, seed=args.seed)
     out = Path(args.out)
     print(f"training {cfg}")
     model, compiled, history, rep = pipeline(cfg, out, progress=not args.no_progress, resume=args.resume)

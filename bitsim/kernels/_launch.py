@@ -1,0 +1,23 @@
+"""How the kernel wrappers call their parallel Numba kernels."""
+
+import numba
+
+
+def launch(kernel, work, *args, min_work, tasks=False):
+    """Call a parallel kernel, on the calling thread alone when ``work`` is below ``min_work``.
+
+    Waking the other threads costs microseconds on an idle machine and milliseconds when the cores
+    are shared with other processes, more than small calls take. ``tasks``: the kernel's parallel
+    loop runs few, long iterations; hand them out one at a time, so that a thread slowed by other
+    processes does not hold up the others. Results never depend on the thread count: every kernel
+    computes each output element on one thread in a fixed order.
+    """
+    threads = numba.get_num_threads()
+    if work >= min_work or threads == 1:
+        with numba.parallel_chunksize(1 if tasks else 0):
+            return kernel(*args)
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(threads)

@@ -1,0 +1,455 @@
+"""Exact uint8 x int8 GEMM (a BNN's first layer: pixels 0..255 times ±1 weights).
+
+The arithmetic rule of :func:`u8s8_matmul`:
+
+* ``out[i, j] = sum_k x[i, k] * w[j, k]``, the exact integer sum (as
+  ``x.astype(int64) @ w.astype(int64).T``); it is returned as int32 when ``255 * 128 * K``
+  fits int32 (``K <= 65793``: then every value fits whatever the codes), else as int64.
+* No intermediate can saturate or wrap. On CPUs with AVX2 the kernel uses ``vpmaddubsw``,
+  which multiplies 32 uint8 by 32 int8 and adds adjacent products **with signed saturation
+  to int16**. The wrapper takes ``X = max(x)`` and ``W = max|w|`` of the operands and uses it
+  only when ``2 * X * W <= 32767``, so that no pair sum can saturate (with ``X = 255``: any
+  ``|w| <= 64``; ±1 weights give pair sums ``|p| <= 510``). The kernel then adds the pair sums
+  of ``S = floor(32767 / (2 * X * W))`` steps in wrapping int16 lanes (``vpaddw``; 64 steps
+  for ±1 weights, which no lane can leave), widens them to int32 with ``vpmaddwd`` by ones
+  (exact) and accumulates those in int32 (exact by the first point). See :func:`int16_steps`.
+* When the bound does not hold (e.g. ``w`` holds -128 and ``x`` holds 255), ``route='auto'``
+  computes the product with :func:`bitsim.kernels.fixed.matmul` on int16 codes (exact
+  int32-block accumulation, its AVX2 ``vpmaddwd`` kernel), and ``route='portable'`` with a
+  plain Numba int32 loop; ``route='avx2'`` raises instead.
+
+Results are exact integers, so they do not depend on the route or on the number of numba
+threads. Layout of the AVX2 kernel (not part of the rule): ``w`` is packed into panels of
+16 rows, 4 consecutive K-values of a row adjacent (64 bytes per group of 4 K-values); a 6 x 16
+tile keeps 12 int16 accumulators in ymm registers; per group of 4 K-values it loads 2 vectors
+of the panel, broadcasts 4 bytes of each of the 6 rows of ``x`` and issues 12 ``vpmaddubsw`` +
+12 ``vpaddw``. The tile is written in LLVM IR (:func:`_u8s8_tile`) around
+``llvm.x86.avx2.pmadd.ub.sw``, like the ``vpmaddwd`` tile of :mod:`bitsim.kernels.fixed`.
+The oracle is :func:`bitsim.reference.u8.u8s8_matmul`.
+"""
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ..formats.fixed import FixedFormat
+from .binary import _length, _words
+from .fixed import HAS_AVX2
+from .fixed import matmul as fixed_matmul
+from ._launch import launch
+
+__all__ = ["u8s8_matmul", "int16_steps", "pm1_int8"]
+
+INT16_MAX = 2**15 - 1
+INT32_MAX = 2**31 - 1
+X_MAX, W_MAX = 255, 128  # largest |code| of uint8 x and int8 w
+INT32_K_MAX = INT32_MAX // (X_MAX * W_MAX)  # 65793: up to this K every result fits int32
+K_CHUNK = INT32_K_MAX // 4 * 4  # K-chunk of the int64 result (int32 partial sums, added in int64)
+MR, NR = 6, 16  # AVX2 tile: 6 rows of x by 16 rows of w
+RT, CT = 16, 8  # a task: RT row tiles (96 rows) by CT column tiles (128 columns)
+KC = 1024  # K-block of the AVX2 kernel: a 16-row panel block is 16 KiB (L1), 96 rows of x 96 KiB (L2)
+PR, PC = 64, 32  # task of the portable kernel: PR rows of x by PC rows of w
+PKC = 2048  # K-block of the portable kernel
+STEPS_CAP = 2**30
+INT16_CODES = FixedFormat(16, 0)  # the fallback's view of both operands
+
+# Below this many MACs (about 0.2 ms on one core of the AVX2 kernel) a call runs on the calling
+# thread only: waking the other threads costs more than the work (microseconds when idle,
+# milliseconds when the cores are shared with other processes).
+PARALLEL_MIN_WORK = 2**24
+
+
+def int16_steps(max_x, max_w):
+    """How many ``vpmaddubsw`` pair sums an int16 lane may add, or 0 when one pair can saturate.
+
+    A pair sum ``x0 * w0 + x1 * w1`` of codes with ``0 <= x <= max_x`` and ``|w| <= max_w``
+    lies in ``[-2 * max_x * max_w, 2 * max_x * max_w]``; ``vpmaddubsw`` saturates it to int16
+    only when it leaves ``[-32768, 32767]``. ``S`` such sums stay in int16 (so wrapping
+    ``vpaddw`` is exact) when ``S * 2 * max_x * max_w <= 32767``.
+
+    Parameters
+    ----------
+    max_x : int
+        Largest value of the uint8 operand (0..255).
+    max_w : int
+        Largest ``|w|`` of the int8 operand (0..128).
+
+    Returns
+    -------
+    int
+        ``floor(32767 / (2 * max_x * max_w))`` (capped at 2**30 when the product is 0); 0 means
+        the saturating kernel must not be used.
+
+    Examples
+    --------
+    >>> int16_steps(255, 1), int16_steps(255, 64), int16_steps(255, 65), int16_steps(127, 128)
+    (64, 1, 0, 1)
+    """
+    p = 2 * int(max_x) * int(max_w)
+    return STEPS_CAP if p == 0 else min(STEPS_CAP, INT16_MAX // p)
+
+
+def _launch(kernel, work, *args, tasks=False):
+    return launch(kernel, work, *args, min_work=PARALLEL_MIN_WORK, tasks=tasks)
+
+
+# ---------------------------------------------------------------------------------------
+# AVX2 kernel
+
+
+@intrinsic
+def _u8s8_tile(typingctx, x, i, k0, groups, steps, panel, out, r0, c0, add):
+    """out[r0 + r, c0 : c0 + 16] (+)= sum over g < groups of x[i + r, k0 + 4g : +4] . panel[g, :, :].
+
+    ``x`` (rows, Kpad) uint8, rows ``i .. i + 5`` read; ``panel`` (groups, 16, 4) int8;
+    ``out`` int32 with room for the 6 x 16 block at (r0, c0). int16 lanes add the pair sums of
+    at most ``steps`` groups before they are widened (``vpmaddwd`` by ones) into int32.
+    ``add``: add to ``out`` (else overwrite).
+    """
+    if not (isinstance(out, types.Array) and out.dtype == types.int32 and x.dtype == types.uint8
+            and panel.dtype == types.int8):
+        return None
+    sig = types.void(x, types.intp, types.intp, types.intp, types.intp, panel, out, types.intp, types.intp,
+                     types.boolean)
+
+    def codegen(context, builder, signature, args):
+        x_v, i_v, k0_v, groups_v, steps_v, panel_v, out_v, r0_v, c0_v, add_v = args
+        arr_x = context.make_array(signature.args[0])(context, builder, x_v)
+        arr_p = context.make_array(signature.args[5])(context, builder, panel_v)
+        arr_o = context.make_array(signature.args[6])(context, builder, out_v)
+        i8, i16, i32, i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+        v32b, v16w, v8d = ir.VectorType(i8, 32), ir.VectorType(i16, 16), ir.VectorType(i32, 8)
+        maddubs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v16w, [v32b, v32b]),
+                                                 "llvm.x86.avx2.pmadd.ub.sw")
+        maddwd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8d, [v16w, v16w]),
+                                                "llvm.x86.avx2.pmadd.wd")
+        ones = ir.Constant(v16w, [1] * 16)
+        c = lambda v: ir.Constant(i64, v)  # noqa: E731
+        ldx = builder.extract_value(arr_x.strides, 0)
+        x0 = builder.add(builder.ptrtoint(arr_x.data, i64), builder.add(builder.mul(i_v, ldx), k0_v))
+        p0 = builder.ptrtoint(arr_p.data, i64)
+        acc32 = [cgutils.alloca_once_value(builder, ir.Constant(v8d, None)) for _ in range(2 * MR)]
+        acc16 = [cgutils.alloca_once_value(builder, ir.Constant(v16w, None)) for _ in range(2 * MR)]
+        chunks = builder.sdiv(builder.sub(builder.add(groups_v, steps_v), c(1)), steps_v)
+        with cgutils.for_range(builder, chunks) as outer:
+            g0 = builder.mul(outer.index, steps_v)
+            left = builder.sub(groups_v, g0)
+            count = builder.select(builder.icmp_signed("<", left, steps_v), left, steps_v)
+            for a in acc16:
+                builder.store(ir.Constant(v16w, None), a)
+            with cgutils.for_range(builder, count) as inner:
+                g = builder.add(g0, inner.index)
+                bp = builder.add(p0, builder.shl(g, c(6)))
+                bv = [builder.load(builder.inttoptr(builder.add(bp, c(32 * h)), v32b.as_pointer()), align=1)
+                      for h in range(2)]
+                xp = builder.add(x0, builder.shl(g, c(2)))
+                for r in range(MR):
+                    word = builder.load(builder.inttoptr(builder.add(xp, builder.mul(c(r), ldx)), i32.as_pointer()),
+                                        align=1)
+                    splat = builder.insert_element(ir.Constant(v8d, None), word, ir.Constant(i32, 0))
+                    splat = builder.bitcast(builder.shuffle_vector(splat, splat, ir.Constant(v8d, None)), v32b)
+                    for h in range(2):
+                        a = acc16[2 * r + h]
+                        builder.store(builder.add(builder.load(a), builder.call(maddubs, [splat, bv[h]])), a)
+            for a16, a32 in zip(acc16, acc32):
+                builder.store(builder.add(builder.load(a32), builder.call(maddwd, [builder.load(a16), ones])), a32)
+        ldo = builder.extract_value(arr_o.strides, 0)
+        o0 = builder.add(builder.ptrtoint(arr_o.data, i64), builder.add(builder.mul(r0_v, ldo), builder.shl(c0_v, c(2))))
+        zero = ir.Constant(v8d, None)
+        for r in range(MR):
+            for h in range(2):
+                at = builder.inttoptr(builder.add(o0, builder.add(builder.mul(c(r), ldo), c(32 * h))), v8d.as_pointer())
+                prev = builder.select(add_v, builder.load(at, align=4), zero)
+                builder.store(builder.add(builder.load(acc32[2 * r + h]), prev), at, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(cache=True, parallel=True)
+def _pack_panels(w4, out):
+    """out[t, g, c] = w4[t * NR + c, g], zero padded: words of 4 int8 K-values of 16 rows of w."""
+    n, groups = w4.shape
+    for t in numba.prange(out.shape[0]):
+        rows = min(NR, n - t * NR)
+        panel = out[t]
+        for g in range(groups):
+            for c in range(rows):
+                panel[g, c] = w4[t * NR + c, g]
+            for c in range(rows, NR):
+                panel[g, c] = 0
+
+
+@numba.njit(cache=True, parallel=True)
+def _gemm_avx2(x, tail, bp, n, steps, out):
+    """out = x @ w.T: x (M, Kpad) uint8, Kpad % 4 == 0; tail (6, Kpad) holds the last M % 6 rows
+    of x, zero padded; bp (tiles, Kpad / 4, 16, 4) int8 from _pack_panels."""
+    m, kp = x.shape
+    row_tiles = (m + MR - 1) // MR
+    tiles = bp.shape[0]
+    rgroups = (row_tiles + RT - 1) // RT
+    for task in numba.prange(rgroups * ((tiles + CT - 1) // CT)):
+        ti0 = (task % rgroups) * RT
+        t0 = (task // rgroups) * CT
+        c = np.empty((MR, NR), np.int32)
+        for k0 in range(0, kp, KC):
+            k1 = min(k0 + KC, kp)
+            add = k0 > 0
+            for t in range(t0, min(t0 + CT, tiles)):
+                panel = bp[t, k0 >> 2 : k1 >> 2]
+                j = t * NR
+                cols = min(NR, n - j)
+                for ti in range(ti0, min(ti0 + RT, row_tiles)):
+                    i = ti * MR
+                    rows = min(MR, m - i)
+                    if rows == MR and cols == NR:
+                        _u8s8_tile(x, i, k0, (k1 - k0) >> 2, steps, panel, out, i, j, add)
+                        continue
+                    if rows == MR:
+                        _u8s8_tile(x, i, k0, (k1 - k0) >> 2, steps, panel, c, 0, 0, False)
+                    else:
+                        _u8s8_tile(tail, 0, k0, (k1 - k0) >> 2, steps, panel, c, 0, 0, False)
+                    for r in range(rows):
+                        o = out[i + r]
+                        for h in range(cols):
+                            o[j + h] = o[j + h] + c[r, h] if add else c[r, h]
+
+
+def _avx2_gemm(x, w, steps):
+    m, k = x.shape
+    n = w.shape[0]
+    kp = -(-k // 4) * 4
+    if kp != k:  # zero-pad K to whole groups of 4
+        x = np.concatenate([x, np.zeros((m, kp - k), np.uint8)], axis=1)
+        w = np.concatenate([w, np.zeros((n, kp - k), np.int8)], axis=1)
+    tail = np.zeros((MR, kp), dtype=np.uint8)
+    tail[: m % MR] = x[m - m % MR :]
+    tiles = -(-n // NR)
+    bp = np.empty((tiles, kp // 4, NR, 4), dtype=np.int8)
+    _launch(_pack_panels, 16 * n * kp, w.view(np.uint32), bp.view(np.uint32).reshape(tiles, kp // 4, NR))
+    out = np.empty((m, n), dtype=np.int32)
+    _launch(_gemm_avx2, m * n * kp, x, tail, bp, n, steps, out, tasks=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# portable kernel: exact int32 sums in a plain Numba loop (LLVM vectorizes the loop over k)
+
+
+@numba.njit(cache=True)
+def _portable_tile(x0, x1, x2, x3, w, j0, j1, k0, k1, add, o0, o1, o2, o3):
+    for j in range(j0, j1):
+        y = w[j, k0:k1]
+        s0 = s1 = s2 = s3 = np.int32(0)
+        for k in range(k1 - k0):
+            v = np.int32(y[k])
+            s0 += np.int32(x0[k]) * v
+            s1 += np.int32(x1[k]) * v
+            s2 += np.int32(x2[k]) * v
+            s3 += np.int32(x3[k]) * v
+        if add:
+            s0 += o0[j]
+            s1 += o1[j]
+            s2 += o2[j]
+            s3 += o3[j]
+        o0[j] = s0
+        o1[j] = s1
+        o2[j] = s2
+        o3[j] = s3
+
+
+@numba.njit(cache=True)
+def _portable_row(x0, w, j0, j1, k0, k1, add, o0):
+    for j in range(j0, j1):
+        y = w[j, k0:k1]
+        s = np.int32(0)
+        for k in range(k1 - k0):
+            s += np.int32(x0[k]) * np.int32(y[k])
+        o0[j] = s + o0[j] if add else s
+
+
+@numba.njit(cache=True, parallel=True)
+def _gemm_portable(x, w, out):
+    """out = x @ w.T in int32 (exact when 255 * 128 * K fits int32); K >= 1."""
+    m, kk = x.shape
+    n = w.shape[0]
+    groups = (m + PR - 1) // PR
+    for task in numba.prange(groups * ((n + PC - 1) // PC)):
+        g0 = (task % groups) * PR
+        g1 = min(g0 + PR, m)
+        j0 = (task // groups) * PC
+        j1 = min(j0 + PC, n)
+        for k0 in range(0, kk, PKC):
+            k1 = min(k0 + PKC, kk)
+            add = k0 > 0
+            i = g0
+            while i + 3 < g1:
+                _portable_tile(x[i, k0:k1], x[i + 1, k0:k1], x[i + 2, k0:k1], x[i + 3, k0:k1], w, j0, j1, k0, k1,
+                               add, out[i], out[i + 1], out[i + 2], out[i + 3])
+                i += 4
+            for r in range(i, g1):
+                _portable_row(x[r, k0:k1], w, j0, j1, k0, k1, add, out[r])
+
+
+# ---------------------------------------------------------------------------------------
+# wrapper
+
+
+def _operand(a, dtype, name):
+    a = np.asarray(a)
+    if a.dtype != dtype:
+        hint = ("convert images with np.asarray(images, dtype=np.uint8)" if dtype == np.uint8 else
+                "unpack ±1 weights with bitsim.kernels.u8.pm1_int8(words, n) or quantize to int8 codes")
+        raise TypeError(f"{name}: expected {np.dtype(dtype)}, got {a.dtype}; {hint}")
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array (rows, K), got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def _fallback(x, w):
+    """The exact int16-code product of bitsim.kernels.fixed (int32 blocks, its vpmaddwd kernel)."""
+    return fixed_matmul(x.astype(np.int16), INT16_CODES, w.astype(np.int16), INT16_CODES, acc_dtype=np.int32,
+                        route="integer")
+
+
+def _int32_product(x, w, route):
+    """x @ w.T for K <= INT32_K_MAX (every value fits int32)."""
+    m, k = x.shape
+    n = w.shape[0]
+    if m == 0 or n == 0 or k == 0:
+        return np.zeros((m, n), dtype=np.int32)
+    if route == "portable":
+        out = np.empty((m, n), dtype=np.int32)
+        _launch(_gemm_portable, m * n * k, x, w, out, tasks=True)
+        return out
+    if HAS_AVX2:
+        max_x = int(x.max())
+        w_hi, w_lo = int(w.max()), int(w.min())
+        steps = int16_steps(max_x, max(w_hi, -w_lo))
+        if steps:
+            return _avx2_gemm(x, w, steps)
+        if route == "avx2":
+            raise ValueError(
+                f"u8s8_matmul: route='avx2' needs 2 * max(x) * max|w| <= 32767 so that no vpmaddubsw pair sum can "
+                f"saturate; here max(x) = {max_x}, max|w| = {max(w_hi, -w_lo)}. Use route='auto' (exact fallback)"
+            )
+        return _fallback(x, w)
+    if route == "avx2":
+        raise ValueError("u8s8_matmul: route='avx2' needs a CPU with AVX2 (and numba targeting the host CPU)")
+    out = np.empty((m, n), dtype=np.int32)
+    _launch(_gemm_portable, m * n * k, x, w, out, tasks=True)
+    return out
+
+
+def u8s8_matmul(x, w, *, route="auto"):
+    """Exact integer product ``x @ w.T`` of uint8 inputs and int8 weights.
+
+    ``out[i, j] = sum_k x[i, k] * w[j, k]``, exactly ``x.astype(int64) @ w.astype(int64).T``.
+    The AVX2 route runs ``vpmaddubsw`` (pair sums saturated to int16) only when
+    ``2 * max(x) * max|w| <= 32767`` (:func:`int16_steps`), which makes saturation impossible,
+    e.g. any weights in ``[-64, 64]`` with any uint8 inputs; otherwise it computes the same
+    sums by an exact fallback (see the module docstring).
+
+    Parameters
+    ----------
+    x : numpy.ndarray of uint8, shape (M, K)
+        Inputs (e.g. pixels 0..255); non-C-contiguous arrays are copied.
+    w : numpy.ndarray of int8, shape (N, K)
+        Weights, one row per output column (a weight matrix (out, in)); ±1 weights from packed
+        words with :func:`pm1_int8`.
+    route : {'auto', 'avx2', 'portable'}
+        ``'auto'``: the AVX2 ``vpmaddubsw`` kernel when the CPU has AVX2 and the bound holds,
+        else :func:`bitsim.kernels.fixed.matmul` on int16 codes (AVX2) or the portable
+        kernel. ``'avx2'``: the ``vpmaddubsw`` kernel, raising ``ValueError`` when the bound
+        does not hold or the CPU lacks AVX2. ``'portable'``: a plain Numba int32 loop.
+        All routes give identical results.
+
+    Returns
+    -------
+    numpy.ndarray, shape (M, N)
+        int32 when ``255 * 128 * K <= 2**31 - 1`` (``K <= 65793``), so every result fits;
+        int64 for longer reductions (computed as int32 sums over K-chunks, added in int64).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not uint8 or ``w`` not int8.
+    ValueError
+        Wrong shapes, an unknown route, or ``route='avx2'`` where it cannot be exact.
+
+    Examples
+    --------
+    >>> x = np.array([[255, 0, 3, 200]], dtype=np.uint8)
+    >>> w = np.array([[1, -1, 1, -1], [-1, -1, -1, -1]], dtype=np.int8)
+    >>> u8s8_matmul(x, w)
+    array([[  58, -458]], dtype=int32)
+    """
+    if route not in ("auto", "avx2", "portable"):
+        raise ValueError(f"route must be 'auto', 'avx2' or 'portable', got {route!r}")
+    x = _operand(x, np.uint8, "u8s8_matmul: x")
+    w = _operand(w, np.int8, "u8s8_matmul: w")
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(
+            f"u8s8_matmul: x has K={x.shape[1]} columns but w has K={w.shape[1]}; w holds one row per output "
+            "column (pass the weight matrix as (out, in))"
+        )
+    k = x.shape[1]
+    if k <= INT32_K_MAX:
+        return _int32_product(x, w, route)
+    out = np.zeros((x.shape[0], w.shape[0]), dtype=np.int64)
+    for k0 in range(0, k, K_CHUNK):
+        xs = np.ascontiguousarray(x[:, k0 : k0 + K_CHUNK])
+        ws = np.ascontiguousarray(w[:, k0 : k0 + K_CHUNK])
+        out += _int32_product(xs, ws, route)
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _unpack_pm1(words, n, out):
+    for r in numba.prange(out.shape[0]):
+        row = words[r]
+        o = out[r]
+        for i in range(n):
+            o[i] = 1 if (row[i >> 6] >> np.uint64(i & 63)) & np.uint64(1) else -1
+
+
+def pm1_int8(words, n, bitorder="little"):
+    """Unpack packed ±1 rows into int8 ±1 values, the weight operand of :func:`u8s8_matmul`.
+
+    Parameters
+    ----------
+    words : numpy.ndarray of uint64, shape (N, ceil(n / 64))
+        Packed ±1 rows (:func:`bitsim.formats.binary.pack`): bit 1 = +1, element ``i`` at bit
+        ``i % 64`` of word ``i // 64``, padding bits 0.
+    n : int
+        Values per row (K).
+    bitorder : {'little', 'big'}
+        Layout of ``words``.
+
+    Returns
+    -------
+    numpy.ndarray of int8, shape (N, n), every value -1 or +1
+
+    Raises
+    ------
+    TypeError
+        If ``words`` is not uint64 or ``n`` not an integer.
+    ValueError
+        If the shape does not match ``n`` or a padding bit is set.
+
+    Examples
+    --------
+    >>> from bitsim.formats.binary import pack
+    >>> pm1_int8(pack([[1, -1, -1, 1]]), 4)
+    array([[ 1, -1, -1,  1]], dtype=int8)
+    """
+    n = _length(n)
+    words = _words(words, "pm1_int8: words", n, 2, bitorder)
+    out = np.empty((words.shape[0], n), dtype=np.int8)
+    if out.size:
+        _launch(_unpack_pm1, out.size, words, n, out)
+    return out
+

@@ -1,0 +1,29 @@
+"""Slow, obvious uint8 x int8 GEMM in numpy int64: the oracle of :mod:`bitsim.kernels.u8`.
+
+Every product of a uint8 and an int8 is below 2**15 in magnitude and numpy's int64 sum over K
+is exact for K < 2**48, so ``x.astype(int64) @ w.astype(int64).T`` is the exact integer
+product (numpy does not use BLAS for integers, so no float rounding is involved).
+"""
+
+import numpy as np
+
+__all__ = ["u8s8_matmul"]
+
+
+def u8s8_matmul(x, w):
+    """Oracle of :func:`bitsim.kernels.u8.u8s8_matmul`: the exact int64 product ``x @ w.T``.
+
+    Parameters
+    ----------
+    x : array_like of uint8, shape (M, K)
+    w : array_like of int8, shape (N, K)
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (M, N)
+    """
+    x = np.asarray(x)
+    w = np.asarray(w)
+    if x.dtype != np.uint8 or w.dtype != np.int8:
+        raise TypeError(f"u8s8_matmul oracle expects uint8 x and int8 w, got {x.dtype} and {w.dtype}")
+    return x.astype(np.int64) @ w.astype(np.int64).T
