@@ -7,7 +7,7 @@ import sys
 from . import __version__
 
 # `bitsim train NAME`: each module defines CLI_HELP, add_train_arguments(parser) and train_cli(args)
-TRAIN_METHODS = {"bnn": "bitsim.methods.bnn"}
+TRAIN_METHODS = {"bnn": "bitsim.methods.bnn", "gru": "bitsim.methods.loggru"}
 
 
 def _explain(args):
@@ -149,6 +149,13 @@ def build_parser():
         t.add_argument("--version", action="version", version=f"bitsim {__version__}")
         method.add_train_arguments(t)
         t.set_defaults(func=method.train_cli)
+
+    from .methods import loggru
+
+    gru = sub.add_parser("gru", help="the log-quantized GRU: Table 1 beside the paper's",
+                         description="Convert a trained character-level GRU to Log8 / Fix16 / Fix8 and report.")
+    gru.add_argument("--version", action="version", version=f"bitsim {__version__}")
+    loggru.add_gru_arguments(gru)
 
     ev = sub.add_parser("eval", help="test error of a saved model on MNIST",
                         description="Evaluate a saved model (integer or float BNN) on the MNIST test set.")
