@@ -7,7 +7,11 @@ import sys
 from . import __version__
 
 # `bitsim train NAME`: each module defines CLI_HELP, add_train_arguments(parser) and train_cli(args)
-TRAIN_METHODS = {"bnn": "bitsim.methods.bnn", "gru": "bitsim.methods.loggru"}
+TRAIN_METHODS = {
+    "bnn": "bitsim.methods.bnn",
+    "gru": "bitsim.methods.loggru",
+    "surgery": "bitsim.methods.surgery",
+}
 
 
 def _explain(args):

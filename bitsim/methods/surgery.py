@@ -1,0 +1,594 @@
+"""Dynamic Network Surgery (Guo, Yao, Chen, NIPS 2016) on MNIST: LeNet-300-100 and LeNet-5.
+
+One command runs every stage, each with its own SGD solver (a fresh momentum and learning-rate schedule,
+as a new Caffe solver run would have):
+
+1. ``dense``: train the reference network (the Caffe LeNet recipe: SGD, momentum 0.9, weight decay
+   5e-4, learning rate ``lr * (1 + 1e-4 t) ** -0.75``, batch 64, inputs ``pixel / 256``, Xavier
+   initialization ``U(±sqrt(3 / fan_in))``, biases learn at twice the rate). It is saved as
+   ``reference.{npz,json}``; ``reference=PATH`` skips the stage and starts from a saved one.
+2. ``conv`` (LeNet-5 only) and ``fc``: surgery of the convolutional, then of the fully connected
+   layers (:mod:`bitsim.nn.surgery`): thresholds fixed at the start of the stage, mask updates with
+   probability ``(1 + gamma t) ** -power`` until each layer's ``iter_stop``, the gradient reaching
+   every weight so pruned connections can be spliced back. Layers not in the stage keep their masks.
+3. ``retrain``: every mask fixed, training continues.
+
+Iterations are counted from 0 within a stage (``t``) and over the whole run (``g``).
+
+Reproducibility: every random decision comes from Philox generators keyed from ``seed``:
+initial weights ``Philox(seed)``; the shuffle of epoch ``e`` (epochs of ``train_size // batch_size``
+batches over the whole run, the last partial batch dropped) ``Philox(seed * 2**20 + 2 * e)``, one
+uint32 per example, examples sorted by their draws (stable); the mask draws of prunable layer ``l``
+(0-based, in model order) in stage ``s`` (0 dense, 1 conv, 2 fc, 3 retrain)
+``Philox(seed * 2**20 + 2 * (8 * s + l) + 1)``, whose draw ``t`` decides iteration ``t`` of the stage.
+Batch ``g`` is therefore a function of ``g`` alone, and a run resumed from any checkpoint continues with
+exactly the bits an uninterrupted run would have used.
+"""
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets import load_mnist
+from ..formats.rng import Philox
+from ..io import atomic_write_bytes, load_bundle, save_bundle
+from ..nn import SGD, Flatten, MaxPool2d, ReLU, Sequential, SoftmaxCrossEntropy
+from ..nn.init import uniform
+from ..nn.surgery import MaskedConv2d, MaskedDense, PruneRule, masked_layers
+
+STAGES = ("dense", "conv", "fc", "retrain")
+SCALE = np.float32(1 / 256)  # Caffe's MNIST input scale 0.00390625, exact in float32
+
+LAYER_NAMES = {"lenet300": ("ip1", "ip2", "ip3"), "lenet5": ("conv1", "conv2", "ip1", "ip2")}
+
+# Published numbers: the paper (Guo et al. 2016, Table 1 and 2) and the authors' released models.
+PAPER = {
+    "lenet300": {"reference_error": 0.0228, "error": 0.0199, "ratio": 56, "params": 266_610,
+                 "released_nonzero": 4_988, "density": {"ip1": 0.018, "ip2": 0.018, "ip3": 0.055}},
+    "lenet5": {"reference_error": 0.0091, "error": 0.0091, "ratio": 108, "params": 431_080,
+               "released_nonzero": None, "density": {"conv1": 0.142, "conv2": 0.031, "ip1": 0.0073, "ip2": 0.043}},
+}
+
+
+@dataclass
+class SurgeryConfig:
+    """Options of a surgery run (the defaults of each model are in :data:`DEFAULTS`).
+
+    ``c`` and ``iter_stop`` hold one value per prunable layer, in model order; ``iter_stop`` counts
+    iterations of the layer's own stage.
+    """
+
+    model: str = "lenet5"
+    dense_iters: int = 10_000
+    conv_iters: int = 6_000
+    fc_iters: int = 10_000
+    retrain_iters: int = 6_000
+    c: tuple = (1.3, 3.5, 6.0, 3.0)
+    iter_stop: tuple = (5_000, 5_000, 8_000, 8_000)
+    gamma: float = 1e-4
+    power: float = 1.0
+    lr: float = 0.01
+    surgery_lr: float = 0.01
+    retrain_lr: float = 0.01
+    lr_gamma: float = 1e-4
+    lr_power: float = 0.75
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+    train_size: int = 60_000
+    test_size: int = 10_000
+    eval_every: int = 1_000
+    checkpoint_every: int = 2_000
+    seed: int = 1
+
+    def __post_init__(self):
+        if self.model not in LAYER_NAMES:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {sorted(LAYER_NAMES)}")
+        self.c = tuple(float(v) for v in self.c)
+        self.iter_stop = tuple(int(v) for v in self.iter_stop)
+        n = len(LAYER_NAMES[self.model])
+        if len(self.c) != n or len(self.iter_stop) != n:
+            raise ValueError(f"{self.model} has {n} prunable layers {LAYER_NAMES[self.model]}: give {n} values of "
+                             f"c and of iter_stop, got {len(self.c)} and {len(self.iter_stop)}")
+        if not 1 <= self.train_size <= 60_000 or not 1 <= self.test_size <= 10_000:
+            raise ValueError("train_size must be 1..60000 and test_size 1..10000 (the MNIST sets)")
+        if self.batch_size < 1 or self.batch_size > self.train_size:
+            raise ValueError(f"batch_size must be 1..train_size, got {self.batch_size}")
+        for name in ("dense_iters", "conv_iters", "fc_iters", "retrain_iters"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.eval_every < 1 or self.checkpoint_every < 1:
+            raise ValueError("eval_every and checkpoint_every must be >= 1")
+
+    @classmethod
+    def from_dict(cls, d):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+DEFAULTS = {
+    "lenet300": dict(model="lenet300", dense_iters=20_000, conv_iters=0, fc_iters=20_000, retrain_iters=10_000,
+                     c=(4.5, 4.5, 2.5), iter_stop=(16_000, 16_000, 16_000)),
+    "lenet5": dict(model="lenet5", dense_iters=10_000, conv_iters=6_000, fc_iters=10_000, retrain_iters=6_000,
+                   c=(1.3, 3.5, 6.0, 3.0), iter_stop=(5_000, 5_000, 8_000, 8_000), eval_every=2_000),
+}
+
+
+def default_config(model, **changes):
+    """The documented configuration of ``model`` with ``changes`` applied."""
+    if model not in DEFAULTS:
+        raise ValueError(f"unknown model {model!r}; choose one of {sorted(DEFAULTS)}")
+    return SurgeryConfig(**{**DEFAULTS[model], **changes})
+
+
+class Inv:
+    """Caffe's ``inv`` learning-rate policy: ``lr(t) = lr0 * (1 + gamma * t) ** -power``."""
+
+    def __init__(self, lr0, gamma, power):
+        self.lr0, self.gamma, self.power = float(lr0), float(gamma), float(power)
+
+    def __call__(self, t):
+        return self.lr0 * (1.0 + self.gamma * int(t)) ** -self.power
+
+    def __repr__(self):
+        return f"Inv({self.lr0:g}, gamma={self.gamma:g}, power={self.power:g})"
+
+
+def _xavier(layer, rng):
+    fan_in = math.prod(layer.W.value.shape[1:])
+    limit = math.sqrt(3.0 / fan_in)
+    layer.W.value[...] = uniform(layer.W.value.shape, -limit, limit, rng, layer.dtype)
+    layer.b.lr_scale = 2.0
+
+
+def build_model(name, seed=1):
+    """LeNet-300-100 (``'lenet300'``) or Caffe's LeNet-5 (``'lenet5'``) of masked layers.
+
+    LeNet-300-100 takes ``(N, 784)`` inputs: 784-300-100-10 with ReLU. LeNet-5 takes ``(N, 28, 28, 1)``:
+    conv 20 5x5, max pool 2, conv 50 5x5, max pool 2, fc 500, ReLU, fc 10 (no ReLU after the
+    convolutions, as in Caffe's example). Weights are ``U(±sqrt(3 / fan_in))`` drawn from
+    ``Philox(seed)`` layer by layer, biases 0.
+    """
+    init = Philox(seed)
+    if name == "lenet300":
+        layers = [MaskedDense(784, 300, input_grad=False), ReLU(), MaskedDense(300, 100), ReLU(), MaskedDense(100, 10)]
+    elif name == "lenet5":
+        layers = [MaskedConv2d(1, 20, 5, input_grad=False), MaxPool2d(2), MaskedConv2d(20, 50, 5), MaxPool2d(2),
+                  Flatten(), MaskedDense(800, 500), ReLU(), MaskedDense(500, 10)]
+    else:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(LAYER_NAMES)}")
+    model = Sequential(layers)
+    for layer, label in zip(masked_layers(model), LAYER_NAMES[name]):
+        _xavier(layer, init)
+        layer.name = label
+    return model
+
+
+def inputs(model_name, x):
+    """uint8 images ``(N, 28, 28)`` as the model's float32 input: ``pixel / 256``, flat or NHWC."""
+    x = np.asarray(x)
+    if x.dtype != np.uint8 or x.shape[1:] != (28, 28):
+        raise ValueError(f"expected uint8 MNIST images (N, 28, 28), got {x.dtype} {x.shape}")
+    shape = (len(x), 784) if model_name == "lenet300" else (len(x), 28, 28, 1)
+    return x.reshape(shape).astype(np.float32) * SCALE
+
+
+def error(model, model_name, x, y, batch_size=1000):
+    """Classification error (fraction) of ``model`` on uint8 images ``x``."""
+    wrong = 0
+    for i in range(0, len(x), batch_size):
+        scores = model.forward(inputs(model_name, x[i:i + batch_size]), training=False)
+        wrong += int(np.sum(scores.argmax(1) != y[i:i + batch_size]))
+    return wrong / len(x)
+
+
+def shuffle_key(seed, epoch):
+    """Philox key of the shuffle of ``epoch``: ``seed * 2**20 + 2 * epoch``."""
+    return int(seed) * 2**20 + 2 * int(epoch)
+
+
+def mask_key(seed, stage, layer):
+    """Philox key of the mask draws of prunable ``layer`` in ``stage``: ``seed * 2**20 + 2 * (8 * stage + layer) + 1``."""
+    return int(seed) * 2**20 + 2 * (8 * int(stage) + int(layer)) + 1
+
+
+class _Batches:
+    """Batch ``g`` of the whole run: examples ``[(g % n) * B, (g % n + 1) * B)`` of epoch ``g // n``'s order."""
+
+    def __init__(self, seed, size, batch_size):
+        self.seed, self.size, self.batch_size = seed, size, batch_size
+        self.per_epoch = size // batch_size
+        self._epoch, self._order = None, None
+
+    def __call__(self, g):
+        epoch, k = divmod(int(g), self.per_epoch)
+        if epoch != self._epoch:
+            self._order = np.argsort(Philox(shuffle_key(self.seed, epoch)).uint32(self.size), kind="stable")
+            self._epoch = epoch
+        return self._order[k * self.batch_size:(k + 1) * self.batch_size]
+
+
+def stage_plan(cfg):
+    """``[(stage index, name, iterations, prunable layer indices)]`` of the run, skipping empty stages."""
+    names = LAYER_NAMES[cfg.model]
+    conv = [i for i, n in enumerate(names) if n.startswith("conv")]
+    fc = [i for i, n in enumerate(names) if not n.startswith("conv")]
+    plan = [(0, "dense", cfg.dense_iters, []), (1, "conv", cfg.conv_iters if conv else 0, conv),
+            (2, "fc", cfg.fc_iters, fc), (3, "retrain", cfg.retrain_iters, [])]
+    return [p for p in plan if p[2] > 0]
+
+
+def _optimizer(cfg, model, stage):
+    lr = {"dense": cfg.lr, "conv": cfg.surgery_lr, "fc": cfg.surgery_lr, "retrain": cfg.retrain_lr}[stage]
+    return SGD(model.params(), Inv(lr, cfg.lr_gamma, cfg.lr_power), momentum=cfg.momentum,
+               weight_decay=cfg.weight_decay)
+
+
+def layer_rows(model, names):
+    """Per prunable layer: name, parameters (weights and biases), connections in use, density."""
+    return [{"layer": n, "params": m.size(), "nonzero": m.active(), "density": m.density()}
+            for n, m in zip(names, masked_layers(model))]
+
+
+def compression(model):
+    """``(all parameters, parameters in use, ratio)`` over the prunable layers (weights and biases).
+
+    The ratio is ``inf`` when every connection is pruned.
+    """
+    layers = masked_layers(model)
+    total, used = sum(m.size() for m in layers), sum(m.active() for m in layers)
+    return total, used, total / used if used else math.inf
+
+
+def _track_arrays(n, layers):
+    return {"updated": np.zeros((n, layers), bool), "pruned": np.zeros((n, layers), np.int32),
+            "spliced": np.zeros((n, layers), np.int32), "active": np.zeros((n, layers), np.int32),
+            "iteration": np.zeros(n, np.int64)}
+
+
+def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=None, reference=None, log=print):
+    """Run every stage of :func:`stage_plan`: dense training, surgery, retraining.
+
+    Parameters
+    ----------
+    cfg : SurgeryConfig
+    out_dir : str or Path, optional
+        Writes ``checkpoint``, ``optimizer`` and ``track`` bundles every ``cfg.checkpoint_every``
+        iterations and at the end of every stage, ``reference`` after the dense stage, ``final`` at the
+        end, and ``history.json``.
+    data : dict, optional
+        MNIST as :func:`bitsim.datasets.load_mnist` returns it.
+    progress : bool
+        A tqdm bar per stage (only on a terminal).
+    resume : bool
+        Continue from ``out_dir/checkpoint`` when it exists.
+    stop_after : int, optional
+        Return after this many iterations of this call (``resume=True`` continues).
+    reference : str or Path, optional
+        A model saved by a previous run (``reference.json``) to start from instead of the dense stage.
+    log : callable
+
+    Returns
+    -------
+    model : Sequential
+    history : list of dict
+        One row per evaluation: global iteration, stage, test error, per-layer density, lr, mean loss.
+    track : dict of numpy.ndarray
+        Per surgery and retraining iteration (rows) and prunable layer (columns): ``updated`` (the
+        masks were updated), ``pruned``, ``spliced`` (connections switched off / restored by the
+        update) and ``active`` (connections in use after it); ``iteration`` holds ``g``.
+    """
+    from tqdm.auto import tqdm
+
+    data = load_mnist() if data is None else data
+    xt, yt = data["x_train"][:cfg.train_size], data["y_train"][:cfg.train_size]
+    xs, ys = data["x_test"][:cfg.test_size], data["y_test"][:cfg.test_size]
+    names = LAYER_NAMES[cfg.model]
+    model = build_model(cfg.model, cfg.seed)
+    layers = masked_layers(model)
+    rules = [PruneRule(c, cfg.gamma, cfg.power, stop) for c, stop in zip(cfg.c, cfg.iter_stop)]
+    plan = stage_plan(cfg)
+    g = 0
+    if reference is not None:
+        meta = model.load(reference)
+        if meta.get("config", {}).get("model") != cfg.model:
+            raise ValueError(f"{reference} is not a {cfg.model} model")
+        plan = [p for p in plan if p[1] != "dense"]
+        g = int(meta.get("g", 0))  # batches continue as in a run that trained this reference
+    g0 = g + sum(p[2] for p in plan if p[1] == "dense")  # the first row of track is iteration g0
+    track = _track_arrays(sum(p[2] for p in plan if p[1] != "dense"), len(layers))
+    history, start_stage, start_t, opt_state = [], 0, 0, None
+    if reference is not None:
+        history = list(meta.get("history", []))  # the reference's own evaluations, as in one whole run
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and resume and (out / "checkpoint.json").exists():
+        meta = model.load(out / "checkpoint")
+        history, g, start_stage, start_t = meta["history"], meta["g"], meta["stage"], meta["t"]
+        opt_state = load_bundle(out / "optimizer", "bitsim.nn.Optimizer")[0]
+        if (out / "track.json").exists():
+            saved = load_bundle(out / "track", "bitsim.methods.surgery.track")[0]
+            for key in track:
+                track[key][:len(saved[key])] = saved[key]
+        log(f"resumed from {out / 'checkpoint'} at iteration {g} (stage {STAGES[start_stage]}, step {start_t})")
+    batches = _Batches(cfg.seed, len(xt), cfg.batch_size)
+    loss = SoftmaxCrossEntropy()
+    budget = None if stop_after is None else int(stop_after)
+
+    def save(stage, t):
+        meta = {"config": asdict(cfg), "g": g, "stage": stage, "t": t, "history": history}
+        model.save(out / "checkpoint", meta)
+        save_bundle(out / "optimizer", opt.state(), "bitsim.nn.Optimizer")
+        rows = max(0, g - g0)
+        save_bundle(out / "track", {k: v[:rows] for k, v in track.items()}, "bitsim.methods.surgery.track")
+        atomic_write_bytes(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
+
+    def evaluate(stage, lr, mean_loss):
+        row = {"iteration": g, "stage": stage, "test_error": error(model, cfg.model, xs, ys), "lr": lr,
+               "train_loss": mean_loss, "density": {n: m.density() for n, m in zip(names, layers)}}
+        ratio = compression(model)[2]
+        row["ratio"] = ratio if math.isfinite(ratio) else None  # JSON has no inf
+        history.append(row)
+        dens = "  ".join(f"{n} {100 * d:.2f}%" for n, d in row["density"].items())
+        log(f"iter {g:6d}  {stage:7s}  loss {mean_loss:.4f}  test {100 * row['test_error']:.2f}%  "
+            f"{ratio:.1f}x  {dens}")
+
+    for s, stage, iters, prune in plan:
+        if s < start_stage:
+            continue
+        t0 = start_t if s == start_stage else 0
+        if t0 >= iters:
+            continue
+        opt = _optimizer(cfg, model, stage)
+        if opt_state is not None and s == start_stage:
+            opt.load_state(opt_state)
+        rngs = {}
+        for l in prune:
+            rngs[l] = Philox(mask_key(cfg.seed, s, l))
+            if t0:
+                rngs[l].uint32(t0)  # the draws of the iterations already done
+                layers[l].resume_surgery(rules[l])
+            else:
+                layers[l].start_surgery(rules[l])
+        if prune and t0 == 0:
+            thr = "  ".join(f"{names[l]} a={layers[l].thresholds[0]:.4g} b={layers[l].thresholds[1]:.4g}"
+                            for l in prune)
+            log(f"stage {stage}: thresholds {thr}")
+        bar = tqdm(range(t0, iters), desc=stage, leave=False, unit="it", disable=None if progress else True,
+                   initial=t0, total=iters)
+        total, count, started = 0.0, 0, time.perf_counter()
+        for t in bar:
+            if budget is not None and budget <= 0:
+                if out is not None:
+                    save(s, t)
+                return model, history, track
+            row = g - g0
+            for l in prune:
+                updated, pruned, spliced = layers[l].surgery_step(t, rngs[l])
+                if row >= 0:
+                    track["updated"][row, l], track["pruned"][row, l], track["spliced"][row, l] = updated, pruned, spliced
+            idx = batches(g)
+            value, _ = model.train_step(inputs(cfg.model, xt[idx]), yt[idx], loss, opt)
+            total, count = total + value, count + 1
+            if row >= 0:
+                track["active"][row] = [m.active() for m in layers]
+                track["iteration"][row] = g
+            g += 1
+            if budget is not None:
+                budget -= 1
+            if t % 50 == 0:
+                bar.set_postfix(loss=f"{total / count:.4f}", ratio=f"{compression(model)[2]:.1f}x")
+            if g % cfg.eval_every == 0 or t == iters - 1:
+                evaluate(stage, opt.schedule(t), total / count)
+                total, count = 0.0, 0
+            if out is not None and (g % cfg.checkpoint_every == 0 or t == iters - 1):
+                save(s, t + 1)
+        bar.close()
+        for l in prune:
+            layers[l].end_surgery()
+        log(f"stage {stage} done: {iters - t0} iterations in {time.perf_counter() - started:.0f} s")
+        if stage == "dense" and out is not None:
+            model.save(out / "reference", {"config": asdict(cfg), "history": history, "g": g})
+    if out is not None:
+        model.save(out / "final", {"config": asdict(cfg), "history": history})
+    return model, history, track
+
+
+def load_model(path):
+    """Rebuild a surgery model saved by :func:`train` (``final.json``, ``reference.json``, ``checkpoint.json``)."""
+    state, meta = load_bundle(path, "bitsim.nn.Sequential")
+    if "config" not in meta:
+        raise ValueError(f"{path} has no surgery configuration; was it written by bitsim train surgery?")
+    cfg = SurgeryConfig.from_dict(meta["config"])
+    model = build_model(cfg.model, cfg.seed)
+    model.load_state(state)
+    return model, cfg, meta
+
+
+def plot_history(history, track, names, sizes, path, paper=None):
+    """Write a PNG: density per layer (log scale) and test error over the iterations (needs matplotlib).
+
+    ``sizes`` holds the parameters of each prunable layer; densities before the first row of
+    ``track`` are 100%.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.4), sharex=True)
+    its = [h["iteration"] for h in history]
+    first = int(track["iteration"][0]) if len(track["iteration"]) else its[-1]
+    for j, (name, size) in enumerate(zip(names, sizes)):
+        x = np.concatenate([[0, first], track["iteration"] + 1])
+        y = np.concatenate([[1.0, 1.0], track["active"][:, j] / size])
+        line, = top.step(x, 100 * y, where="post", label=name)
+        if paper and name in paper.get("density", {}):
+            top.axhline(100 * paper["density"][name], ls=":", lw=0.8, color=line.get_color())
+    top.set_yscale("log")
+    top.set_ylabel("density (%)")
+    top.legend(fontsize=8, ncol=len(names))
+    top.set_title("connections in use per layer (dotted: the paper's / released model's density)", fontsize=9)
+    errors = [100 * h["test_error"] for h in history]
+    bottom.plot(its, errors, marker=".", label="test error")
+    if paper:
+        bottom.axhline(100 * paper["error"], ls=":", color="gray", label=f"paper {100 * paper['error']:.2f}%")
+    bottom.set_ylim(0, max(3.0, min(10.0, 1.2 * max(errors[1:] or errors))))
+    bottom.set_xlabel("iteration")
+    bottom.set_ylabel("test error (%)")
+    bottom.legend(fontsize=8)
+    for k in range(1, len(history)):
+        if history[k]["stage"] != history[k - 1]["stage"]:
+            for ax in (top, bottom):
+                ax.axvline(history[k - 1]["iteration"], color="k", lw=0.5, alpha=0.4)
+    fig.tight_layout()
+    import io as _io
+
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def format_layers(model, cfg):
+    """Per-layer table: parameters, in use, density, and the paper's / released model's density."""
+    names = LAYER_NAMES[cfg.model]
+    paper = PAPER[cfg.model]["density"]
+    lines = [f"{'layer':6s} {'params':>9s} {'nonzero':>8s} {'density':>8s} {'paper':>7s} {'c':>5s}"]
+    for row, c in zip(layer_rows(model, names), cfg.c):
+        lines.append(f"{row['layer']:6s} {row['params']:9,d} {row['nonzero']:8,d} {100 * row['density']:7.2f}% "
+                     f"{100 * paper[row['layer']]:6.2f}% {c:5g}")
+    total, used, ratio = compression(model)
+    lines.append(f"{'total':6s} {total:9,d} {used:8,d} {100 * used / total:7.2f}%  -> {ratio:.1f}x fewer parameters "
+                 f"(paper {PAPER[cfg.model]['ratio']}x)")
+    return "\n".join(lines)
+
+
+CLI_HELP = "Dynamic Network Surgery (pruning and splicing) of LeNet-300-100 or LeNet-5 on MNIST, sparse export"
+
+
+def _floats(text):
+    return tuple(float(v) for v in text.split(","))
+
+
+def _ints(text):
+    return tuple(int(v) for v in text.split(","))
+
+
+def add_train_arguments(parser):
+    """Options of ``bitsim train surgery``; omitted options take the model's documented defaults."""
+    parser.add_argument("--model", choices=sorted(LAYER_NAMES), default="lenet5")
+    parser.add_argument("--dense-iters", type=int, help="reference training iterations (default per model)")
+    parser.add_argument("--conv-iters", type=int, help="surgery iterations of the convolutional layers")
+    parser.add_argument("--fc-iters", type=int, help="surgery iterations of the fully connected layers")
+    parser.add_argument("--retrain-iters", type=int, help="iterations with every mask fixed")
+    parser.add_argument("--c", type=_floats, help="threshold offset per prunable layer, comma separated")
+    parser.add_argument("--iter-stop", type=_ints, help="last mask-update iteration per layer, comma separated")
+    parser.add_argument("--gamma", type=float, help="mask-update probability (1 + gamma t)^-power (default 1e-4)")
+    parser.add_argument("--power", type=float, help="(default 1)")
+    parser.add_argument("--lr", type=float, help="base learning rate of the dense stage (default 0.01)")
+    parser.add_argument("--surgery-lr", type=float, help="base learning rate of the surgery stages")
+    parser.add_argument("--retrain-lr", type=float, help="base learning rate of the retraining stage")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--train-size", type=int, help="training images (default all 60000)")
+    parser.add_argument("--test-size", type=int, help="test images evaluated during training (default 10000; "
+                                                      "the final report always uses all 10000)")
+    parser.add_argument("--eval-every", type=int, help="iterations between test-error evaluations")
+    parser.add_argument("--checkpoint-every", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--reference", help="start from this reference model (reference.json of an earlier run)")
+    parser.add_argument("--formats", default="ternary,log8,fixed8",
+                        help="quantized sparse exports to build and check (comma separated; 'none' for none)")
+    parser.add_argument("--act-bits", type=int, default=8, help="activation bits of the integer models (default 8)")
+    parser.add_argument("--check-images", type=int, help="test images checked against the Python-integer oracle "
+                                                         "(default 200 for lenet300, 30 for lenet5)")
+    parser.add_argument("--out", help="output directory (default runs/surgery-MODEL)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+CLI_FIELDS = {"dense_iters", "conv_iters", "fc_iters", "retrain_iters", "c", "iter_stop", "gamma", "power", "lr",
+              "surgery_lr", "retrain_lr", "batch_size", "train_size", "test_size", "eval_every", "checkpoint_every",
+              "seed"}
+
+
+def train_cli(args):
+    """``bitsim train surgery``: train, prune, retrain; export sparse models; check them; report."""
+    from ..deploy import sparse
+
+    changes = {k: getattr(args, k) for k in CLI_FIELDS if getattr(args, k, None) is not None}
+    cfg = default_config(args.model, **changes)
+    out = Path(args.out or f"runs/surgery-{cfg.model}")
+    formats = [] if args.formats == "none" else [f.strip() for f in args.formats.split(",") if f.strip()]
+    for f in formats:
+        sparse.check_format(f)
+    print(f"training {cfg}")
+    started = time.perf_counter()
+    data = load_mnist()
+    model, history, track = train(cfg, out_dir=out, data=data, progress=not args.no_progress, resume=args.resume,
+                                  reference=args.reference)
+    seconds = time.perf_counter() - started
+    xs, ys = data["x_test"], data["y_test"]
+    test_error = error(model, cfg.model, xs, ys)
+    names = LAYER_NAMES[cfg.model]
+    print()
+    print(format_layers(model, cfg))
+    print(f"test error      {100 * test_error:.2f}% (paper {100 * PAPER[cfg.model]['error']:.2f}%; "
+          f"reference before surgery: {_reference_error(history)})")
+
+    shape = (784,) if cfg.model == "lenet300" else (28, 28, 1)
+    exported = sparse.from_model(model, shape)
+    exported.save(out / "sparse")
+    loaded = sparse.load(out / "sparse")
+    rebuilt = loaded.to_model()
+    same = all(np.array_equal(a.weight(), b.weight()) and np.array_equal(a.bias(), b.bias())
+               for a, b in zip(masked_layers(model), masked_layers(rebuilt)))
+    probe = inputs(cfg.model, xs[:1000])
+    same_out = np.array_equal(model.forward(probe, training=False), rebuilt.forward(probe, training=False))
+    print(f"sparse export   {out / 'sparse.json'}: round trip exact: {same and same_out}")
+    rows = [dict(format="float32", **exported.storage(), test_error=test_error, exact=same and same_out)]
+    calib = data["x_train"][:2000]
+    n_check = args.check_images or (200 if cfg.model == "lenet300" else 30)
+    for f in formats:
+        q = sparse.quantize(exported, f, calib, act_bits=args.act_bits)
+        q.save(out / f"sparse-{f}")
+        q = sparse.load(out / f"sparse-{f}")
+        err = float(np.mean(q.predict(xs) != ys))
+        check = sparse.check_oracle(q, xs[:n_check])
+        check_all = sparse.check_float(q, xs)
+        rows.append(dict(format=f, **q.storage(), test_error=err, exact=check["equal"] and check_all["equal"],
+                         checked=n_check, float_checked=len(xs), kernel=q.kernel_name()))
+    print(sparse.format_storage(rows))
+    for r in rows[1:]:
+        print(f"kernel          {r['format']}: {r['kernel']}")
+    plot = plot_history(history, track, names, [m.size() for m in masked_layers(model)], out / "surgery.png",
+                        PAPER[cfg.model])
+    total, used, ratio = compression(model)
+    report = {"config": asdict(cfg), "test_error": test_error, "params": total, "nonzero": used,
+              "ratio": ratio if math.isfinite(ratio) else None,
+              "layers": layer_rows(model, names), "exports": rows, "seconds": seconds,
+              "reference_error": _reference_error(history, raw=True), "paper": PAPER[cfg.model]}
+    atomic_write_bytes(out / "report.json", (json.dumps(report, indent=1) + "\n").encode())
+    print(f"wall time       {seconds / 60:.1f} min (this command)")
+    print(f"saved           {out / 'final.json'}, {out / 'sparse.json'}, {out / 'report.json'}"
+          + (f", {plot}" if plot else "; install the plot extra for surgery.png"))
+    if not all(r["exact"] for r in rows):
+        raise ArithmeticError("an export did not match: see the table above")
+
+
+def _reference_error(history, raw=False):
+    dense = [h for h in history if h["stage"] == "dense"]
+    if not dense:
+        return None if raw else "n/a"
+    return dense[-1]["test_error"] if raw else f"{100 * dense[-1]['test_error']:.2f}%"
+
+
+__all__ = ["SurgeryConfig", "DEFAULTS", "PAPER", "LAYER_NAMES", "default_config", "build_model", "inputs", "error",
+           "train", "load_model", "stage_plan", "compression", "layer_rows", "plot_history", "format_layers", "Inv",
+           "shuffle_key", "mask_key"]
