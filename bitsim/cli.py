@@ -9,6 +9,7 @@ from . import __version__
 # `bitsim train NAME`: each module defines CLI_HELP, add_train_arguments(parser) and train_cli(args)
 TRAIN_METHODS = {
     "bnn": "bitsim.methods.bnn",
+    "connect": "bitsim.methods.connect",
     "gru": "bitsim.methods.loggru",
     "surgery": "bitsim.methods.surgery",
 }

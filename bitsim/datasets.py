@@ -399,3 +399,236 @@ def split_text(n: int, fractions=(0.9, 0.05, 0.05)) -> tuple[tuple[int, int], ..
     stops.append(n)
     starts = [0] + stops[:-1]
     return tuple(zip(starts, stops))
+
+
+# ---------------------------------------------------------------------------------------
+# CIFAR-10 (python pickle batches) and SVHN (.mat) for users who have the files
+
+import pickle  # noqa: E402  (only the CIFAR-10 reader below unpickles, with a restricted unpickler)
+
+__all__ += ["load_cifar10", "load_svhn", "read_cifar10_batch", "read_svhn_mat"]
+
+CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST_FILE = "test_batch"
+CIFAR10_META_FILE = "batches.meta"
+CIFAR10_SUBDIR = "cifar-10-batches-py"
+_NUMPY_RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's array reconstructor, whatever its module
+
+
+def _latin1_encode(text, encoding="latin1"):
+    """``_codecs.encode`` as protocol-2 pickles use it for bytes, restricted to latin-1."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("a CIFAR-10 batch only encodes bytes as latin-1 text")
+    return text.encode("latin1")
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickler for CIFAR-10 batches: plain containers and numpy arrays only.
+
+    Dicts, lists, tuples, str, bytes, int, float, bool and None are pickle opcodes and need no
+    lookup. The only globals allowed are numpy's array reconstruction (``_reconstruct``,
+    ``ndarray``, ``dtype``) and ``_codecs.encode`` with latin-1 (how protocol-2 pickles written by
+    Python 3 store bytes); anything else (a class, a function, a module) is refused before it is
+    imported, so loading a file cannot run code.
+    """
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): "reconstruct",
+        ("numpy._core.multiarray", "_reconstruct"): "reconstruct",
+        ("numpy", "ndarray"): "ndarray",
+        ("numpy", "dtype"): "dtype",
+        ("_codecs", "encode"): "encode",
+    }
+
+    def find_class(self, module, name):
+        kind = self.ALLOWED.get((module, name))
+        if kind is None:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name}: a CIFAR-10 batch holds only dicts, lists, bytes, str, int "
+                "and numpy arrays; is this file really a CIFAR-10 python batch?"
+            )
+        return {"reconstruct": _NUMPY_RECONSTRUCT, "ndarray": np.ndarray, "dtype": np.dtype,
+                "encode": _latin1_encode}[kind]
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("a CIFAR-10 batch has no persistent references")
+
+
+def _text(key):
+    return key.decode("latin1") if isinstance(key, bytes) else key
+
+
+def read_cifar10_batch(path) -> dict:
+    """Read one CIFAR-10 python batch (``data_batch_1`` ... ``test_batch``) with a restricted unpickler.
+
+    The batches are Python pickles, so unpickling is the format itself; :class:`_BatchUnpickler`
+    allows only containers, bytes, str, int and numpy array reconstruction, never a class or a
+    function. Keys written as bytes (Python 2 files) are returned as str.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict
+        ``data`` uint8 (N, 3072) (1024 red, 1024 green, 1024 blue values of each 32x32 image, row
+        by row), ``labels`` list of int, and whatever else the file holds (``batch_label``,
+        ``filenames``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file is not a valid batch or holds anything but plain data.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        try:
+            obj = _BatchUnpickler(f, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as error:
+            raise ValueError(f"{path}: not a readable CIFAR-10 batch ({error})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: a CIFAR-10 batch is a dict, got {type(obj).__name__}")
+    return {_text(k): v for k, v in obj.items()}
+
+
+def _cifar_arrays(path):
+    batch = read_cifar10_batch(path)
+    if "data" not in batch or "labels" not in batch:
+        raise ValueError(f"{path}: a CIFAR-10 batch needs 'data' and 'labels', found {sorted(batch)}")
+    data = np.asarray(batch["data"])
+    labels = np.asarray(batch["labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise ValueError(f"{path}: 'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}")
+    if labels.shape != (len(data),) or labels.dtype.kind not in "iu" or (labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise ValueError(f"{path}: 'labels' must be {len(data)} integers 0..9")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels.astype(np.uint8)
+
+
+def load_cifar10(directory) -> dict:
+    """Load CIFAR-10 from its python batches (the ``cifar-10-python.tar.gz`` distribution, extracted).
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The ``cifar-10-batches-py`` directory, or a directory containing it, with
+        ``data_batch_1`` .. ``data_batch_5`` and ``test_batch`` (``batches.meta`` optional).
+
+    Returns
+    -------
+    dict
+        ``x_train`` uint8 (50000, 32, 32, 3) and ``x_test`` (10000, 32, 32, 3), images in NHWC
+        (channels last, as bitsim's layers take them); ``y_train``, ``y_test`` uint8 labels 0..9;
+        ``label_names`` (list of str, from ``batches.meta``, or the standard names when absent).
+
+    Raises
+    ------
+    FileNotFoundError
+        If a batch is missing.
+    ValueError
+        If a batch is malformed or holds anything but plain data (see :func:`read_cifar10_batch`).
+    """
+    directory = Path(directory)
+    if (directory / CIFAR10_SUBDIR).is_dir():
+        directory = directory / CIFAR10_SUBDIR
+    missing = [n for n in CIFAR10_TRAIN_FILES + (CIFAR10_TEST_FILE,) if not (directory / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{directory} lacks CIFAR-10 batches {missing}; extract cifar-10-python.tar.gz and pass the "
+            f"{CIFAR10_SUBDIR} directory"
+        )
+    parts = [_cifar_arrays(directory / n) for n in CIFAR10_TRAIN_FILES]
+    x_test, y_test = _cifar_arrays(directory / CIFAR10_TEST_FILE)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    if (directory / CIFAR10_META_FILE).is_file():
+        meta = read_cifar10_batch(directory / CIFAR10_META_FILE)
+        if "label_names" in meta:
+            names = [_text(n) for n in meta["label_names"]]
+    return {"x_train": np.concatenate([p[0] for p in parts]), "y_train": np.concatenate([p[1] for p in parts]),
+            "x_test": x_test, "y_test": y_test, "label_names": names}
+
+
+SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
+
+
+def read_svhn_mat(path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one SVHN cropped-digits file (format 2, ``*_32x32.mat``) with ``scipy.io.loadmat``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    x : numpy.ndarray of uint8, shape (N, 32, 32, 3)
+        NHWC images (the file stores them as ``X`` of shape (32, 32, 3, N)).
+    y : numpy.ndarray of uint8, shape (N,)
+        Digits 0..9 (the file's label 10 means the digit 0).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file is not a MATLAB file with ``X`` and ``y`` of the SVHN shapes.
+    """
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SVHN file not found: {path}")
+    try:
+        mat = loadmat(path)
+    except (MatReadError, ValueError, TypeError, NotImplementedError, OSError) as error:
+        raise ValueError(f"{path}: not a readable MATLAB file ({error}); SVHN format 2 files are *_32x32.mat") from None
+    if "X" not in mat or "y" not in mat:
+        raise ValueError(f"{path}: an SVHN file needs variables X and y, found {sorted(k for k in mat if not k.startswith('__'))}")
+    x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.dtype != np.uint8:
+        raise ValueError(f"{path}: X must be uint8 of shape (32, 32, 3, N), got {x.dtype} {x.shape}")
+    if y.shape != (x.shape[3],) or (y.size and (y.min() < 1 or y.max() > 10)):
+        raise ValueError(f"{path}: y must hold {x.shape[3]} labels 1..10 (10 is the digit 0)")
+    return np.ascontiguousarray(x.transpose(3, 0, 1, 2)), (y % 10).astype(np.uint8)
+
+
+def load_svhn(path) -> dict:
+    """Load SVHN cropped digits (format 2) from ``.mat`` files.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A directory holding ``train_32x32.mat`` and ``test_32x32.mat`` (and optionally
+        ``extra_32x32.mat``), or one such file.
+
+    Returns
+    -------
+    dict
+        For a directory: ``x_train``, ``y_train``, ``x_test``, ``y_test`` (and ``x_extra``,
+        ``y_extra`` when present); for a file: ``x``, ``y``. Images are uint8 NHWC (N, 32, 32, 3),
+        labels uint8 0..9 (the files' 10 becomes 0).
+
+    Raises
+    ------
+    FileNotFoundError
+        If a required file is missing.
+    ValueError
+        If a file is malformed (see :func:`read_svhn_mat`).
+    """
+    path = Path(path)
+    if path.is_file():
+        x, y = read_svhn_mat(path)
+        return {"x": x, "y": y}
+    if not path.is_dir():
+        raise FileNotFoundError(f"SVHN path not found: {path}")
+    out = {}
+    for split, name in SVHN_FILES.items():
+        if not (path / name).is_file():
+            if split == "extra":
+                continue
+            raise FileNotFoundError(f"{path} lacks {name}; download SVHN format 2 (cropped digits) .mat files")
+        out[f"x_{split}"], out[f"y_{split}"] = read_svhn_mat(path / name)
+    return out
