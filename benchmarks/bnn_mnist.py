@@ -1,6 +1,6 @@
 """Speed and memory of a deployed BNN against the float32 forward of the same network, in one run.
 
-    python benchmarks/bnn_mnist.py [--model runs/bnn] [--hidden 2048 --layers 3] [--repeats 5] [--json FILE]
+    python benchmarks/bnn_mnist.py [--model runs/bnn] [--hidden 1024 --layers 3] [--repeats 5] [--json FILE]
 
 Inference: the 10,000 MNIST test images in batches of 1,000, three ways, each the best of ``--repeats``
 passes after a warm-up:
@@ -44,7 +44,7 @@ from bitsim.nn import BatchNorm, BinaryDense, Dropout, Sign, SquaredHinge  # noq
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="a bitsim train bnn output directory (best.json and integer.json)")
-    parser.add_argument("--hidden", type=int, default=2048)
+    parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train-batches", type=int, default=50, help="training steps timed (0: skip training)")
@@ -136,11 +136,12 @@ def torch_training_step(hidden, layers, batch=100):
             return SignSTE.apply(x)
 
     torch.manual_seed(0)
+    cfg = bnn.BNNConfig(hidden=hidden, layers=layers)  # the dropout rates of bitsim's step
     widths = [784] + [hidden] * layers
-    mods = [torch.nn.Flatten(), torch.nn.Dropout(0.2)]
+    mods = [torch.nn.Flatten(), torch.nn.Dropout(cfg.dropout_in)]
     for a, b in zip(widths[:-1], widths[1:]):
         mods += [BinaryLinear(a, b, bias=False), torch.nn.BatchNorm1d(b, eps=1e-4, momentum=0.1), Act(),
-                 torch.nn.Dropout(0.5)]
+                 torch.nn.Dropout(cfg.dropout_hidden)]
     mods += [BinaryLinear(widths[-1], 10, bias=False), torch.nn.BatchNorm1d(10, eps=1e-4)]
     net = torch.nn.Sequential(*mods).train()
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)

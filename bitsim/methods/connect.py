@@ -40,9 +40,10 @@ import numpy as np
 
 from ..formats.log import decode
 from ..formats.rng import Philox, Xorshift32, make_rng
-from ..io import atomic_write_bytes, load_bundle, save_bundle
+from ..io import atomic_write_bytes, load_bundle
 from ..nn import SGD, Adam, BatchNorm, Dense, ExponentialDecay, ReLU, Sequential, SquaredHinge, glorot_lr_scale
 from ..nn.connect import QBP, ConnectDense, Mults, count_multiplications, qbp_float_emulation, to_float32
+from ._epochs import end_of_epoch
 from .bnn import mnist_splits
 
 WEIGHTS = ("binary", "ternary", "float")
@@ -282,14 +283,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
             + (f" (deterministic {100 * row['test_error_deterministic']:.2f}%)" if connect else "")
             + f"  {seconds:.1f}s "
             f"(+{row['eval_seconds']:.1f}s evaluation)")
-        if best is None or row["val_error"] < best[0]:
-            best = (row["val_error"], model.state())
-            if out is not None:
-                model.save(out / "best", {"config": asdict(cfg), "epoch": epoch + 1, "history": history})
-        if out is not None:
-            model.save(out / "checkpoint", {"config": asdict(cfg), "history": history})
-            save_bundle(out / "optimizer", opt.state(), "bitsim.nn.Optimizer")
-            atomic_write_bytes(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
+        best = end_of_epoch(model, opt, out, {"config": asdict(cfg)}, history, best, row["val_error"])
     model.load_state(best[1])
     return model, history
 

@@ -35,6 +35,7 @@ from ..io import atomic_write_bytes, load_bundle, save_bundle
 from ..kernels.logfloat import run_fixed_weights, run_gru_lm
 from ..nn import Adam, Dense, ExponentialDecay, SoftmaxCrossEntropy
 from ..nn.gru import GRU, RESET_FORMS, Embedding
+from ._epochs import end_of_epoch
 
 MODEL_KIND = "bitsim.methods.loggru.CharGRU"
 
@@ -307,14 +308,7 @@ def train(cfg, out_dir=None, text=None, progress=True, resume=False, stop_after=
         history.append(row)
         log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}  "
             f"val loss {val_loss:.4f}  val acc {val_acc:.4f}  {seconds:.1f}s")
-        if best is None or val_loss < best[0]:
-            best = (val_loss, model.state())
-            if out is not None:
-                model.save(out / "best", {**meta, "epoch": epoch + 1, "history": history})
-        if out is not None:
-            model.save(out / "checkpoint", {**meta, "history": history})
-            save_bundle(out / "optimizer", opt.state(), "bitsim.nn.Optimizer")
-            atomic_write_bytes(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
+        best = end_of_epoch(model, opt, out, meta, history, best, val_loss)
     model.load_state(best[1])
     return model, history
 

@@ -1,0 +1,40 @@
+"""End-of-epoch bookkeeping shared by the training loops of the methods."""
+
+import json
+
+from ..io import atomic_write_bytes, save_bundle
+
+
+def end_of_epoch(model, opt, out, meta, history, best, score):
+    """Keep the state with the lowest ``score`` so far and write this epoch's files to ``out``.
+
+    Parameters
+    ----------
+    model : bitsim.nn.Sequential or a model with ``state`` and ``save``
+    opt : bitsim.nn optimizer
+    out : pathlib.Path or None
+        Run directory; ``None`` writes nothing.
+    meta : dict
+        Manifest entries saved with the model (e.g. ``{"config": ...}``).
+    history : list of dict
+        One row per epoch so far; the last row is this epoch's and has an ``"epoch"`` entry.
+    best : tuple or None
+        ``(score, state)`` of the best epoch so far.
+    score : float
+        This epoch's selection score (validation error or loss; lower is better).
+
+    Returns
+    -------
+    tuple
+        The new ``(score, state)`` of the best epoch. With ``out``, ``best`` (when this epoch is
+        the best), ``checkpoint``, ``optimizer`` and ``history.json`` are written atomically.
+    """
+    if best is None or score < best[0]:
+        best = (score, model.state())
+        if out is not None:
+            model.save(out / "best", {**meta, "epoch": history[-1]["epoch"], "history": history})
+    if out is not None:
+        model.save(out / "checkpoint", {**meta, "history": history})
+        save_bundle(out / "optimizer", opt.state(), "bitsim.nn.Optimizer")
+        atomic_write_bytes(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
+    return best
