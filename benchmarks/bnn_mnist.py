@@ -38,7 +38,8 @@ from bitsim.datasets import load_mnist  # noqa: E402
 from bitsim.deploy import IntegerModel, compile_model  # noqa: E402
 from bitsim.formats import binary  # noqa: E402
 from bitsim.methods import bnn  # noqa: E402
-from bitsim.nn import BatchNorm, BinaryDense, Dropout, Sign, SquaredHinge  # noqa: E402
+from bitsim.nn import BatchNorm, BinaryDense, Sign, SquaredHinge  # noqa: E402
+from bitsim.nn.blas import one_blas_thread  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -174,6 +175,7 @@ def bitsim_training_step(hidden, layers, batch=100):
     data = load_mnist()
     x, y = data["x_train"][:batch], data["y_train"][:batch]
 
+    @one_blas_thread  # as in bitsim.methods.bnn.train: the same bits on every thread count
     def step():
         scores = model.forward(x, training=True)
         _, grad = loss(scores, y)

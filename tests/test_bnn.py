@@ -74,3 +74,18 @@ def test_float_baseline_equals_the_model_bit_for_bit(mnist):
     x = mnist["x_test"][:300]
     fast = bnn.float_forward(model)(x)
     np.testing.assert_array_equal(fast.view(np.uint32), model.forward(x, training=False).view(np.uint32))
+
+
+def test_training_bits_do_not_depend_on_the_blas_thread_count(mnist):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if not any(i["user_api"] == "blas" for i in threadpool_info()):
+        pytest.skip("numpy's BLAS is not visible to threadpoolctl")
+    cfg = bnn.BNNConfig(hidden=256, layers=2, epochs=1, train_size=3000, validation_size=500, seed=3)
+    states = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            model, _ = bnn.train(cfg, data=mnist, progress=False, log=lambda *a: None)
+        states.append(model.state())
+    for key, value in states[0].items():
+        assert states[1][key].tobytes() == value.tobytes(), key

@@ -29,6 +29,7 @@ from ..formats.rng import Philox
 from ..io import atomic_write_bytes, load_bundle
 from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatten, Sequential, ShiftAdaMax, Sign,
                   SquaredHinge, glorot_lr_scale)
+from ..nn.blas import one_blas_thread
 from ._epochs import end_of_epoch
 
 OPTIMIZERS = {"adam": Adam, "shift-adamax": ShiftAdaMax}
@@ -112,6 +113,7 @@ def error(model, x, y, batch_size=1000):
     return wrong / len(x)
 
 
+@one_blas_thread
 def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=None, log=print):
     """Train a BNN on MNIST.
 

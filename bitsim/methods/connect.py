@@ -43,6 +43,7 @@ from ..formats.rng import Philox, Xorshift32, make_rng
 from ..io import atomic_write_bytes, load_bundle
 from ..nn import SGD, Adam, BatchNorm, Dense, ExponentialDecay, ReLU, Sequential, SquaredHinge, glorot_lr_scale
 from ..nn.connect import QBP, ConnectDense, Mults, count_multiplications, qbp_float_emulation, to_float32
+from ..nn.blas import one_blas_thread
 from ._epochs import end_of_epoch
 from .bnn import mnist_splits
 
@@ -204,6 +205,7 @@ def _counts(model):
     return total
 
 
+@one_blas_thread
 def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=None, log=print):
     """Train the MLP of ``cfg`` on MNIST.
 

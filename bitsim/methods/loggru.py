@@ -35,6 +35,7 @@ from ..io import atomic_write_bytes, load_bundle, save_bundle
 from ..kernels.logfloat import run_fixed_weights, run_gru_lm
 from ..nn import Adam, Dense, ExponentialDecay, SoftmaxCrossEntropy
 from ..nn.gru import GRU, RESET_FORMS, Embedding
+from ..nn.blas import one_blas_thread
 from ._epochs import end_of_epoch
 
 MODEL_KIND = "bitsim.methods.loggru.CharGRU"
@@ -228,6 +229,7 @@ def clip_gradients(params, limit):
     return norm
 
 
+@one_blas_thread
 def train(cfg, out_dir=None, text=None, progress=True, resume=False, stop_after=None, log=print):
     """Train the character-level GRU in float32.
 

@@ -39,6 +39,7 @@ from ..io import atomic_write_bytes, load_bundle, save_bundle
 from ..nn import SGD, Flatten, MaxPool2d, ReLU, Sequential, SoftmaxCrossEntropy
 from ..nn.init import uniform
 from ..nn.surgery import MaskedConv2d, MaskedDense, PruneRule, masked_layers
+from ..nn.blas import one_blas_thread
 
 STAGES = ("dense", "conv", "fc", "retrain")
 SCALE = np.float32(1 / 256)  # Caffe's MNIST input scale 0.00390625, exact in float32
@@ -250,6 +251,7 @@ def _track_arrays(n, layers):
             "iteration": np.zeros(n, np.int64)}
 
 
+@one_blas_thread
 def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=None, reference=None, log=print):
     """Run every stage of :func:`stage_plan`: dense training, surgery, retraining.
 
