@@ -1,8 +1,8 @@
-"""End-of-epoch bookkeeping shared by the training loops of the methods."""
+"""End-of-epoch bookkeeping and model loading shared by the trainers of the methods."""
 
 import json
 
-from ..io import atomic_write_bytes, save_bundle
+from ..io import atomic_write_bytes, load_bundle, save_bundle
 
 
 def end_of_epoch(model, opt, out, meta, history, best, score):
@@ -38,3 +38,29 @@ def end_of_epoch(model, opt, out, meta, history, best, score):
         save_bundle(out / "optimizer", opt.state(), "bitsim.nn.Optimizer")
         atomic_write_bytes(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
     return best
+
+
+def load_trained(path, build, config_cls, command):
+    """Rebuild a ``Sequential`` saved by a trainer, whose manifest holds its configuration.
+
+    Parameters
+    ----------
+    path : str or Path
+        The saved model (``best`` or ``checkpoint``, with or without ``.json``).
+    build : callable
+        Builds the model from a configuration.
+    config_cls : type
+        The configuration dataclass (with ``from_dict``).
+    command : str
+        The command that writes such files, named in the error message.
+
+    Returns
+    -------
+    model, meta
+    """
+    state, meta = load_bundle(path, "bitsim.nn.Sequential")
+    if "config" not in meta:
+        raise ValueError(f"{path} has no configuration in its manifest; was it written by {command}?")
+    model = build(config_cls.from_dict(meta["config"]))
+    model.load_state(state)
+    return model, meta

@@ -30,7 +30,7 @@ from ..io import atomic_write_bytes, load_bundle
 from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatten, Sequential, ShiftAdaMax, Sign,
                   SquaredHinge, glorot_lr_scale)
 from ..nn.blas import one_blas_thread
-from ._epochs import end_of_epoch
+from ._epochs import end_of_epoch, load_trained
 
 OPTIMIZERS = {"adam": Adam, "shift-adamax": ShiftAdaMax}
 LR_SCALES = ("glorot", "none")
@@ -194,12 +194,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
 
 def load_float_model(path):
     """Rebuild a float BNN saved by :func:`train` (its JSON manifest holds the configuration)."""
-    state, meta = load_bundle(path, "bitsim.nn.Sequential")
-    if "config" not in meta:
-        raise ValueError(f"{path} has no BNN configuration in its manifest; was it written by bitsim train bnn?")
-    model = build_mlp(BNNConfig.from_dict(meta["config"]))
-    model.load_state(state)
-    return model, meta
+    return load_trained(path, build_mlp, BNNConfig, "bitsim train bnn")
 
 
 def deploy(model, x_check):

@@ -44,7 +44,7 @@ from ..io import atomic_write_bytes, load_bundle
 from ..nn import SGD, Adam, BatchNorm, Dense, ExponentialDecay, ReLU, Sequential, SquaredHinge, glorot_lr_scale
 from ..nn.connect import QBP, ConnectDense, Mults, count_multiplications, qbp_float_emulation, to_float32
 from ..nn.blas import one_blas_thread
-from ._epochs import end_of_epoch
+from ._epochs import end_of_epoch, load_trained
 from .bnn import mnist_splits
 
 WEIGHTS = ("binary", "ternary", "float")
@@ -292,12 +292,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
 
 def load_model(path):
     """Rebuild a model saved by :func:`train` (its JSON manifest holds the configuration)."""
-    state, meta = load_bundle(path, "bitsim.nn.Sequential")
-    if "config" not in meta:
-        raise ValueError(f"{path} has no configuration in its manifest; was it written by bitsim train connect?")
-    model = build_model(ConnectConfig.from_dict(meta["config"]))
-    model.load_state(state)
-    return model, meta
+    return load_trained(path, build_model, ConnectConfig, "bitsim train connect")
 
 
 def qbp_check(model, cfg, x, y):
