@@ -5,6 +5,26 @@ import json
 from ..io import atomic_write_bytes, load_bundle, save_bundle
 
 
+def resume_run(model, opt, out, score_key, kind="bitsim.nn.Sequential", log=print):
+    """Restore a run from the files :func:`end_of_epoch` wrote to ``out``.
+
+    Loads the checkpoint into ``model`` and the optimizer state into ``opt``.
+
+    Returns
+    -------
+    history, best, start
+        The epochs so far, ``(score, state)`` of the best one (its ``score_key`` entry is the
+        score), and the index of the next epoch.
+    """
+    state, saved = load_bundle(out / "checkpoint", kind)
+    model.load_state(state)
+    history = saved["history"]
+    opt.load_state(load_bundle(out / "optimizer", "bitsim.nn.Optimizer")[0])
+    best = (min(h[score_key] for h in history), load_bundle(out / "best", kind)[0])
+    log(f"resumed from {out / 'checkpoint'} after epoch {len(history)}")
+    return history, best, len(history)
+
+
 def end_of_epoch(model, opt, out, meta, history, best, score):
     """Keep the state with the lowest ``score`` so far and write this epoch's files to ``out``.
 

@@ -26,11 +26,11 @@ from ..datasets import load_mnist
 from ..deploy import check_exact, compile_model
 from ..formats.binary import binarize
 from ..formats.rng import Philox
-from ..io import atomic_write_bytes, load_bundle
+from ..io import atomic_write_bytes
 from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatten, Sequential, ShiftAdaMax, Sign,
                   SquaredHinge, glorot_lr_scale)
 from ..nn.blas import one_blas_thread
-from ._epochs import end_of_epoch, load_trained
+from ._epochs import end_of_epoch, load_trained, resume_run
 
 OPTIMIZERS = {"adam": Adam, "shift-adamax": ShiftAdaMax}
 LR_SCALES = ("glorot", "none")
@@ -152,11 +152,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     history, best, start = [], None, 0
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume and (out / "checkpoint.json").exists():
-        history = model.load(out / "checkpoint")["history"]
-        opt.load_state(load_bundle(out / "optimizer", "bitsim.nn.Optimizer")[0])
-        best = (min(h["val_error"] for h in history), load_bundle(out / "best", "bitsim.nn.Sequential")[0])
-        start = len(history)
-        log(f"resumed from {out / 'checkpoint'} after epoch {start}")
+        history, best, start = resume_run(model, opt, out, "val_error", log=log)
     stop = cfg.epochs if stop_after is None else min(cfg.epochs, start + int(stop_after))
     for epoch in range(start, stop):
         shuffle = Philox(epoch_key(cfg.seed, epoch, 0))

@@ -40,11 +40,11 @@ import numpy as np
 
 from ..formats.log import decode
 from ..formats.rng import Philox, Xorshift32, make_rng
-from ..io import atomic_write_bytes, load_bundle
+from ..io import atomic_write_bytes
 from ..nn import SGD, Adam, BatchNorm, Dense, ExponentialDecay, ReLU, Sequential, SquaredHinge, glorot_lr_scale
 from ..nn.connect import QBP, ConnectDense, Mults, count_multiplications, qbp_float_emulation, to_float32
 from ..nn.blas import one_blas_thread
-from ._epochs import end_of_epoch, load_trained
+from ._epochs import end_of_epoch, load_trained, resume_run
 from .bnn import mnist_splits
 
 WEIGHTS = ("binary", "ternary", "float")
@@ -245,11 +245,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     history, best, start = [], None, 0
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume and (out / "checkpoint.json").exists():
-        history = model.load(out / "checkpoint")["history"]
-        opt.load_state(load_bundle(out / "optimizer", "bitsim.nn.Optimizer")[0])
-        best = (min(h["val_error"] for h in history), load_bundle(out / "best", "bitsim.nn.Sequential")[0])
-        start = len(history)
-        log(f"resumed from {out / 'checkpoint'} after epoch {start}")
+        history, best, start = resume_run(model, opt, out, "val_error", log=log)
     stop = cfg.epochs if stop_after is None else min(cfg.epochs, start + int(stop_after))
     connect = cfg.weights != "float"
     for epoch in range(start, stop):

@@ -36,7 +36,7 @@ from ..kernels.logfloat import run_fixed_weights, run_gru_lm
 from ..nn import Adam, Dense, ExponentialDecay, SoftmaxCrossEntropy
 from ..nn.gru import GRU, RESET_FORMS, Embedding
 from ..nn.blas import one_blas_thread
-from ._epochs import end_of_epoch
+from ._epochs import end_of_epoch, resume_run
 
 MODEL_KIND = "bitsim.methods.loggru.CharGRU"
 
@@ -274,13 +274,7 @@ def train(cfg, out_dir=None, text=None, progress=True, resume=False, stop_after=
     out = Path(out_dir) if out_dir is not None else None
     meta = {"config": asdict(cfg), "vocab": "".join(vocab)}
     if out is not None and resume and (out / "checkpoint.json").exists():
-        state, saved = load_bundle(out / "checkpoint", MODEL_KIND)
-        model.load_state(state)
-        history = saved["history"]
-        opt.load_state(load_bundle(out / "optimizer", "bitsim.nn.Optimizer")[0])
-        best = (min(h["val_loss"] for h in history), load_bundle(out / "best", MODEL_KIND)[0])
-        start = len(history)
-        log(f"resumed from {out / 'checkpoint'} after epoch {start}")
+        history, best, start = resume_run(model, opt, out, "val_loss", MODEL_KIND, log=log)
     stop = cfg.epochs if stop_after is None else min(cfg.epochs, start + int(stop_after))
     for epoch in range(start, stop):
         offset = int(Philox(epoch_key(cfg.seed, epoch)).uint32(1)[0]) % cfg.seq_len
