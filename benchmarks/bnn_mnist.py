@@ -37,6 +37,7 @@ import numba  # noqa: E402
 from bitsim.datasets import load_mnist  # noqa: E402
 from bitsim.deploy import IntegerModel, compile_model  # noqa: E402
 from bitsim.formats import binary  # noqa: E402
+from bitsim.deploy import bnn as job  # noqa: E402
 from bitsim.methods import bnn  # noqa: E402
 from bitsim.nn import BatchNorm, BinaryDense, Sign, SquaredHinge  # noqa: E402
 from bitsim.nn.blas import one_blas_thread  # noqa: E402
@@ -243,7 +244,7 @@ def main(argv=None):
     for stage, t in zip(compiled.stages, per_stage):
         gemm = f", gemm={stage.gemm}" if hasattr(stage, "gemm") else ""
         print(f"  {type(stage).__name__ + gemm:28s} {t:8.4f}")
-    memory = bnn.weight_memory(compiled)
+    memory = job.weight_memory(compiled)
     print(f"\nweight memory: {memory['packed_bytes']:,} bytes packed vs {memory['float32_bytes']:,} float32 "
           f"(1/{1 / memory['ratio']:.2f})")
     unpacked = sum(s._w8.nbytes for s in compiled.stages if getattr(s, "_w8", None) is not None)

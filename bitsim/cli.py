@@ -8,10 +8,10 @@ from . import __version__
 
 # `bitsim train NAME`: each module defines CLI_HELP, add_train_arguments(parser) and train_cli(args)
 TRAIN_METHODS = {
-    "bnn": "bitsim.methods.bnn",
+    "bnn": "bitsim.deploy.bnn",
     "connect": "bitsim.methods.connect",
     "gru": "bitsim.methods.loggru",
-    "surgery": "bitsim.methods.surgery",
+    "surgery": "bitsim.deploy.surgery",
 }
 
 
@@ -32,7 +32,7 @@ def _tour(args):
 
 
 def _demo(args):
-    from .methods import bnn
+    from .deploy import bnn
 
     cfg = bnn.BNNConfig(hidden=args.hidden, layers=2, epochs=args.epochs, train_size=args.train_size,
                         validation_size=5000, seed=args.seed, lr_end=3e-4, dropout_in=0.1, dropout_hidden=0.2)
@@ -51,15 +51,16 @@ def _load_any(path):
     arrays, meta = load_bundle(path)
     if "stages" in meta:
         return IntegerModel.load(path), None
+    from .deploy.bnn import compile_and_check
     from .methods import bnn
 
     model, _ = bnn.load_float_model(path)
     _, _, test = bnn.mnist_splits(bnn.BNNConfig.from_dict(meta["config"]))
-    return bnn.deploy(model, test[0][:10])[0], model
+    return compile_and_check(model, test[0][:10])[0], model
 
 
 def _eval(args):
-    from .methods import bnn
+    from .deploy import bnn
 
     compiled, model = _load_any(args.model)
     _, _, (xs, ys) = bnn.mnist_splits(bnn.BNNConfig())
@@ -70,7 +71,7 @@ def _eval(args):
 
 
 def _summary(args):
-    from .methods import bnn
+    from .deploy import bnn
 
     compiled, _ = _load_any(args.model)
     print(bnn.format_summary(bnn.summary_rows(compiled)))

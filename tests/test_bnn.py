@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from bitsim.datasets import load_mnist
-from bitsim.deploy import IntegerModel
+from bitsim.deploy import IntegerModel, compile_model
+from bitsim.deploy import bnn as job
 from bitsim.methods import bnn
 
 
@@ -22,9 +23,9 @@ def test_train_compile_and_exactness_on_real_images(mnist, tmp_path):
     assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
     assert min(h["val_error"] for h in history) < 0.5
     (_, _), (_, _), (xs, ys) = bnn.mnist_splits(tiny(), mnist)
-    compiled, exact = bnn.deploy(model, xs[:2000])
+    compiled, exact = job.compile_and_check(model, xs[:2000])
     assert exact["all_equal"], exact
-    rep = bnn.report(model, compiled, (xs[:2000], ys[:2000]), time_it=False)
+    rep = job.report(model, compiled, (xs[:2000], ys[:2000]), time_it=False)
     assert rep["integer_test_error"] == rep["float_test_error"]
     compiled.save(tmp_path / "int")
     loaded = IntegerModel.load(tmp_path / "int")
@@ -49,16 +50,16 @@ def test_same_seed_same_bits_and_exact_resume(mnist, tmp_path):
 
 def test_summary_counts_by_hand(mnist):
     model = bnn.build_mlp(tiny())
-    compiled = bnn.compile_model(model, (28, 28))
-    rows = bnn.summary_rows(compiled)
+    compiled = compile_model(model, (28, 28))
+    rows = job.summary_rows(compiled)
     first = rows[0]
     # 784 inputs need 13 words; 64 outputs x 13 words x 8 bytes; the u8 kernel adds or subtracts every pixel
     assert (first["params"], first["bytes"], first["float32_bytes"]) == (784 * 64, 64 * 13 * 8, 784 * 64 * 4)
     assert (first["adds"], first["popcounts"]) == (784 * 64, 0)
     compiled.stages[0].gemm = "bitplane"  # 8 planes x 13 words popcounts per output
-    assert (bnn.summary_rows(compiled)[0]["popcounts"], bnn.summary_rows(compiled)[0]["adds"]) == (64 * 13 * 8, 0)
+    assert (job.summary_rows(compiled)[0]["popcounts"], job.summary_rows(compiled)[0]["adds"]) == (64 * 13 * 8, 0)
     assert rows[2]["bytes"] == 64 * 1 * 8 and rows[2]["popcounts"] == 64
-    memory = bnn.weight_memory(compiled)
+    memory = job.weight_memory(compiled)
     assert memory["packed_bytes"] == 64 * 13 * 8 + 64 * 8 + 10 * 8
 
 

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -58,3 +59,18 @@ def test_demo_pipeline_is_bit_exact(capsys):
     out = capsys.readouterr().out
     assert "every stage equal; predictions equal: True" in out
     assert "weight memory" in out and "speed" in out
+
+
+def test_train_bnn_then_eval_and_summary(tmp_path, capsys):
+    out = tmp_path / "bnn"
+    assert main(["train", "bnn", "--hidden", "32", "--layers", "1", "--epochs", "1", "--train-size", "600",
+                 "--no-progress", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "every stage equal" in text and "training time" in text
+    report = json.loads((out / "report.json").read_text())
+    assert report["all_equal"] and report["float_test_error"] == report["integer_test_error"]
+    assert main(["eval", str(out / "integer.json")]) == 0
+    assert f"{100 * report['integer_test_error']:.2f}%" in capsys.readouterr().out
+    assert main(["summary", str(out / "best.json")]) == 0
+    summary = capsys.readouterr().out
+    assert "784->32" in summary and "Threshold 32 channels" in summary and "total" in summary

@@ -7,7 +7,8 @@ geometrically from ``lr_start`` to ``lr_end`` over the epochs; per-layer "Glorot
 for the binary weights; latent weights clipped to [-1, 1]; the epoch with the best validation error
 is kept. One deliberate difference: the first layer takes the raw pixel values 0..255 (not
 ``2x - 1``), so the deployed network's first layer is an exact bit-plane computation on 8-bit inputs;
-the batch norm after it absorbs the scale.
+the batch norm after it absorbs the scale. :mod:`bitsim.deploy.bnn` compiles the trained network to
+packed integers, checks it and reports.
 
 Reproducibility: every random decision is drawn from Philox generators whose keys are derived from
 ``seed`` (weights: ``seed``; epoch ``e``'s shuffle: ``seed * 2**20 + 2 * e``; epoch ``e``'s dropout
@@ -15,7 +16,6 @@ masks: ``seed * 2**20 + 2 * e + 1``), re-keyed at the start of every epoch, so a
 checkpoint continues with exactly the bits an uninterrupted run would have used.
 """
 
-import json
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import load_mnist
-from ..deploy import check_exact, compile_model
 from ..formats.binary import binarize
 from ..formats.rng import Philox
 from ..io import atomic_write_bytes
@@ -193,12 +192,6 @@ def load_float_model(path):
     return load_trained(path, build_mlp, BNNConfig, "bitsim train bnn")
 
 
-def deploy(model, x_check):
-    """Compile ``model`` for 28x28 uint8 images and check it against the float model on ``x_check``."""
-    compiled = compile_model(model, (28, 28))
-    return compiled, check_exact(model, compiled, x_check)
-
-
 def float_forward(model):
     """The float32 NumPy inference of ``model`` with its ±1 weights binarized once, as a function of x.
 
@@ -242,94 +235,6 @@ def time_forward(fn, x, batch_size=1000, repeats=3):
     return best
 
 
-def summary_rows(compiled):
-    """Per stage with weights: parameters, stored bytes against float32, MACs and what replaces them.
-
-    Counts are per input example. An XNOR layer does one popcount of a 64-bit word per 64 MACs.
-    The 8-bit first layer either adds or subtracts each pixel (``gemm='u8'``: a ±1 weight makes
-    every MAC an integer addition) or does ``bits`` popcounts per word (``gemm='bitplane'``).
-    Thresholds are one int32 and one flip bit per channel.
-    """
-    rows = []
-    for stage in compiled.stages:
-        if hasattr(stage, "w"):
-            n, outputs, words = _reduction(stage), int(stage.w.shape[0]), int(stage.w.shape[-1])
-            where = " per position" if stage.w.ndim == 4 or hasattr(stage, "kernel") else ""
-            adds = n * outputs if getattr(stage, "gemm", None) == "u8" and stage.bits == 8 else 0
-            popcounts = 0 if adds else outputs * words * getattr(stage, "bits", 1)
-            rows.append({"layer": f"{type(stage).__name__} {n}->{outputs}{where}", "params": n * outputs,
-                         "bytes": int(stage.w.nbytes), "float32_bytes": 4 * n * outputs,
-                         "macs": n * outputs, "popcounts": popcounts, "adds": adds})
-        elif type(stage).__name__ == "Threshold":
-            c = int(stage.thresholds.size)
-            rows.append({"layer": f"Threshold {c} channels", "params": c, "bytes": 4 * c + -(-c // 8),
-                         "float32_bytes": 16 * c, "macs": 0, "popcounts": 0, "adds": 0})
-    return rows
-
-
-def _reduction(stage):
-    if hasattr(stage, "n"):
-        return stage.n
-    return int(np.prod(stage.w.shape[1:-1])) * stage.c
-
-
-def format_summary(rows):
-    """The rows of :func:`summary_rows` as a table with a total line."""
-    keys = ("params", "bytes", "float32_bytes", "macs", "popcounts", "adds")
-    head = (f"{'layer':28s} {'params':>10s} {'bytes':>10s} {'float32 B':>11s} {'ratio':>7s} {'MACs':>11s} "
-            f"{'popcounts':>10s} {'int adds':>10s}")
-    lines = [head]
-    total = {k: sum(r[k] for r in rows) for k in keys}
-    for r in rows + [{"layer": "total", **total}]:
-        ratio = r["bytes"] / r["float32_bytes"] if r["float32_bytes"] else 0.0
-        lines.append(f"{r['layer']:28s} {r['params']:10,d} {r['bytes']:10,d} {r['float32_bytes']:11,d} "
-                     f"{ratio:7.4f} {r['macs']:11,d} {r['popcounts']:10,d} {r['adds']:10,d}")
-    lines.append("(bytes: packed weights incl. padding bits; thresholds: int32 + flip bit vs 4 float32 batch-norm "
-                 "values; MACs of the float network, and the 64-bit popcounts or 8-bit integer additions that "
-                 "replace them, per image)")
-    return "\n".join(lines)
-
-
-def weight_memory(compiled):
-    """Packed weight bytes and the float32 bytes of the same weights, and their ratio."""
-    rows = [r for r in summary_rows(compiled) if not r["layer"].startswith("Threshold")]
-    packed, full = sum(r["bytes"] for r in rows), sum(r["float32_bytes"] for r in rows)
-    return {"packed_bytes": packed, "float32_bytes": full, "ratio": packed / full}
-
-
-def report(model, compiled, test, time_it=True):
-    """Accuracy of the float and integer models, the exactness check, speed and memory, as a dict."""
-    xs, ys = test
-    exact = check_exact(model, compiled, xs)
-    out = {"float_test_error": error(model, xs, ys), "integer_test_error": evaluate_compiled(compiled, xs, ys),
-           "exact": exact, "memory": weight_memory(compiled)}
-    if time_it:
-        out["float_seconds"] = time_forward(float_forward(model), xs)
-        out["integer_seconds"] = time_forward(compiled.forward, xs)
-    return out
-
-
-def format_report(rep):
-    lines = [f"test error      float32 model {100 * rep['float_test_error']:.2f}%   "
-             f"integer model {100 * rep['integer_test_error']:.2f}%"]
-    bad = [r for r in rep["exact"]["stages"] if not r["equal"]]
-    verdict = "every stage equal" if rep["exact"]["all_equal"] else f"MISMATCH in {len(bad)} stage(s)"
-    lines.append(f"bit-exactness   integer vs float on {len(rep['exact']['stages'])} stages: {verdict}; "
-                 f"predictions equal: {rep['exact']['predictions_equal']}")
-    for r in rep["exact"]["stages"]:
-        status = "equal" if r["equal"] else f"{r['mismatches']} values differ"
-        lines.append(f"    {r['stage']:14s} vs {r['layer']:18s} {status}")
-    if "float_seconds" in rep:
-        lines.append(f"speed           10,000 test images, batch 1000: float32 NumPy (weights binarized once) "
-                     f"{rep['float_seconds']:.3f} s, "
-                     f"integer kernels {rep['integer_seconds']:.3f} s "
-                     f"({rep['float_seconds'] / rep['integer_seconds']:.2f}x)")
-    m = rep["memory"]
-    lines.append(f"weight memory   {m['packed_bytes']:,} bytes packed vs {m['float32_bytes']:,} float32 "
-                 f"(1/{1 / m['ratio']:.1f})")
-    return "\n".join(lines)
-
-
 def plot_history(history, path, paper_error=0.0096):
     """Write a PNG of train / validation / test error per epoch (needs matplotlib: the ``plot`` extra)."""
     try:
@@ -360,11 +265,6 @@ def plot_history(history, path, paper_error=0.0096):
     return path
 
 
-def evaluate_compiled(compiled, x, y, batch_size=1000):
-    """Error of a compiled model on uint8 images ``x`` with labels ``y``."""
-    return float(np.mean(compiled.predict(x, batch_size) != y))
-
-
 CLI_HELP = "Binarized Neural Network MLP on MNIST: train, compile to packed integers, check, report"
 
 
@@ -392,49 +292,5 @@ def add_train_arguments(parser):
     parser.add_argument("--no-progress", action="store_true")
 
 
-def pipeline(cfg, out_dir=None, progress=True, resume=False, log=print):
-    """Train, compile, check and report: the whole BNN job.
-
-    Returns
-    -------
-    model, compiled, history, rep
-        The float model, the :class:`IntegerModel`, the training history and :func:`report`'s dict.
-    """
-    model, history = train(cfg, out_dir=out_dir, progress=progress, resume=resume, log=log)
-    _, _, test = mnist_splits(cfg)
-    compiled, _ = deploy(model, test[0][:10])
-    log("")
-    log(format_summary(summary_rows(compiled)))
-    log("")
-    rep = report(model, compiled, test)
-    log(format_report(rep))
-    return model, compiled, history, rep
-
-
-def train_cli(args):
-    """``bitsim train bnn``: train, compile, check, save, report."""
-    cfg = BNNConfig(hidden=args.hidden, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
-                    lr_start=args.lr_start, lr_end=args.lr_end, optimizer=args.optimizer, shift_bn=args.shift_bn,
-                    dropout_in=args.dropout_in, dropout_hidden=args.dropout_hidden, lr_scale=args.lr_scale,
-                    train_size=args.train_size, seed=args.seed)
-    out = Path(args.out)
-    print(f"training {cfg}")
-    model, compiled, history, rep = pipeline(cfg, out, progress=not args.no_progress, resume=args.resume)
-    compiled.save(out / "integer")
-    plot = plot_history(history, out / "training.png")
-    total = sum(h["seconds"] for h in history)
-    print(f"training time   {total / 60:.1f} min over {len(history)} epochs ({total / len(history):.1f} s/epoch)")
-    print(f"saved           {out / 'best.json'} (float), {out / 'integer.json'} (integer)"
-          + (f", {plot}" if plot else "; install the plot extra for training.png"))
-    atomic_write_bytes(out / "report.json", (json.dumps({
-        "config": asdict(cfg), "float_test_error": rep["float_test_error"],
-        "integer_test_error": rep["integer_test_error"], "all_equal": rep["exact"]["all_equal"],
-        "float_seconds": rep["float_seconds"], "integer_seconds": rep["integer_seconds"],
-        "memory": rep["memory"], "training_seconds": total, "epochs": len(history)}, indent=1) + "\n").encode())
-    if not rep["exact"]["all_equal"]:
-        raise ArithmeticError("the integer model differs from the float model; see the rows above")
-
-
-__all__ = ["BNNConfig", "build_mlp", "train", "pipeline", "deploy", "load_float_model", "summary_rows", "format_summary",
-           "weight_memory", "report", "float_forward", "format_report", "plot_history", "time_forward", "evaluate_compiled",
-           "mnist_splits"]
+__all__ = ["BNNConfig", "build_mlp", "train", "load_float_model", "float_forward", "plot_history", "time_forward",
+           "error", "mnist_splits"]
