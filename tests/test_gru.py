@@ -18,7 +18,7 @@ from bitsim.cli import main
 from bitsim.formats import Counts, FixedFormat, LogFormat, fixed, log
 from bitsim.kernels import logfloat as lf
 from bitsim.methods import loggru
-from bitsim.nn.gru import GRU, Embedding, from_torch
+from bitsim.nn.gru import GRU, Embedding, OneHot, from_torch
 from bitsim.reference import gru as rg
 
 F32 = np.float32
@@ -417,6 +417,30 @@ def test_memory_accounting_by_hand():
     assert loggru.memory(p, "Fix8", "coded")["total"] == n_params + 96
     # the paper's accounting: x_t and h_t at the code's width
     assert [loggru.memory(p, m)["paper"] for m in loggru.MODES] == [4 * 96, 96, 2 * 96, 96]
+
+
+def test_one_hot_input_is_exact_in_every_code(corpus, tmp_path):
+    ids = np.array([[0, 3, 83], [5, 5, 1]])
+    x = OneHot(84).forward(ids)
+    assert x.shape == (2, 3, 84) and x.dtype == F32 and x.sum() == 6 and x[0, 2, 83] == 1 and x[1, 1, 5] == 1
+    with pytest.raises(ValueError, match="0..83"):
+        OneHot(84).forward(np.array([84]))
+    model = loggru.CharGRU(84, hidden=8, seed=4, input="onehot")
+    assert model.state().keys() == {"gru.Wx", "gru.Wh", "gru.b", "fc.W", "fc.b"} and model.gru.Wx.value.shape == (24, 84)
+    model.save(tmp_path / "m", {"vocab": "".join(loggru.char_vocab(corpus))})
+    loaded, _ = loggru.CharGRU.load(tmp_path / "m")
+    assert loaded.input == "onehot" and loaded.emb.table.shape == (84, 84)
+    p = loggru.plain_params(loaded)
+    for kind, bits in (("log", 8), ("log", 4), ("fixed", 16), ("fixed", 8)):
+        x_act = loggru.activation_formats(p, kind, bits)[1]
+        tx, events = lf.x_table(p["E"], p["Wx"], x_act)
+        assert_array_equal(tx.view(np.uint32), np.ascontiguousarray(p["Wx"].T).view(np.uint32))  # a column lookup
+        assert events.sum() == 0
+    # memory: no table is stored; x_t is 84 codes
+    rows = {r["name"]: r for r in loggru.memory(p, "Log8")["rows"]}
+    assert "E" not in rows and rows["x_t"]["values"] == 84 and rows["x_t"]["bytes"] == 84
+    with pytest.raises(ValueError, match="onehot"):
+        loggru.GRUConfig(input="bytes")
 
 
 def test_format_rules():

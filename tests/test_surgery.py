@@ -358,6 +358,22 @@ def test_cli_runs_the_pipeline(tmp_path, capsys):
     assert (out / "sparse.json").exists() and (out / "sparse-log8.json").exists()
 
 
+def test_validation_mode_holds_out_training_images_and_never_reads_the_test_set(mnist, tmp_path, capsys):
+    cfg = S.default_config("lenet300", validation_size=500, train_size=59_800)
+    (xt, yt), (xv, yv), key = S.evaluation_split(cfg, mnist)
+    assert key == "val_error" and len(xt) == 59_500 and len(xv) == 500
+    assert np.array_equal(xv, mnist["x_train"][-500:]) and np.array_equal(xt, mnist["x_train"][:59_500])
+    assert S.evaluation_split(S.default_config("lenet300"), mnist)[2] == "test_error"
+    poisoned = dict(mnist, x_test=None, y_test=None)  # any use of the test set fails
+    small = S.default_config("lenet300", dense_iters=20, fc_iters=20, retrain_iters=0, iter_stop=(10, 10, 10),
+                             train_size=1000, validation_size=300, eval_every=10)
+    _, history, _ = S.train(small, out_dir=tmp_path, data=poisoned, progress=False, log=lambda line: None)
+    assert S.error_key(history) == "val_error" and all("test_error" not in h for h in history)
+    assert S.reference_error(history) == f"{100 * history[1]['val_error']:.2f}%"
+    with pytest.raises(ValueError, match="validation_size"):
+        S.default_config("lenet300", validation_size=60_000)
+
+
 def test_bad_options():
     with pytest.raises(ValueError, match="3 prunable layers"):
         S.default_config("lenet300", c=(1.0, 2.0))

@@ -675,16 +675,18 @@ def check_float(q, x, batch_size=200):
 
 
 def format_storage(rows):
-    """A table of exports: format, parameters, nonzero, ratio, bytes (and vs dense float32), test error, check."""
+    """A table of exports: format, parameters, nonzero, ratio, bytes (and vs dense float32), test error (or
+    validation error, rows keyed ``val_error``), check."""
+    key = "val_error" if rows and "val_error" in rows[0] else "test_error"
     lines = [f"{'export':8s} {'params':>9s} {'nonzero':>8s} {'ratio':>7s} {'bytes':>9s} {'vs f32':>7s} "
-             f"{'test err':>8s}  check"]
+             f"{key[:-6] + ' err':>8s}  check"]
     for r in rows:
         check = ("round trip exact" if r["format"] == "float32" else
                  f"integer == float64 CSR oracle on {r['float_checked']:,} images, == Python-int oracle on "
                  f"{r['checked']}") if r["exact"] else "MISMATCH"
         ratio = f"{r['ratio']:6.1f}x" if r["ratio"] is not None else "    inf"
         lines.append(f"{r['format']:8s} {r['params']:9,d} {r['nonzero']:8,d} {ratio} {r['bytes']:9,d} "
-                     f"{r['float32_bytes'] / r['bytes']:6.1f}x {100 * r['test_error']:7.2f}%  {check}")
+                     f"{r['float32_bytes'] / r['bytes']:6.1f}x {100 * r[key]:7.2f}%  {check}")
     bits = rows[0]["index_bits"] if rows else 16
     lines.append(f"(bytes: stored values + {bits}-bit column indices + 32-bit row pointers + biases (float32 or "
                  "int32 codes); ternary values are 1 sign bit each in uint64 words)")

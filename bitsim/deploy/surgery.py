@@ -12,13 +12,14 @@ import numpy as np
 from ..datasets import load_mnist
 from ..io import atomic_write_bytes
 from ..methods.surgery import (CLI_HELP, LAYER_NAMES, PAPER, add_train_arguments, compression, default_config, error,
-                               format_layers, inputs, layer_rows, plot_history, reference_error, train)
+                               evaluation_split, format_layers, inputs, layer_rows, plot_history, reference_error,
+                               train)
 from ..nn.surgery import masked_layers
 from . import sparse
 
 CLI_FIELDS = {"dense_iters", "conv_iters", "fc_iters", "retrain_iters", "c", "iter_stop", "gamma", "power", "lr",
-              "surgery_lr", "retrain_lr", "batch_size", "train_size", "test_size", "eval_every", "checkpoint_every",
-              "seed"}
+              "surgery_lr", "retrain_lr", "batch_size", "train_size", "test_size", "validation_size", "eval_every",
+              "checkpoint_every", "seed"}
 
 
 def train_cli(args):
@@ -35,12 +36,17 @@ def train_cli(args):
     model, history, track = train(cfg, out_dir=out, data=data, progress=not args.no_progress, resume=args.resume,
                                   reference=args.reference)
     seconds = time.perf_counter() - started
-    xs, ys = data["x_test"], data["y_test"]
+    if cfg.validation_size:  # choosing settings: the test set stays unseen
+        key, what = "val_error", f"validation error (last {cfg.validation_size:,} training images)"
+        xs, ys = evaluation_split(cfg, data)[1]
+    else:
+        key, what = "test_error", "test error"
+        xs, ys = data["x_test"], data["y_test"]
     test_error = error(model, cfg.model, xs, ys)
     names = LAYER_NAMES[cfg.model]
     print()
     print(format_layers(model, cfg))
-    print(f"test error      {100 * test_error:.2f}% (paper {100 * PAPER[cfg.model]['error']:.2f}%; "
+    print(f"{what:15s} {100 * test_error:.2f}% (paper's test error {100 * PAPER[cfg.model]['error']:.2f}%; "
           f"reference before surgery: {reference_error(history)})")
 
     shape = (784,) if cfg.model == "lenet300" else (28, 28, 1)
@@ -53,7 +59,7 @@ def train_cli(args):
     probe = inputs(cfg.model, xs[:1000])
     same_out = np.array_equal(model.forward(probe, training=False), rebuilt.forward(probe, training=False))
     print(f"sparse export   {out / 'sparse.json'}: round trip exact: {same and same_out}")
-    rows = [dict(format="float32", **exported.storage(), test_error=test_error, exact=same and same_out)]
+    rows = [{"format": "float32", **exported.storage(), key: test_error, "exact": same and same_out}]
     calib = data["x_train"][:2000]
     n_check = args.check_images or (200 if cfg.model == "lenet300" else 30)
     for f in formats:
@@ -63,15 +69,15 @@ def train_cli(args):
         err = float(np.mean(q.predict(xs) != ys))
         check = sparse.check_oracle(q, xs[:n_check])
         check_all = sparse.check_float(q, xs)
-        rows.append(dict(format=f, **q.storage(), test_error=err, exact=check["equal"] and check_all["equal"],
-                         checked=n_check, float_checked=len(xs), kernel=q.kernel_name()))
+        rows.append({"format": f, **q.storage(), key: err, "exact": check["equal"] and check_all["equal"],
+                     "checked": n_check, "float_checked": len(xs), "kernel": q.kernel_name()})
     print(sparse.format_storage(rows))
     for r in rows[1:]:
         print(f"kernel          {r['format']}: {r['kernel']}")
     plot = plot_history(history, track, names, [m.size() for m in masked_layers(model)], out / "surgery.png",
                         PAPER[cfg.model])
     total, used, ratio = compression(model)
-    report = {"config": asdict(cfg), "test_error": test_error, "params": total, "nonzero": used,
+    report = {"config": asdict(cfg), key: test_error, "params": total, "nonzero": used,
               "ratio": ratio if math.isfinite(ratio) else None,
               "layers": layer_rows(model, names), "exports": rows, "seconds": seconds,
               "reference_error": reference_error(history, raw=True), "paper": PAPER[cfg.model]}

@@ -1,7 +1,7 @@
 """Log quantization and fixed-point conversion of a GRU (Park and Chung), on the bundled Shakespeare.
 
-The model is a character-level language model: an embedding of the 84 characters, one GRU layer of 64
-units (the paper's form by default: the reset gate multiplies the state before the matrix product), and a
+The model is a character-level language model: an embedding of the 84 characters (or their one-hot
+vectors, ``input='onehot'``), one GRU layer of 64 units (the paper's form by default: the reset gate multiplies the state before the matrix product), and a
 fully connected layer to 84 scores. It is trained in float32 with back-propagation through time
 (truncated: ``batch_size`` contiguous streams of the training text, ``seq_len`` characters per update,
 the hidden state carried from one chunk to the next), Adam and a clipped global gradient norm.
@@ -34,11 +34,12 @@ from ..formats.rng import Philox
 from ..io import atomic_write_bytes, load_bundle, save_bundle
 from ..kernels.logfloat import run_fixed_weights, run_gru_lm
 from ..nn import Adam, Dense, ExponentialDecay, SoftmaxCrossEntropy
-from ..nn.gru import GRU, RESET_FORMS, Embedding
+from ..nn.gru import GRU, RESET_FORMS, Embedding, OneHot
 from ..nn.blas import one_blas_thread
 from ._epochs import end_of_epoch, resume_run
 
 MODEL_KIND = "bitsim.methods.loggru.CharGRU"
+INPUTS = ("embedding", "onehot")
 
 
 @dataclass
@@ -46,6 +47,7 @@ class GRUConfig:
     """Options of a character-level GRU run (the defaults are the README's reproduction, under 30 minutes)."""
 
     embed: int = 32
+    input: str = "embedding"
     hidden: int = 64
     reset: str = "before"
     epochs: int = 10
@@ -62,6 +64,8 @@ class GRUConfig:
     def __post_init__(self):
         if self.reset not in RESET_FORMS:
             raise ValueError(f"reset must be one of {RESET_FORMS}, got {self.reset!r}")
+        if self.input not in INPUTS:
+            raise ValueError(f"input must be one of {INPUTS}, got {self.input!r}")
         for name in ("embed", "hidden", "epochs", "batch_size", "seq_len", "eval_streams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -82,21 +86,31 @@ def epoch_key(seed, epoch):
 
 
 class CharGRU:
-    """Embedding -> GRU -> Dense: ids ``(N, T)`` to scores ``(N, T, vocab)``, with a carried state.
+    """Embedding (or one-hot) -> GRU -> Dense: ids ``(N, T)`` to scores ``(N, T, vocab)``, with a carried state.
 
     Parameters
     ----------
     vocab, embed, hidden : int
+        ``embed`` is ignored for one-hot input (the GRU's input width is then ``vocab``).
     reset : {'before', 'after'}
     seed : int
         Philox key of the initial weights (embedding, GRU, then the output layer, one generator).
     dtype : numpy dtype
+    input : {'embedding', 'onehot'}
+        A learned table of ``embed`` values per character, or the fixed one-hot vector.
     """
 
-    def __init__(self, vocab, embed=32, hidden=64, reset="before", seed=1, dtype=np.float32):
+    def __init__(self, vocab, embed=32, hidden=64, reset="before", seed=1, dtype=np.float32, input="embedding"):
+        if input not in INPUTS:
+            raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
         init = Philox(seed)
+        self.input = input
+        if input == "onehot":
+            embed = vocab
+            self.emb = OneHot(vocab, dtype=dtype)
+        else:
+            self.emb = Embedding(vocab, embed, init_rng=init, dtype=dtype)
         self.vocab, self.embed, self.hidden, self.reset = int(vocab), int(embed), int(hidden), reset
-        self.emb = Embedding(vocab, embed, init_rng=init, dtype=dtype)
         self.gru = GRU(embed, hidden, reset, init_rng=init, dtype=dtype)
         self.fc = Dense(hidden, vocab, init_rng=init, dtype=dtype)
 
@@ -129,7 +143,8 @@ class CharGRU:
             part.load_state({name.split(".", 1)[1]: v for name, v in state.items() if name.split(".", 1)[0] == key})
 
     def config(self):
-        return {"vocab": self.vocab, "embed": self.embed, "hidden": self.hidden, "reset": self.reset}
+        return {"vocab": self.vocab, "embed": self.embed, "hidden": self.hidden, "reset": self.reset,
+                "input": self.input}
 
     def save(self, path, meta=None):
         return save_bundle(path, self.state(), MODEL_KIND, {"model": self.config(), **(meta or {})})
@@ -262,7 +277,7 @@ def train(cfg, out_dir=None, text=None, progress=True, resume=False, stop_after=
         train_ids = train_ids[:cfg.train_chars]
     if cfg.val_chars:
         val_ids = val_ids[:cfg.val_chars]
-    model = CharGRU(len(vocab), cfg.embed, cfg.hidden, cfg.reset, cfg.seed)
+    model = CharGRU(len(vocab), cfg.embed, cfg.hidden, cfg.reset, cfg.seed, input=cfg.input)
     steps = ((len(train_ids) - 1) // cfg.batch_size) // cfg.seq_len
     if steps < 1:
         raise ValueError(f"{len(train_ids)} training characters give no chunk of {cfg.batch_size} x {cfg.seq_len}; "
@@ -324,9 +339,10 @@ PARAM_KEYS = ("E", "Wx", "Wh", "b", "b_hn", "Wf", "bf")
 
 
 def plain_params(model):
-    """The float32 arrays of a :class:`CharGRU` under the names the kernels use (``b_hn`` None for 'before')."""
+    """The float32 arrays of a :class:`CharGRU` under the names the kernels use (``b_hn`` None for 'before'),
+    and ``input``: for one-hot input ``E`` is the identity."""
     g = model.gru
-    return {"E": model.emb.E.value, "Wx": g.Wx.value, "Wh": g.Wh.value, "b": g.b.value,
+    return {"input": model.input, "E": model.emb.table, "Wx": g.Wx.value, "Wh": g.Wh.value, "b": g.b.value,
             "b_hn": g.b_hn.value if g.b_hn is not None else None, "Wf": model.fc.W.value, "bf": model.fc.b.value,
             "reset": model.reset}
 
@@ -456,7 +472,8 @@ def memory(params, name, weights="float32", state="coded"):
     """bitsim's memory accounting of one mode: bytes of every stored tensor, by its storage type.
 
     Parameters are ``E, Wx, Wh, b, (b_hn), Wf, bf``; the state is one stream's ``x_t`` and ``h_t``. The
-    embedding table is stored as the codes of ``x_t`` (the model only reads coded rows). With float32
+    embedding table is stored as the codes of ``x_t`` (the model only reads coded rows); one-hot input
+    stores no table (``x_t`` is made from the character). With float32
     weights the other parameters are float32; with coded weights each is stored in its code. With
     ``state='float32'`` the state is kept as float32 beside the code that the products read.
 
@@ -475,7 +492,7 @@ def memory(params, name, weights="float32", state="coded"):
     rows = []
     for key in PARAM_KEYS:
         value = params.get(key)
-        if value is None:
+        if value is None or (key == "E" and params.get("input") == "onehot"):
             continue
         each = code_bytes(x_act) if key == "E" else code_bytes(fmts.get(key))
         n = int(np.size(value))
@@ -632,7 +649,7 @@ def format_table(rep, model_name=""):
               "(one stream per",
               "  thread); Fix16/Fix8 with coded weights run a jitted step loop of the same structure with exact int64 "
               "sums;",
-              "memory, bitsim: bytes of every parameter and one stream's x_t and h_t as stored (embedding as x codes);",
+              "memory, bitsim: bytes of every parameter and one stream's x_t and h_t as stored (embedding as x codes, one-hot: none);",
               "memory, paper's: bytes of x_t and h_t at the code's width, the only reading found that gives the "
               "paper's Fix16/Fix8",
               "  ratios; the paper does not state its accounting (its Log8 0.683 fits no single width)."]
@@ -739,7 +756,11 @@ def add_train_arguments(parser):
     """Options of ``bitsim train gru``; the defaults are the README's reproduction."""
     d = GRUConfig()
     parser.add_argument("--dataset", choices=["shakespeare"], default="shakespeare")
-    parser.add_argument("--embed", type=int, default=d.embed, help=f"embedding width (default {d.embed})")
+    parser.add_argument("--input", choices=INPUTS, default=d.input,
+                        help="a learned embedding of the characters (default) or their one-hot vectors, which "
+                             "every code of x_t holds exactly")
+    parser.add_argument("--embed", type=int, default=d.embed,
+                        help=f"embedding width (default {d.embed}; not used with --input onehot)")
     parser.add_argument("--hidden", type=int, default=d.hidden, help=f"GRU units (default {d.hidden})")
     parser.add_argument("--reset", choices=RESET_FORMS, default=d.reset,
                         help="reset gate before the product (the paper's form, default) or after it (PyTorch's)")
@@ -759,7 +780,7 @@ def add_train_arguments(parser):
 
 def train_cli(args):
     """``bitsim train gru``: train in float32, save ``OUT/best`` and report the float model."""
-    cfg = GRUConfig(embed=args.embed, hidden=args.hidden, reset=args.reset, epochs=args.epochs,
+    cfg = GRUConfig(embed=args.embed, input=args.input, hidden=args.hidden, reset=args.reset, epochs=args.epochs,
                     batch_size=args.batch_size, seq_len=args.seq_len, lr_start=args.lr_start, lr_end=args.lr_end,
                     clip=args.clip, train_chars=args.train_chars, seed=args.seed)
     out = Path(args.out)

@@ -13,6 +13,10 @@ as a new Caffe solver run would have):
    every weight so pruned connections can be spliced back. Layers not in the stage keep their masks.
 3. ``retrain``: every mask fixed, training continues.
 
+The error reported during training is the test error, or, with ``validation_size = v > 0``, the error
+on the last ``v`` training images, which are then held out of training (for choosing ``c`` and the
+schedule without looking at the test set; the history's key is then ``val_error``).
+
 Iterations are counted from 0 within a stage (``t``) and over the whole run (``g``).
 
 Reproducibility: every random decision comes from Philox generators keyed from ``seed``:
@@ -82,6 +86,7 @@ class SurgeryConfig:
     batch_size: int = 64
     train_size: int = 60_000
     test_size: int = 10_000
+    validation_size: int = 0
     eval_every: int = 1_000
     checkpoint_every: int = 2_000
     seed: int = 1
@@ -97,7 +102,10 @@ class SurgeryConfig:
                              f"c and of iter_stop, got {len(self.c)} and {len(self.iter_stop)}")
         if not 1 <= self.train_size <= 60_000 or not 1 <= self.test_size <= 10_000:
             raise ValueError("train_size must be 1..60000 and test_size 1..10000 (the MNIST sets)")
-        if self.batch_size < 1 or self.batch_size > self.train_size:
+        if not 0 <= self.validation_size < 60_000:
+            raise ValueError(f"validation_size must be 0..59999 (held out of the 60000 training images), "
+                             f"got {self.validation_size}")
+        if self.batch_size < 1 or self.batch_size > min(self.train_size, 60_000 - self.validation_size):
             raise ValueError(f"batch_size must be 1..train_size, got {self.batch_size}")
         for name in ("dense_iters", "conv_iters", "fc_iters", "retrain_iters"):
             if getattr(self, name) < 0:
@@ -252,6 +260,23 @@ def _track_arrays(n, layers):
 
 
 @one_blas_thread
+def evaluation_split(cfg, data):
+    """``((x_train, y_train), (x_eval, y_eval), key)``: the images trained on, those evaluated during training,
+    and the history's key for their error ('test_error', or 'val_error' with ``cfg.validation_size``)."""
+    if not cfg.validation_size:
+        return ((data["x_train"][:cfg.train_size], data["y_train"][:cfg.train_size]),
+                (data["x_test"][:cfg.test_size], data["y_test"][:cfg.test_size]), "test_error")
+    n = len(data["x_train"]) - cfg.validation_size
+    used = min(cfg.train_size, n)
+    return ((data["x_train"][:used], data["y_train"][:used]),
+            (data["x_train"][n:], data["y_train"][n:]), "val_error")
+
+
+def error_key(history):
+    """'val_error' or 'test_error': what a history's rows hold."""
+    return "val_error" if history and "val_error" in history[0] else "test_error"
+
+
 def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=None, reference=None, log=print):
     """Run every stage of :func:`stage_plan`: dense training, surgery, retraining.
 
@@ -278,7 +303,8 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     -------
     model : Sequential
     history : list of dict
-        One row per evaluation: global iteration, stage, test error, per-layer density, lr, mean loss.
+        One row per evaluation: global iteration, stage, test error (validation error with
+        ``cfg.validation_size``), per-layer density, lr, mean loss.
     track : dict of numpy.ndarray
         Per surgery and retraining iteration (rows) and prunable layer (columns): ``updated`` (the
         masks were updated), ``pruned``, ``spliced`` (connections switched off / restored by the
@@ -287,8 +313,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     from tqdm.auto import tqdm
 
     data = load_mnist() if data is None else data
-    xt, yt = data["x_train"][:cfg.train_size], data["y_train"][:cfg.train_size]
-    xs, ys = data["x_test"][:cfg.test_size], data["y_test"][:cfg.test_size]
+    (xt, yt), (xs, ys), key = evaluation_split(cfg, data)
     names = LAYER_NAMES[cfg.model]
     model = build_model(cfg.model, cfg.seed)
     layers = masked_layers(model)
@@ -329,13 +354,13 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
         atomic_write_bytes(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
 
     def evaluate(stage, lr, mean_loss):
-        row = {"iteration": g, "stage": stage, "test_error": error(model, cfg.model, xs, ys), "lr": lr,
+        row = {"iteration": g, "stage": stage, key: error(model, cfg.model, xs, ys), "lr": lr,
                "train_loss": mean_loss, "density": {n: m.density() for n, m in zip(names, layers)}}
         ratio = compression(model)[2]
         row["ratio"] = ratio if math.isfinite(ratio) else None  # JSON has no inf
         history.append(row)
         dens = "  ".join(f"{n} {100 * d:.2f}%" for n, d in row["density"].items())
-        log(f"iter {g:6d}  {stage:7s}  loss {mean_loss:.4f}  test {100 * row['test_error']:.2f}%  "
+        log(f"iter {g:6d}  {stage:7s}  loss {mean_loss:.4f}  {key[:-6]} {100 * row[key]:.2f}%  "
             f"{ratio:.1f}x  {dens}")
 
     for s, stage, iters, prune in plan:
@@ -436,13 +461,15 @@ def plot_history(history, track, names, sizes, path, paper=None):
     top.set_ylabel("density (%)")
     top.legend(fontsize=8, ncol=len(names))
     top.set_title("connections in use per layer (dotted: the paper's / released model's density)", fontsize=9)
-    errors = [100 * h["test_error"] for h in history]
-    bottom.plot(its, errors, marker=".", label="test error")
+    key = error_key(history)
+    label = key.replace("_", " ").replace("val ", "validation ")
+    errors = [100 * h[key] for h in history]
+    bottom.plot(its, errors, marker=".", label=label)
     if paper:
         bottom.axhline(100 * paper["error"], ls=":", color="gray", label=f"paper {100 * paper['error']:.2f}%")
     bottom.set_ylim(0, max(3.0, min(10.0, 1.2 * max(errors[1:] or errors))))
     bottom.set_xlabel("iteration")
-    bottom.set_ylabel("test error (%)")
+    bottom.set_ylabel(f"{label} (%)")
     bottom.legend(fontsize=8)
     for k in range(1, len(history)):
         if history[k]["stage"] != history[k - 1]["stage"]:
@@ -501,6 +528,9 @@ def add_train_arguments(parser):
     parser.add_argument("--train-size", type=int, help="training images (default all 60000)")
     parser.add_argument("--test-size", type=int, help="test images evaluated during training (default 10000; "
                                                       "the final report always uses all 10000)")
+    parser.add_argument("--validation-size", type=int,
+                        help="hold out the last N training images and report their error during training instead "
+                             "of the test error (for choosing c without the test set; default 0)")
     parser.add_argument("--eval-every", type=int, help="iterations between test-error evaluations")
     parser.add_argument("--checkpoint-every", type=int)
     parser.add_argument("--seed", type=int)
@@ -516,13 +546,15 @@ def add_train_arguments(parser):
 
 
 def reference_error(history, raw=False):
-    """The dense reference's last test error: a string like '0.91%' (None or 'n/a' without a dense stage)."""
+    """The dense reference's last error (test, or validation with ``validation_size``): a string like '0.91%'
+    (None or 'n/a' without a dense stage)."""
     dense = [h for h in history if h["stage"] == "dense"]
     if not dense:
         return None if raw else "n/a"
-    return dense[-1]["test_error"] if raw else f"{100 * dense[-1]['test_error']:.2f}%"
+    value = dense[-1][error_key(history)]
+    return value if raw else f"{100 * value:.2f}%"
 
 
 __all__ = ["SurgeryConfig", "DEFAULTS", "PAPER", "LAYER_NAMES", "default_config", "build_model", "inputs", "error",
            "train", "load_model", "stage_plan", "compression", "layer_rows", "plot_history", "format_layers", "Inv",
-           "shuffle_key", "mask_key", "reference_error"]
+           "shuffle_key", "mask_key", "reference_error", "evaluation_split", "error_key"]

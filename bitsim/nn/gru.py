@@ -1,4 +1,5 @@
-"""Recurrent layers: an embedding table and a GRU over whole sequences, forward and back-propagation through time.
+"""Recurrent layers: an embedding table, one-hot input and a GRU over whole sequences, forward and
+back-propagation through time.
 
 The GRU has gates in the order (r, z, n) and two forms of the candidate state ``n``:
 
@@ -61,6 +62,11 @@ class Embedding(Layer):
         self._ids = ids
         return self.E.value[ids]
 
+    @property
+    def table(self):
+        """The ``(n_vocab, dim)`` vectors, row ``c`` the input of character ``c``."""
+        return self.E.value
+
     def backward(self, grad):
         ids = self._cached("_ids").reshape(-1)
         g = np.asarray(grad).reshape(-1, self.dim)
@@ -78,6 +84,39 @@ class Embedding(Layer):
 
     def _describe(self):
         return f"{self.n_vocab}, {self.dim}"
+
+
+class OneHot(Layer):
+    """Ids ``(N, T)`` -> one-hot vectors ``(N, T, n_vocab)``: the fixed input of a character model, no parameters.
+
+    Every entry is 0 or 1, so every code of ``x_t`` (log, fixed point) holds it exactly.
+    """
+
+    def __init__(self, n_vocab, *, dtype=np.float32):
+        self.n_vocab = self.dim = int(n_vocab)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def table(self):
+        """The identity ``(n_vocab, n_vocab)``: row ``c`` is the input of character ``c``."""
+        return np.eye(self.n_vocab, dtype=self.dtype)
+
+    def forward(self, ids, training=True):
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu" or (ids.size and (ids.min() < 0 or ids.max() >= self.n_vocab)):
+            raise ValueError(f"{self} expects integer ids in 0..{self.n_vocab - 1}")
+        out = np.zeros(ids.shape + (self.n_vocab,), self.dtype)
+        np.put_along_axis(out, ids[..., None].astype(np.intp), 1, axis=-1)
+        return out
+
+    def backward(self, grad):
+        return None
+
+    def output_shape(self, shape):
+        return tuple(shape) + (self.n_vocab,)
+
+    def _describe(self):
+        return f"{self.n_vocab}"
 
 
 class GRU(Layer):
@@ -271,4 +310,4 @@ def from_torch(gru, weight_ih, weight_hh, bias_ih, bias_hh):
     return gru
 
 
-__all__ = ["GRU", "Embedding", "RESET_FORMS", "from_torch", "sigmoid"]
+__all__ = ["GRU", "Embedding", "OneHot", "RESET_FORMS", "from_torch", "sigmoid"]
