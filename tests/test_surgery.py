@@ -216,6 +216,7 @@ def test_same_seed_same_bits_and_exact_resume(mnist, tmp_path):
     for key in track:
         assert np.array_equal(track[key], track2[key]), key
     assert history[-1]["iteration"] == cfg.dense_iters + cfg.fc_iters + cfg.retrain_iters
+    assert history == whole_history  # the same evaluations, under the same keys
     # a different seed changes the bits
     other, _, _ = S.train(tiny(seed=6), **quiet)
     assert other.state()["0.W"].tobytes() != whole.state()["0.W"].tobytes()

@@ -120,8 +120,8 @@ class SurgeryConfig:
 
 
 DEFAULTS = {
-    "lenet300": dict(model="lenet300", dense_iters=20_000, conv_iters=0, fc_iters=20_000, retrain_iters=10_000,
-                     c=(4.5, 4.5, 2.5), iter_stop=(16_000, 16_000, 16_000)),
+    "lenet300": dict(model="lenet300", dense_iters=20_000, conv_iters=0, fc_iters=60_000, retrain_iters=30_000,
+                     c=(5.2, 5.2, 2.5), iter_stop=(50_000, 50_000, 50_000)),
     "lenet5": dict(model="lenet5", dense_iters=10_000, conv_iters=6_000, fc_iters=10_000, retrain_iters=6_000,
                    c=(1.3, 3.5, 6.0, 3.0), iter_stop=(5_000, 5_000, 8_000, 8_000), eval_every=2_000),
 }
@@ -313,7 +313,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     from tqdm.auto import tqdm
 
     data = load_mnist() if data is None else data
-    (xt, yt), (xs, ys), key = evaluation_split(cfg, data)
+    (xt, yt), (xs, ys), error_name = evaluation_split(cfg, data)
     names = LAYER_NAMES[cfg.model]
     model = build_model(cfg.model, cfg.seed)
     layers = masked_layers(model)
@@ -328,13 +328,14 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
         g = int(meta.get("g", 0))  # batches continue as in a run that trained this reference
     g0 = g + sum(p[2] for p in plan if p[1] == "dense")  # the first row of track is iteration g0
     track = _track_arrays(sum(p[2] for p in plan if p[1] != "dense"), len(layers))
-    history, start_stage, start_t, opt_state = [], 0, 0, None
+    history, start_stage, start_t, opt_state, window = [], 0, 0, None, (0.0, 0)
     if reference is not None:
         history = list(meta.get("history", []))  # the reference's own evaluations, as in one whole run
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume and (out / "checkpoint.json").exists():
         meta = model.load(out / "checkpoint")
         history, g, start_stage, start_t = meta["history"], meta["g"], meta["stage"], meta["t"]
+        window = tuple(meta.get("loss_window", (0.0, 0)))
         opt_state = load_bundle(out / "optimizer", "bitsim.nn.Optimizer")[0]
         if (out / "track.json").exists():
             saved = load_bundle(out / "track", "bitsim.methods.surgery.track")[0]
@@ -346,7 +347,8 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     budget = None if stop_after is None else int(stop_after)
 
     def save(stage, t):
-        meta = {"config": asdict(cfg), "g": g, "stage": stage, "t": t, "history": history}
+        meta = {"config": asdict(cfg), "g": g, "stage": stage, "t": t, "history": history,
+                "loss_window": [float(total), int(count)]}  # the mean loss of the next evaluation continues over a resume
         model.save(out / "checkpoint", meta)
         save_bundle(out / "optimizer", opt.state(), "bitsim.nn.Optimizer")
         rows = max(0, g - g0)
@@ -354,13 +356,13 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
         atomic_write_bytes(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
 
     def evaluate(stage, lr, mean_loss):
-        row = {"iteration": g, "stage": stage, key: error(model, cfg.model, xs, ys), "lr": lr,
+        row = {"iteration": g, "stage": stage, error_name: error(model, cfg.model, xs, ys), "lr": lr,
                "train_loss": mean_loss, "density": {n: m.density() for n, m in zip(names, layers)}}
         ratio = compression(model)[2]
         row["ratio"] = ratio if math.isfinite(ratio) else None  # JSON has no inf
         history.append(row)
         dens = "  ".join(f"{n} {100 * d:.2f}%" for n, d in row["density"].items())
-        log(f"iter {g:6d}  {stage:7s}  loss {mean_loss:.4f}  {key[:-6]} {100 * row[key]:.2f}%  "
+        log(f"iter {g:6d}  {stage:7s}  loss {mean_loss:.4f}  {error_name[:-6]} {100 * row[error_name]:.2f}%  "
             f"{ratio:.1f}x  {dens}")
 
     for s, stage, iters, prune in plan:
@@ -386,7 +388,8 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
             log(f"stage {stage}: thresholds {thr}")
         bar = tqdm(range(t0, iters), desc=stage, leave=False, unit="it", disable=None if progress else True,
                    initial=t0, total=iters)
-        total, count, started = 0.0, 0, time.perf_counter()
+        total, count = window if s == start_stage else (0.0, 0)
+        started = time.perf_counter()
         for t in bar:
             if budget is not None and budget <= 0:
                 if out is not None:
