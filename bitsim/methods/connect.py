@@ -64,7 +64,7 @@ class ConnectConfig:
     stochastic: bool = True
     hidden: int = 1024
     layers: int = 3
-    epochs: int = 25
+    epochs: int = 30
     batch_size: int = 200
     optimizer: str = "adam"
     lr_start: float = 3e-3
