@@ -63,6 +63,19 @@ def atomic_write_bytes(path, data):
         raise
 
 
+def save_png(fig, path, dpi=120):
+    """Write a matplotlib figure to ``path`` as PNG, atomically, close it and return ``path``."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
 def npz_bytes(arrays):
     """The bytes of a deterministic ``.npz`` holding ``arrays`` (sorted members, fixed zip timestamps)."""
     buffer = io.BytesIO()

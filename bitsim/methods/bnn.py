@@ -25,7 +25,7 @@ import numpy as np
 from ..datasets import load_mnist
 from ..formats.binary import binarize
 from ..formats.rng import Philox
-from ..io import atomic_write_bytes
+from ..io import save_png
 from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatten, Sequential, ShiftAdaMax, Sign,
                   SquaredHinge, glorot_lr_scale)
 from ..nn.blas import one_blas_thread
@@ -256,13 +256,7 @@ def plot_history(history, path, paper_error=0.0096):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    import io as _io
-
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_png(fig, path)
 
 
 CLI_HELP = "Binarized Neural Network MLP on MNIST: train, compile to packed integers, check, report"

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..formats.log import decode
 from ..formats.rng import Philox, Xorshift32, make_rng
-from ..io import atomic_write_bytes
+from ..io import atomic_write_bytes, save_png
 from ..nn import SGD, Adam, BatchNorm, Dense, ExponentialDecay, ReLU, Sequential, SquaredHinge, glorot_lr_scale
 from ..nn.connect import QBP, ConnectDense, Mults, count_multiplications, qbp_float_emulation, to_float32
 from ..nn.blas import one_blas_thread
@@ -414,13 +414,7 @@ def plot_runs(run_dirs, path):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    import io as _io
-
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_png(fig, path)
 
 
 CLI_HELP = "BinaryConnect / TernaryConnect with quantized back-propagation (integer shifts and sign-adds) on MNIST"

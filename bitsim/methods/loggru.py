@@ -31,7 +31,7 @@ from ..formats.fixed import FixedFormat
 from ..formats.log import LogFormat
 from ..formats.modes import Counts
 from ..formats.rng import Philox
-from ..io import atomic_write_bytes, load_bundle, save_bundle
+from ..io import atomic_write_bytes, load_bundle, save_bundle, save_png
 from ..kernels.logfloat import run_fixed_weights, run_gru_lm
 from ..nn import Adam, Dense, ExponentialDecay, SoftmaxCrossEntropy
 from ..nn.gru import GRU, RESET_FORMS, Embedding, OneHot
@@ -671,8 +671,6 @@ def plot_sweep(rep, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    import io as _io
-
     fp32 = next(r for r in rep["rows"] if r["mode"] == "FP32")["accuracy"]
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for kind, label, marker in (("log", "log code (sign + exponent)", "o"), ("fixed", "fixed point", "s")):
@@ -691,11 +689,7 @@ def plot_sweep(rep, path):
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_png(fig, path)
 
 
 def _json_ready(rep):

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..datasets import load_mnist
 from ..formats.rng import Philox
-from ..io import atomic_write_bytes, load_bundle, save_bundle
+from ..io import atomic_write_bytes, load_bundle, save_bundle, save_png
 from ..nn import SGD, Flatten, MaxPool2d, ReLU, Sequential, SoftmaxCrossEntropy
 from ..nn.init import uniform
 from ..nn.surgery import MaskedConv2d, MaskedDense, PruneRule, masked_layers
@@ -479,13 +479,7 @@ def plot_history(history, track, names, sizes, path, paper=None):
             for ax in (top, bottom):
                 ax.axvline(history[k - 1]["iteration"], color="k", lw=0.5, alpha=0.4)
     fig.tight_layout()
-    import io as _io
-
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 def format_layers(model, cfg):
