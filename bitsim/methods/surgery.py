@@ -259,7 +259,6 @@ def _track_arrays(n, layers):
             "iteration": np.zeros(n, np.int64)}
 
 
-@one_blas_thread
 def evaluation_split(cfg, data):
     """``((x_train, y_train), (x_eval, y_eval), key)``: the images trained on, those evaluated during training,
     and the history's key for their error ('test_error', or 'val_error' with ``cfg.validation_size``)."""
@@ -277,6 +276,7 @@ def error_key(history):
     return "val_error" if history and "val_error" in history[0] else "test_error"
 
 
+@one_blas_thread
 def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=None, reference=None, log=print):
     """Run every stage of :func:`stage_plan`: dense training, surgery, retraining.
 
@@ -347,8 +347,9 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     budget = None if stop_after is None else int(stop_after)
 
     def save(stage, t):
+        # loss_window: the loss sum and count since the last evaluation, so its mean continues over a resume
         meta = {"config": asdict(cfg), "g": g, "stage": stage, "t": t, "history": history,
-                "loss_window": [float(total), int(count)]}  # the mean loss of the next evaluation continues over a resume
+                "loss_window": [float(total), int(count)]}
         model.save(out / "checkpoint", meta)
         save_bundle(out / "optimizer", opt.state(), "bitsim.nn.Optimizer")
         rows = max(0, g - g0)
