@@ -1,10 +1,11 @@
 """Log quantization and fixed-point conversion of a GRU (Park and Chung), on the bundled Shakespeare.
 
 The model is a character-level language model: an embedding of the 84 characters (or their one-hot
-vectors, ``input='onehot'``), one GRU layer of 64 units (the paper's form by default: the reset gate multiplies the state before the matrix product), and a
-fully connected layer to 84 scores. It is trained in float32 with back-propagation through time
-(truncated: ``batch_size`` contiguous streams of the training text, ``seq_len`` characters per update,
-the hidden state carried from one chunk to the next), Adam and a clipped global gradient norm.
+vectors, ``input='onehot'``), one GRU layer of 64 units (the paper's form by default: the reset gate
+multiplies the state before the matrix product), and a fully connected layer to 84 scores. It is trained
+in float32 with back-propagation through time (truncated: ``batch_size`` contiguous streams of the
+training text, ``seq_len`` characters per update, the hidden state carried from one chunk to the next),
+Adam and a clipped global gradient norm.
 
 The trained float32 weights are then run, without retraining, with the GRU's input ``x_t`` and hidden
 state ``h_t`` coded as Log8, Fix16 or Fix8 (:func:`run_mode`, on the kernels of
@@ -649,7 +650,8 @@ def format_table(rep, model_name=""):
               "(one stream per",
               "  thread); Fix16/Fix8 with coded weights run a jitted step loop of the same structure with exact int64 "
               "sums;",
-              "memory, bitsim: bytes of every parameter and one stream's x_t and h_t as stored (embedding as x codes, one-hot: none);",
+              "memory, bitsim: bytes of every parameter and one stream's x_t and h_t as stored (embedding as x codes, "
+              "one-hot: none);",
               "memory, paper's: bytes of x_t and h_t at the code's width, the only reading found that gives the "
               "paper's Fix16/Fix8",
               "  ratios; the paper does not state its accounting (its Log8 0.683 fits no single width)."]
