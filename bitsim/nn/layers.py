@@ -292,26 +292,30 @@ class Dense(Layer):
         return f"{self.n_in}, {self.n_out}, bias={self.b is not None}"
 
 
-def conv_forward(layer, x, w2d):
+def conv_forward(layer, x, w2d, bias=None):
     """im2col convolution of NHWC ``x`` with weights ``w2d`` (c_out, KH*KW*c_in); caches for :func:`conv_backward`.
 
-    ``layer`` supplies ``kernel``, ``stride``, ``padding``, ``c_out`` and the optional bias ``b``.
+    ``layer`` supplies ``kernel``, ``stride``, ``padding``, ``c_out`` and the optional bias ``b``, whose value
+    is added unless ``bias`` gives the values to add instead.
     """
     cols, (oh, ow) = im2col(x, layer.kernel, layer.stride, layer.padding)
     layer._x_shape, layer._cols, layer._w2d = x.shape, cols, w2d
     y = cols @ w2d.T
     if layer.b is not None:
-        y += layer.b.value
+        y += layer.b.value if bias is None else bias
     return y.reshape(x.shape[0], oh, ow, layer.c_out)
 
 
-def conv_backward(layer, grad):
-    """Fill ``layer.W.grad`` (and ``b.grad``) from the output gradient; return the input gradient."""
+def conv_backward(layer, grad, input_grad=True):
+    """Fill ``layer.W.grad`` (and ``b.grad``) from the output gradient; return the input gradient (None
+    without ``input_grad``)."""
     cols = layer._cached("_cols")
     g = grad.reshape(-1, layer.c_out)
     layer.W.grad = (g.T @ cols).reshape(layer.W.value.shape)
     if layer.b is not None:
         layer.b.grad = g.sum(axis=0)
+    if not input_grad:
+        return None
     return col2im(g @ layer._w2d, layer._x_shape, layer.kernel, layer.stride, layer.padding)
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from bitsim.formats.rng import bernoulli
 
-from .layers import Conv2d, Dense, col2im, im2col
+from .layers import Conv2d, Dense, _check_nhwc, conv_backward, conv_forward
 
 PRUNE_LOW, SPLICE_HIGH = 0.9, 1.1
 
@@ -264,25 +264,12 @@ class MaskedConv2d(_Masked, Conv2d):
 
     def forward(self, x, training=True):
         x = np.asarray(x).astype(self.dtype, copy=False)
-        if x.ndim != 4 or x.shape[3] != self.c_in:
-            raise ValueError(f"{self} expects NHWC input of shape (N, H, W, {self.c_in}), got {x.shape}")
-        cols, (oh, ow) = im2col(x, self.kernel, self.stride, self.padding)
-        self._x_shape, self._cols = x.shape, cols
-        self._w = self.weight().reshape(self.c_out, -1)
-        y = cols @ self._w.T
-        if self.b is not None:
-            y += self.bias()
-        return y.reshape(x.shape[0], oh, ow, self.c_out)
+        _check_nhwc(x, self.c_in, self)
+        return conv_forward(self, x, self.weight().reshape(self.c_out, -1),
+                            self.bias() if self.b is not None else None)
 
     def backward(self, grad):
-        cols = self._cached("_cols")
-        g = grad.reshape(-1, self.c_out)
-        self.W.grad = (g.T @ cols).reshape(self.W.value.shape)
-        if self.b is not None:
-            self.b.grad = g.sum(axis=0)
-        if not self.input_grad:
-            return None
-        return col2im(g @ self._w, self._x_shape, self.kernel, self.stride, self.padding)
+        return conv_backward(self, grad, self.input_grad)
 
 
 def masked_layers(model):
