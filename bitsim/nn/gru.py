@@ -39,6 +39,14 @@ def sigmoid(a):
     return half + half * np.tanh(half * a)
 
 
+def _check_ids(ids, layer):
+    """``ids`` as an integer array, or a ValueError naming the layer's valid range."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu" or (ids.size and (ids.min() < 0 or ids.max() >= layer.n_vocab)):
+        raise ValueError(f"{layer} expects integer ids in 0..{layer.n_vocab - 1}")
+    return ids
+
+
 class Embedding(Layer):
     """A table of ``n_vocab`` learned vectors: ids ``(N, T)`` -> vectors ``(N, T, dim)``.
 
@@ -56,9 +64,7 @@ class Embedding(Layer):
         self.E = Param(uniform((self.n_vocab, self.dim), -0.1, 0.1, init_rng, self.dtype), "E")
 
     def forward(self, ids, training=True):
-        ids = np.asarray(ids)
-        if ids.dtype.kind not in "iu" or (ids.size and (ids.min() < 0 or ids.max() >= self.n_vocab)):
-            raise ValueError(f"{self} expects integer ids in 0..{self.n_vocab - 1}")
+        ids = _check_ids(ids, self)
         self._ids = ids
         return self.E.value[ids]
 
@@ -102,9 +108,7 @@ class OneHot(Layer):
         return np.eye(self.n_vocab, dtype=self.dtype)
 
     def forward(self, ids, training=True):
-        ids = np.asarray(ids)
-        if ids.dtype.kind not in "iu" or (ids.size and (ids.min() < 0 or ids.max() >= self.n_vocab)):
-            raise ValueError(f"{self} expects integer ids in 0..{self.n_vocab - 1}")
+        ids = _check_ids(ids, self)
         return self.table[ids]
 
     def backward(self, grad):
