@@ -48,6 +48,22 @@ def test_same_seed_same_bits_and_exact_resume(mnist, tmp_path):
             assert other.state()[key].tobytes() == value.tobytes(), key
 
 
+def test_without_validation_the_last_epoch_is_kept_and_resumes(mnist, tmp_path):
+    quiet = dict(data=mnist, progress=False, log=lambda line: None)
+    cfg = tiny(validation_size=0)
+    model, history = bnn.train(cfg, out_dir=tmp_path / "a", **quiet)
+    assert [h["val_error"] for h in history] == [None] * 3
+    last, meta = bnn.load_float_model(tmp_path / "a" / "checkpoint")
+    best, best_meta = bnn.load_float_model(tmp_path / "a" / "best")
+    assert best_meta["epoch"] == 3
+    for key, value in model.state().items():
+        assert best.state()[key].tobytes() == value.tobytes() == last.state()[key].tobytes(), key
+    bnn.train(cfg, out_dir=tmp_path / "b", stop_after=1, **quiet)
+    resumed, _ = bnn.train(cfg, out_dir=tmp_path / "b", resume=True, **quiet)
+    for key, value in model.state().items():
+        assert resumed.state()[key].tobytes() == value.tobytes(), key
+
+
 def test_summary_counts_by_hand(mnist):
     model = bnn.build_mlp(tiny())
     compiled = compile_model(model, (28, 28))
@@ -66,8 +82,15 @@ def test_summary_counts_by_hand(mnist):
 def test_bad_config():
     with pytest.raises(ValueError, match="unknown optimizer"):
         bnn.BNNConfig(optimizer="sgd9")
-    with pytest.raises(ValueError, match="train_size"):
+    with pytest.raises(ValueError, match="train_size must be 1..50000"):
         bnn.BNNConfig(train_size=60_000)
+    with pytest.raises(ValueError, match="validation_size must be 0..10000"):
+        bnn.BNNConfig(validation_size=-1)
+    assert bnn.BNNConfig(train_size=60_000, validation_size=0).train_size == 60_000
+    train, val, _ = bnn.mnist_splits(bnn.BNNConfig(train_size=60_000, validation_size=0),
+                                     {"x_train": np.zeros((60_000, 1)), "y_train": np.zeros(60_000),
+                                      "x_test": None, "y_test": None})
+    assert len(train[0]) == 60_000 and len(val[0]) == 0
 
 
 def test_float_baseline_equals_the_model_bit_for_bit(mnist):

@@ -351,6 +351,23 @@ def test_training_smoke_and_exact_resume(mnist, tmp_path, rng):
     assert meta["config"]["rng"] == rng
 
 
+def test_without_validation_the_last_epoch_is_kept_and_resumes(mnist, tmp_path):
+    quiet = dict(data=mnist, progress=False, log=lambda line: None)
+    cfg = tiny(validation_size=0, epochs=3)
+    model, history = method.train(cfg, out_dir=tmp_path / "a", **quiet)
+    assert [h["val_error"] for h in history] == [None] * 3 and method.kept_epoch(history) == 2
+    last, _ = method.load_model(tmp_path / "a" / "checkpoint")
+    best, meta = method.load_model(tmp_path / "a" / "best")
+    assert meta["epoch"] == 3
+    for key, value in model.state().items():
+        assert best.state()[key].tobytes() == value.tobytes() == last.state()[key].tobytes(), key
+    method.train(cfg, out_dir=tmp_path / "b", stop_after=1, **quiet)
+    resumed, _ = method.train(cfg, out_dir=tmp_path / "b", resume=True, **quiet)
+    for key, value in model.state().items():
+        assert resumed.state()[key].tobytes() == value.tobytes(), key
+    assert method.kept_epoch([{"val_error": 0.2}, {"val_error": 0.1}, {"val_error": 0.1}]) == 1
+
+
 def test_same_bits_on_every_run_and_thread_count(mnist):
     import numba
 
@@ -391,6 +408,9 @@ def test_config_errors():
         method.ConnectConfig(qbp=True, exp_bits=9)
     with pytest.raises(ValueError, match="underflow"):
         C.QBP(underflow="round")
+    with pytest.raises(ValueError, match="train_size must be 1..50000"):
+        method.ConnectConfig(train_size=60_000)
+    assert method.ConnectConfig(train_size=60_000, validation_size=0).train_size == 60_000
 
 
 def test_cli_trains_checks_and_counts(tmp_path, capsys):

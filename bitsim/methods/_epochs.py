@@ -14,13 +14,15 @@ def resume_run(model, opt, out, score_key, kind="bitsim.nn.Sequential", log=prin
     -------
     history, best, start
         The epochs so far, ``(score, state)`` of the best one (its ``score_key`` entry is the
-        score), and the index of the next epoch.
+        score; when the last epoch's score is None, as :func:`end_of_epoch` keeps it, the last epoch
+        is the best, scored None), and the index of the next epoch.
     """
     state, saved = load_bundle(out / "checkpoint", kind)
     model.load_state(state)
     history = saved["history"]
     opt.load_state(load_bundle(out / "optimizer", "bitsim.nn.Optimizer")[0])
-    best = (min(h[score_key] for h in history), load_bundle(out / "best", kind)[0])
+    score = None if history[-1][score_key] is None else min(h[score_key] for h in history)
+    best = (score, load_bundle(out / "best", kind)[0])
     log(f"resumed from {out / 'checkpoint'} after epoch {len(history)}")
     return history, best, len(history)
 
@@ -40,8 +42,9 @@ def end_of_epoch(model, opt, out, meta, history, best, score):
         One row per epoch so far; the last row is this epoch's and has an ``"epoch"`` entry.
     best : tuple or None
         ``(score, state)`` of the best epoch so far.
-    score : float
-        This epoch's selection score (validation error or loss; lower is better).
+    score : float or None
+        This epoch's selection score (validation error or loss; lower is better). None (no
+        validation) keeps every epoch in turn, so the last one is the best.
 
     Returns
     -------
@@ -49,7 +52,7 @@ def end_of_epoch(model, opt, out, meta, history, best, score):
         The new ``(score, state)`` of the best epoch. With ``out``, ``best`` (when this epoch is
         the best), ``checkpoint``, ``optimizer`` and ``history.json`` are written atomically.
     """
-    if best is None or score < best[0]:
+    if best is None or score is None or score < best[0]:
         best = (score, model.state())
         if out is not None:
             model.save(out / "best", {**meta, "epoch": history[-1]["epoch"], "history": history})

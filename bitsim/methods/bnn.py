@@ -59,8 +59,7 @@ class BNNConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
         if self.lr_scale not in LR_SCALES:
             raise ValueError(f"unknown lr_scale {self.lr_scale!r}; choose one of {LR_SCALES}")
-        if not 1 <= self.train_size <= 50_000 or not 1 <= self.validation_size <= 10_000:
-            raise ValueError("train_size must be 1..50000 and validation_size 1..10000 (MNIST's classic split)")
+        check_split(self.train_size, self.validation_size)
         if self.hidden < 1 or self.layers < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("hidden, layers, epochs and batch_size must be positive")
 
@@ -95,8 +94,22 @@ def build_mlp(cfg, input_size=784, classes=10):
     return Sequential(layers)
 
 
+def check_split(train_size, validation_size):
+    """Raise ValueError unless the sizes fit MNIST's training images as :func:`mnist_splits` cuts them."""
+    if not 0 <= validation_size <= 10_000:
+        raise ValueError(f"validation_size must be 0..10000 (the last 10,000 training images), got {validation_size}")
+    most = 60_000 if validation_size == 0 else 50_000
+    if not 1 <= train_size <= most:
+        raise ValueError(f"train_size must be 1..{most} with validation_size {validation_size} (MNIST's classic "
+                         f"split: 50,000 train + 10,000 validation; validation_size 0 frees all 60,000)")
+
+
 def mnist_splits(cfg, data=None):
-    """``(x_train, y_train), (x_val, y_val), (x_test, y_test)`` as uint8 images and labels."""
+    """``(x_train, y_train), (x_val, y_val), (x_test, y_test)`` as uint8 images and labels.
+
+    Training images are the first ``cfg.train_size``, validation images the ``cfg.validation_size`` from
+    index 50,000 on (empty when it is 0).
+    """
     data = load_mnist() if data is None else data
     x, y = data["x_train"], data["y_train"]
     train = (x[:cfg.train_size], y[:cfg.train_size])
@@ -121,7 +134,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     cfg : BNNConfig
     out_dir : str or Path, optional
         Where to write ``checkpoint.{npz,json}`` after every epoch, ``best.{npz,json}`` (the model with
-        the lowest validation error) and ``history.json``.
+        the lowest validation error, or the last epoch's without validation) and ``history.json``.
     data : dict, optional
         MNIST arrays as :func:`bitsim.datasets.load_mnist` returns them (loaded when omitted).
     progress : bool
@@ -136,9 +149,11 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     Returns
     -------
     model : Sequential
-        The model of the epoch with the best validation error.
+        The model of the epoch with the best validation error; with ``cfg.validation_size == 0``, the
+        last epoch's.
     history : list of dict
-        Per epoch: train loss and error, validation and test error, learning rate, seconds.
+        Per epoch: train loss and error, validation (None without validation) and test error, learning
+        rate, seconds.
     """
     from tqdm.auto import tqdm
 
@@ -177,11 +192,12 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
                                 err=f"{100 * wrong / ((b + 1) * cfg.batch_size):.2f}%")
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "train_loss": total / len(xt), "train_error": wrong / len(xt),
-               "val_error": error(model, xv, yv), "test_error": error(model, xs, ys),
+               "val_error": error(model, xv, yv) if len(xv) else None, "test_error": error(model, xs, ys),
                "lr": schedule((epoch + 1) * steps - 1), "seconds": seconds}
         history.append(row)
+        val = f"val {100 * row['val_error']:.2f}%  " if len(xv) else ""
         log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  train {100 * row['train_error']:.2f}%  "
-            f"val {100 * row['val_error']:.2f}%  test {100 * row['test_error']:.2f}%  {seconds:.1f}s")
+            f"{val}test {100 * row['test_error']:.2f}%  {seconds:.1f}s")
         best = end_of_epoch(model, opt, out, {"config": asdict(cfg)}, history, best, row["val_error"])
     model.load_state(best[1])
     return model, history
@@ -247,7 +263,8 @@ def plot_history(history, path, paper_error=0.0096):
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for key, label in (("train_error", "train"), ("val_error", "validation"), ("test_error", "test")):
-        ax.plot(epochs, [100 * h[key] for h in history], label=label, marker="o", markersize=3)
+        if all(h.get(key) is not None for h in history):
+            ax.plot(epochs, [100 * h[key] for h in history], label=label, marker="o", markersize=3)
     ax.axhline(100 * paper_error, color="grey", linestyle="--", label=f"paper {100 * paper_error:.2f}% (1000 epochs)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("error (%)")
@@ -257,6 +274,16 @@ def plot_history(history, path, paper_error=0.0096):
     ax.legend()
     fig.tight_layout()
     return save_png(fig, path)
+
+
+def add_split_arguments(parser, defaults):
+    """``--train-size`` and ``--validation-size`` (see :func:`mnist_splits`), defaulting to ``defaults``."""
+    parser.add_argument("--train-size", type=int, default=defaults.train_size,
+                        help=f"training images, the first of the 60,000 (default {defaults.train_size})")
+    parser.add_argument("--validation-size", type=int, default=defaults.validation_size,
+                        help=f"validation images from index 50,000 on; the kept epoch has the lowest validation "
+                             f"error. 0: no validation, train on up to all 60,000 (--train-size 60000) and keep "
+                             f"the last epoch (default {defaults.validation_size})")
 
 
 CLI_HELP = "Binarized Neural Network MLP on MNIST: train, compile to packed integers, check, report"
@@ -279,7 +306,7 @@ def add_train_arguments(parser):
     parser.add_argument("--lr-scale", choices=LR_SCALES, default=d.lr_scale,
                         help="per-layer learning-rate scale of the binary weights: 'glorot' = "
                              "1/sqrt(1.5/(fan_in+fan_out)) as in the BNN code, or 'none'")
-    parser.add_argument("--train-size", type=int, default=d.train_size)
+    add_split_arguments(parser, d)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--out", default="runs/bnn", help="output directory (checkpoints, models, plot)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
@@ -287,4 +314,4 @@ def add_train_arguments(parser):
 
 
 __all__ = ["BNNConfig", "build_mlp", "train", "load_float_model", "float_forward", "plot_history", "time_forward",
-           "error", "mnist_splits"]
+           "error", "check_split", "mnist_splits"]

@@ -45,7 +45,7 @@ from ..nn import SGD, Adam, BatchNorm, Dense, ExponentialDecay, ReLU, Sequential
 from ..nn.connect import QBP, ConnectDense, Mults, count_multiplications, qbp_float_emulation, to_float32
 from ..nn.blas import one_blas_thread
 from ._epochs import end_of_epoch, load_trained, resume_run
-from .bnn import mnist_splits
+from .bnn import add_split_arguments, check_split, mnist_splits
 
 WEIGHTS = ("binary", "ternary", "float")
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
@@ -92,8 +92,7 @@ class ConnectConfig:
             raise ValueError(f"inference must be one of {INFERENCE}, got {self.inference!r}")
         if self.rng not in ("philox", "xorshift32"):
             raise ValueError(f"rng must be 'philox' or 'xorshift32', got {self.rng!r}")
-        if not 1 <= self.train_size <= 50_000 or not 1 <= self.validation_size <= 10_000:
-            raise ValueError("train_size must be 1..50000 and validation_size 1..10000 (MNIST's classic split)")
+        check_split(self.train_size, self.validation_size)
         if self.hidden < 1 or not 1 <= self.layers <= MAX_LAYERS or self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"hidden, epochs and batch_size must be positive and layers 1..{MAX_LAYERS}")
         if self.seed < 1:
@@ -269,7 +268,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
         seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         row = {"epoch": epoch + 1, "train_loss": total / len(xt), "train_error": wrong / len(xt),
-               "val_error": error(model, xv, yv), "test_error": error(model, xs, ys)}
+               "val_error": error(model, xv, yv) if len(xv) else None, "test_error": error(model, xs, ys)}
         if connect:
             row["test_error_deterministic"] = error(model, xs, ys, "deterministic")
             row.update(_counts(model))
@@ -277,13 +276,20 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
                     "eval_seconds": time.perf_counter() - t1})
         history.append(row)
         log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  train {100 * row['train_error']:.2f}%  "
-            f"val {100 * row['val_error']:.2f}%  test {100 * row['test_error']:.2f}%"
+            + (f"val {100 * row['val_error']:.2f}%  " if len(xv) else "") + f"test {100 * row['test_error']:.2f}%"
             + (f" (deterministic {100 * row['test_error_deterministic']:.2f}%)" if connect else "")
             + f"  {seconds:.1f}s "
             f"(+{row['eval_seconds']:.1f}s evaluation)")
         best = end_of_epoch(model, opt, out, {"config": asdict(cfg)}, history, best, row["val_error"])
     model.load_state(best[1])
     return model, history
+
+
+def kept_epoch(history):
+    """Index of the kept epoch: the lowest validation error (the first of ties), or the last without validation."""
+    if history[-1]["val_error"] is None:
+        return len(history) - 1
+    return min(range(len(history)), key=lambda i: history[i]["val_error"])
 
 
 def load_model(path):
@@ -402,9 +408,10 @@ def plot_runs(run_dirs, path):
         top = max(top, *errors[1:]) if len(errors) > 1 else max(top, *errors)
         ax.plot([h["epoch"] for h in history], errors, color=color, marker="o", markersize=2.5,
                 label=f"{cfg.name}, bitsim")
-        kept = min(range(len(history)), key=lambda i: history[i]["val_error"])
+        kept = kept_epoch(history)
         ax.plot([history[kept]["epoch"]], [errors[kept]], color=color, marker="*", markersize=11, linestyle="none",
-                label=f"{cfg.name}, kept (best validation): {errors[kept]:.2f}%")
+                label=f"{cfg.name}, kept ({'best validation' if cfg.validation_size else 'last epoch'}): "
+                      f"{errors[kept]:.2f}%")
         ax.axhline(100 * PAPER_ERROR[cfg.weights], color=color, linestyle="--", linewidth=1,
                    label=f"{cfg.name}, paper (1000 epochs): {100 * PAPER_ERROR[cfg.weights]:.2f}%")
     ax.set_xlabel("epoch")
@@ -447,7 +454,7 @@ def add_train_arguments(parser):
                         help="generator of every random decision (xorshift32: hardware friendly)")
     parser.add_argument("--inference", choices=INFERENCE, default=d.inference,
                         help="weights for validation and the reported test error (the other is reported too)")
-    parser.add_argument("--train-size", type=int, default=d.train_size)
+    add_split_arguments(parser, d)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--out", default=None, help="output directory (default runs/connect-WEIGHTS)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
@@ -472,7 +479,8 @@ def train_cli(args):
                         lr_start=args.lr_start, lr_end=args.lr_end, exp_bits=args.exp_bits,
                         exp_offset=args.exp_offset, underflow=args.underflow, err_bits=args.err_bits,
                         err_rounding=args.err_rounding, act_bits=args.act_bits, rng=args.rng,
-                        inference=args.inference, train_size=args.train_size, seed=args.seed)
+                        inference=args.inference, train_size=args.train_size,
+                        validation_size=args.validation_size, seed=args.seed)
     if args.mults:
         print(format_mults(multiplication_rows(cfg), f"{cfg.name}: real multiplications per training step "
                                                      f"(batch {cfg.batch_size}, {cfg.optimizer}):"))
@@ -481,10 +489,11 @@ def train_cli(args):
     print(f"training {cfg.name}: {cfg}")
     model, history = train(cfg, out_dir=out, progress=not args.no_progress, resume=args.resume)
     _, (xv, yv), (xs, ys) = mnist_splits(cfg)
-    best = min(range(len(history)), key=lambda i: history[i]["val_error"])
+    best = kept_epoch(history)
     rep = {"config": asdict(cfg), "best_epoch": best + 1, "val_error": history[best]["val_error"],
            "test_error": history[best]["test_error"], "paper_test_error": PAPER_ERROR[cfg.weights]}
-    lines = [f"best epoch      {best + 1} of {len(history)} (validation {100 * rep['val_error']:.2f}%)",
+    why = f"validation {100 * rep['val_error']:.2f}%" if len(xv) else "no validation: the last epoch"
+    lines = [f"kept epoch      {best + 1} of {len(history)} ({why})",
              f"test error      {100 * rep['test_error']:.2f}% with {cfg.inference} weights "
              f"(paper: {100 * PAPER_ERROR[cfg.weights]:.2f}%)"]
     if cfg.weights != "float":
