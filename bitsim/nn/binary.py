@@ -26,6 +26,7 @@ from bitsim.formats import binary
 from bitsim.formats.rng import as_rng
 
 from ._fused import sign_pm1
+from .blas import matmul
 from .init import uniform
 from .layers import Layer, Param, _check_2d, _check_nhwc, _pair, conv_backward, conv_forward, conv_output_hw
 
@@ -115,15 +116,15 @@ class BinaryDense(_Binarized, Layer):
         x = x.astype(self.dtype, copy=False)
         wb = self._binarize(training)
         self._x = x
-        y = x @ wb.T
+        y = matmul(x, wb.T)
         return y + self.b.value if self.b is not None else y
 
     def backward(self, grad):
         x = self._cached("_x")
-        self.W.grad = grad.T @ x
+        self.W.grad = matmul(grad.T, x)
         if self.b is not None:
             self.b.grad = grad.sum(axis=0)
-        return grad @ self._wb
+        return matmul(grad, self._wb)
 
     def params(self):
         return [self.W] + ([self.b] if self.b is not None else [])

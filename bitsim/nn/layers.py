@@ -21,13 +21,18 @@ The power-of-two approximation of the BNN paper, ``AP2(x) = sign(x) * 2**round(l
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from bitsim.formats import binary, log
 from bitsim.formats.log import LogFormat
-from bitsim.formats.rng import as_rng, bernoulli
+from bitsim.formats.rng import as_rng, threshold32
 
+from bitsim.kernels._launch import launch
+
+from . import _patches
+from .blas import matmul
 from .init import glorot_uniform
+
+PARALLEL_MIN_WORK = 2**16  # elements below which the patch and pooling loops stay on the calling thread
 
 AP2_FORMAT = LogFormat(rounding="log")
 
@@ -209,7 +214,8 @@ def im2col(x, kernel, stride, padding):
     """Patches of an NHWC batch as rows: shape ``(N * OH * OW, KH * KW * C)``, channels fastest.
 
     Row ``(n, r, q)`` holds ``xp[n, r*sh + u, q*sw + v, c]`` at column ``(u * KW + v) * C + c``, where
-    ``xp`` is ``x`` zero-padded by ``padding = (ph, pw)`` on both sides of each axis.
+    ``xp`` is ``x`` zero-padded by ``padding = (ph, pw)`` on both sides of each axis. A parallel Numba
+    copy; :func:`bitsim.reference.conv.im2col` is the NumPy version it equals.
 
     Returns
     -------
@@ -220,24 +226,26 @@ def im2col(x, kernel, stride, padding):
     n, h, w, c = x.shape
     if h + 2 * ph < kh or w + 2 * pw < kw:
         raise ValueError(f"kernel {kernel} is larger than the padded input {(h + 2 * ph, w + 2 * pw)}")
-    xp = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if ph or pw else x
-    windows = sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]  # (N, OH, OW, C, KH, KW)
-    oh, ow = windows.shape[1], windows.shape[2]
-    cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kh * kw * c)
+    oh, ow = conv_output_hw((h, w), kernel, stride, padding)
+    cols = np.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
+    launch(_patches.im2col, cols.size, np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, oh, ow, cols,
+           min_work=PARALLEL_MIN_WORK)
     return cols, (oh, ow)
 
 
 def col2im(cols, x_shape, kernel, stride, padding):
-    """Adjoint of :func:`im2col`: sum the patch gradients back into an NHWC array of ``x_shape``."""
+    """Adjoint of :func:`im2col`: sum the patch gradients back into an NHWC array of ``x_shape``.
+
+    Each element is ``0 +`` its patch entries added in ``(u, v)`` window order (as
+    :func:`bitsim.reference.conv.col2im`); entries that fall in the padding are dropped.
+    """
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, h, w, c = x_shape
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    patches = cols.reshape(n, oh, ow, kh, kw, c)
-    xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=cols.dtype)
-    for u in range(kh):
-        for v in range(kw):
-            xp[:, u:u + sh * (oh - 1) + 1:sh, v:v + sw * (ow - 1) + 1:sw, :] += patches[:, :, :, u, v, :]
-    return xp[:, ph:ph + h, pw:pw + w, :]
+    oh, ow = conv_output_hw((h, w), kernel, stride, padding)
+    out = np.zeros((n, h, w, c), dtype=cols.dtype)
+    launch(_patches.col2im, cols.size, np.ascontiguousarray(cols), kh, kw, sh, sw, ph, pw, oh, ow, out,
+           min_work=PARALLEL_MIN_WORK)
+    return out
 
 
 def conv_output_hw(hw, kernel, stride, padding):
@@ -272,15 +280,15 @@ class Dense(Layer):
         x = np.asarray(x).astype(self.dtype, copy=False)
         _check_2d(x, self.n_in, self)
         self._x = x
-        y = x @ self.W.value.T
+        y = matmul(x, self.W.value.T)
         return y + self.b.value if self.b is not None else y
 
     def backward(self, grad):
         x = self._cached("_x")
-        self.W.grad = grad.T @ x
+        self.W.grad = matmul(grad.T, x)
         if self.b is not None:
             self.b.grad = grad.sum(axis=0)
-        return grad @ self.W.value
+        return matmul(grad, self.W.value)
 
     def params(self):
         return [self.W] + ([self.b] if self.b is not None else [])
@@ -300,7 +308,7 @@ def conv_forward(layer, x, w2d, bias=None):
     """
     cols, (oh, ow) = im2col(x, layer.kernel, layer.stride, layer.padding)
     layer._x_shape, layer._cols, layer._w2d = x.shape, cols, w2d
-    y = cols @ w2d.T
+    y = matmul(cols, w2d.T)
     if layer.b is not None:
         y += layer.b.value if bias is None else bias
     return y.reshape(x.shape[0], oh, ow, layer.c_out)
@@ -311,12 +319,12 @@ def conv_backward(layer, grad, input_grad=True):
     without ``input_grad``)."""
     cols = layer._cached("_cols")
     g = grad.reshape(-1, layer.c_out)
-    layer.W.grad = (g.T @ cols).reshape(layer.W.value.shape)
+    layer.W.grad = matmul(g.T, cols).reshape(layer.W.value.shape)
     if layer.b is not None:
         layer.b.grad = g.sum(axis=0)
     if not input_grad:
         return None
-    return col2im(g @ layer._w2d, layer._x_shape, layer.kernel, layer.stride, layer.padding)
+    return col2im(matmul(g, layer._w2d), layer._x_shape, layer.kernel, layer.stride, layer.padding)
 
 
 class Conv2d(Layer):
@@ -393,24 +401,25 @@ class MaxPool2d(Layer):
         self.stride = self.kernel if stride is None else _pair(stride, "stride")
 
     def forward(self, x, training=True):
-        x = _as_float(x)
+        x = np.ascontiguousarray(_as_float(x))
         _check_nhwc(x, None, self)
-        kh, kw = self.kernel
-        sh, sw = self.stride
-        windows = sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]  # (N, OH, OW, C, KH, KW)
-        flat = windows.reshape(windows.shape[:4] + (kh * kw,))
-        self._argmax = flat.argmax(axis=-1)
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        n, h, w, c = x.shape
+        if h < kh or w < kw:
+            raise ValueError(f"{self}: pooling window {self.kernel} is larger than the input {(h, w)}")
+        oh, ow = conv_output_hw((h, w), self.kernel, self.stride, (0, 0))
+        y = np.empty((n, oh, ow, c), x.dtype)
+        self._argmax = np.empty((n, oh, ow, c), np.int32)
         self._x_shape = x.shape
-        return np.take_along_axis(flat, self._argmax[..., None], axis=-1)[..., 0]
+        launch(_patches.max_pool, x.size, x, kh, kw, sh, sw, y, self._argmax, min_work=PARALLEL_MIN_WORK)
+        return y
 
     def backward(self, grad):
         argmax = self._cached("_argmax")
         (kh, kw), (sh, sw) = self.kernel, self.stride
-        oh, ow = argmax.shape[1:3]
         dx = np.zeros(self._x_shape, dtype=grad.dtype)
-        for u in range(kh):
-            for v in range(kw):
-                dx[:, u:u + sh * (oh - 1) + 1:sh, v:v + sw * (ow - 1) + 1:sw, :] += np.where(argmax == u * kw + v, grad, 0)
+        launch(_patches.max_pool_backward, dx.size, np.ascontiguousarray(grad), argmax, kh, kw, sh, sw, dx,
+               min_work=PARALLEL_MIN_WORK)
         return dx
 
     def output_shape(self, shape):
@@ -550,7 +559,7 @@ class Dropout(Layer):
         if not training or self.p == 0.0:
             self._mask = np.ones((), dtype=x.dtype)
             return x
-        keep = bernoulli(np.full(x.shape, 1.0 - self.p), self.rng)
+        keep = self.rng.uint32(x.size).reshape(x.shape) < threshold32(1.0 - self.p)  # bernoulli(1 - p), one threshold
         self._mask = keep.astype(x.dtype) / x.dtype.type(1.0 - self.p)
         return x * self._mask
 
