@@ -264,6 +264,16 @@ def test_binary_dense_straight_through_rules():
     assert_array_equal(layer.b.grad, g.sum(axis=0))
 
 
+def test_a_first_layer_without_input_gradient_stops_the_backward_pass():
+    x, g = normal(22, 5, 6), normal(23, 5, 3)
+    full = nn.Sequential([nn.Flatten(), nn.BinaryDense(6, 3, init_rng=4, dtype=F64)])
+    first = nn.Sequential([nn.Flatten(), nn.BinaryDense(6, 3, init_rng=4, dtype=F64, input_grad=False)])
+    assert full.forward(x).tobytes() == first.forward(x).tobytes()
+    assert full.backward(g) is not None
+    assert first.backward(g) is None  # Flatten's backward is skipped, not handed None
+    assert_array_equal(first.layers[1].W.grad, full.layers[1].W.grad)
+
+
 def test_binary_dense_forward_is_exact_on_integers():
     layer = nn.BinaryDense(784, 33, init_rng=3)
     pixels = np.random.default_rng(22).integers(0, 256, size=(7, 784), dtype=np.uint8)

@@ -84,8 +84,8 @@ def build_mlp(cfg, input_size=784, classes=10):
     def scale(n_in, n_out):
         return glorot_lr_scale(n_in, n_out) if cfg.lr_scale == "glorot" else 1.0
 
-    for n_in, n_out in zip(widths[:-1], widths[1:]):
-        layers += [BinaryDense(n_in, n_out, init_rng=init, lr_scale=scale(n_in, n_out)),
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers += [BinaryDense(n_in, n_out, init_rng=init, lr_scale=scale(n_in, n_out), input_grad=i > 0),
                    BatchNorm(n_out, shift=cfg.shift_bn), Sign()]
         if cfg.dropout_hidden:
             layers.append(Dropout(cfg.dropout_hidden, 0))

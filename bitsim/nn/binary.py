@@ -92,6 +92,9 @@ class BinaryDense(_Binarized, Layer):
     init_rng : bitsim generator, int or None
         Draws the initial latent weights, uniform on (-1, 1).
     dtype : numpy dtype
+    input_grad : bool
+        Compute the gradient w.r.t. the input (False for a first layer saves the work; its
+        ``backward`` then returns None).
 
     Notes
     -----
@@ -102,8 +105,9 @@ class BinaryDense(_Binarized, Layer):
     weight_bits = 1
 
     def __init__(self, n_in, n_out, stochastic=False, rng=None, *, bias=False, lr_scale=1.0, init_rng=None,
-                 dtype=np.float32):
+                 dtype=np.float32, input_grad=True):
         self.n_in, self.n_out, self.dtype = int(n_in), int(n_out), np.dtype(dtype)
+        self.input_grad = bool(input_grad)
         self.W = Param(uniform((self.n_out, self.n_in), -1.0, 1.0, init_rng, self.dtype), "W",
                        clip=(-1.0, 1.0), lr_scale=lr_scale)
         self.b = Param(np.zeros(self.n_out, self.dtype), "b") if bias else None
@@ -124,7 +128,7 @@ class BinaryDense(_Binarized, Layer):
         self.W.grad = matmul(grad.T, x)
         if self.b is not None:
             self.b.grad = grad.sum(axis=0)
-        return matmul(grad, self._wb)
+        return matmul(grad, self._wb) if self.input_grad else None
 
     def params(self):
         return [self.W] + ([self.b] if self.b is not None else [])

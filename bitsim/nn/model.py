@@ -70,9 +70,15 @@ class Sequential:
         return x
 
     def backward(self, grad):
-        """Back-propagate ``grad`` (w.r.t. the output), filling every ``.grad``; return the input gradient."""
+        """Back-propagate ``grad`` (w.r.t. the output), filling every ``.grad``; return the input gradient.
+
+        A layer built with ``input_grad=False`` returns None; the layers before it have nothing to
+        learn from it and are skipped, and None is returned.
+        """
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
+            if grad is None:
+                return None
         return grad
 
     def params(self):
