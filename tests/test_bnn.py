@@ -101,21 +101,21 @@ def test_float_baseline_equals_the_model_bit_for_bit(mnist):
 
 
 def test_training_bits_do_not_depend_on_the_thread_count(mnist):
-    # the products are cut into several blocks (bitsim.nn.blas.blocks) at this width, so the pool has work to share
+    # BLAS threads as a user may have set them (training pins its products to one) and Numba threads
     import numba
     from threadpoolctl import threadpool_info, threadpool_limits
 
     if not any(i["user_api"] == "blas" for i in threadpool_info()):
         pytest.skip("numpy's BLAS is not visible to threadpoolctl")
-    cfg = bnn.BNNConfig(hidden=512, layers=2, epochs=1, train_size=3000, validation_size=500, seed=3)
-    most, states = numba.config.NUMBA_NUM_THREADS, []
-    for threads in (1, max(2, most)):
+    cfg = bnn.BNNConfig(hidden=256, layers=2, epochs=1, train_size=3000, validation_size=500, seed=3)
+    before, most, states = numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS, []
+    for threads in (1, 2):
         numba.set_num_threads(min(threads, most))
         try:
             with threadpool_limits(limits=threads, user_api="blas"):
                 model, _ = bnn.train(cfg, data=mnist, progress=False, log=lambda *a: None)
         finally:
-            numba.set_num_threads(most)
+            numba.set_num_threads(before)
         states.append(model.state())
     for key, value in states[0].items():
         assert states[1][key].tobytes() == value.tobytes(), key

@@ -272,6 +272,10 @@ def test_a_first_layer_without_input_gradient_stops_the_backward_pass():
     assert full.backward(g) is not None
     assert first.backward(g) is None  # Flatten's backward is skipped, not handed None
     assert_array_equal(first.layers[1].W.grad, full.layers[1].W.grad)
+    inner = nn.Sequential([nn.Dense(6, 6, dtype=F64), nn.BinaryDense(6, 3, init_rng=4, dtype=F64, input_grad=False)])
+    inner.forward(normal(24, 5, 6))
+    with pytest.raises(ValueError, match="computes no input gradient.*input_grad=True"):
+        inner.backward(g)  # the Dense layer would otherwise keep a stale gradient
 
 
 def test_binary_dense_forward_is_exact_on_integers():

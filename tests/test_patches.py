@@ -63,10 +63,31 @@ def test_max_pool_equals_the_numpy_reference(case, with_nan):
     assert got.tobytes() == ref.max_pool_backward(g, argmax, x.shape, kernel, stride).tobytes()
 
 
-def test_the_bits_do_not_depend_on_the_thread_count():
+def test_max_pool_keeps_signed_zeros_and_infinities():
+    x = np.array([[-0.0, 0.0, -np.inf, -np.inf], [0.0, -0.0, -np.inf, np.inf],
+                  [np.inf, 1.0, -0.0, -0.0], [np.inf, 2.0, -0.0, -1.0]], np.float32).reshape(1, 4, 4, 1)
+    layer = MaxPool2d(2)
+    y = layer.forward(x)
+    want, argmax = ref.max_pool(x, (2, 2), (2, 2))
+    assert y.tobytes() == np.ascontiguousarray(want).tobytes()
+    assert np.signbit(y).ravel().tolist() == [True, False, False, True]  # ties keep the first: -0.0 before 0.0
+    g = np.array([-0.0, 1.0, 2.0, -0.0], np.float32).reshape(y.shape)
+    assert layer.backward(g).tobytes() == ref.max_pool_backward(g, argmax, x.shape, (2, 2), (2, 2)).tobytes()
+
+
+def test_large_inputs_run_in_parallel_with_the_bits_of_the_reference_and_of_one_thread():
+    most = numba.config.NUMBA_NUM_THREADS
+    if most < 2:
+        pytest.skip("Numba has one thread (NUMBA_NUM_THREADS=1)")
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((64, 28, 28, 3)).astype(np.float32)
-    most, runs = numba.config.NUMBA_NUM_THREADS, []
+    x = values((64, 28, 28, 3), np.float32, rng)  # each loop well above PARALLEL_MIN_WORK
+    want_cols, _ = ref.im2col(x, (5, 5), (1, 1), (2, 2))
+    want_pool, argmax = ref.max_pool(x, (3, 3), (2, 2))
+    want = [np.ascontiguousarray(want_cols).tobytes(),
+            np.ascontiguousarray(ref.col2im(want_cols, x.shape, (5, 5), (1, 1), (2, 2))).tobytes(),
+            np.ascontiguousarray(want_pool).tobytes(),
+            ref.max_pool_backward(np.ascontiguousarray(want_pool), argmax, x.shape, (3, 3), (2, 2)).tobytes()]
+    before = numba.get_num_threads()
     for threads in (1, most):
         numba.set_num_threads(threads)
         try:
@@ -74,10 +95,9 @@ def test_the_bits_do_not_depend_on_the_thread_count():
             back = col2im(cols, x.shape, (5, 5), (1, 1), (2, 2))
             pool = MaxPool2d(3, 2)
             y = pool.forward(x)
-            runs.append([cols.tobytes(), back.tobytes(), y.tobytes(), pool.backward(y).tobytes()])
+            assert [cols.tobytes(), back.tobytes(), y.tobytes(), pool.backward(y).tobytes()] == want, threads
         finally:
-            numba.set_num_threads(most)
-    assert runs[0] == runs[1]
+            numba.set_num_threads(before)
 
 
 def test_a_window_larger_than_the_input_is_refused():
@@ -85,3 +105,21 @@ def test_a_window_larger_than_the_input_is_refused():
         im2col(np.zeros((1, 3, 3, 1), np.float32), (5, 5), (1, 1), (0, 0))
     with pytest.raises(ValueError, match="larger than the input"):
         MaxPool2d(4).forward(np.zeros((1, 3, 3, 1), np.float32))
+
+
+def test_bad_windows_and_shapes_say_what_is_wrong():
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    with pytest.raises(ValueError, match="stride must be at least 1"):
+        im2col(x, (2, 2), (0, 1), (0, 0))
+    with pytest.raises(ValueError, match="padding must be at least 0"):
+        im2col(x, (2, 2), (1, 1), (-1, 0))
+    with pytest.raises(ValueError, match="NHWC"):
+        im2col(x[0], (2, 2), (1, 1), (0, 0))
+    with pytest.raises(ValueError, match=r"patches of shape \(9, 4\) expected"):
+        col2im(np.ones((3, 4), np.float32), x.shape, (2, 2), (1, 1), (0, 0))
+    with pytest.raises(ValueError, match="kernel must be at least 1"):
+        MaxPool2d(0)
+    pool = MaxPool2d(2)
+    pool.forward(x)
+    with pytest.raises(ValueError, match=r"gradient of shape \(1, 2, 2, 1\) expected"):
+        pool.backward(np.ones((1, 4, 4, 1), np.float32))

@@ -26,9 +26,8 @@ from bitsim.formats import binary
 from bitsim.formats.rng import as_rng
 
 from ._fused import sign_pm1
-from .blas import matmul
 from .init import uniform
-from .layers import Layer, Param, _check_2d, _check_nhwc, _pair, conv_backward, conv_forward, conv_output_hw
+from .layers import Layer, Param, _check_2d, _check_nhwc, _window, conv_backward, conv_forward, conv_output_hw
 
 EXACT_LIMIT = {np.dtype(np.float32): 2**24, np.dtype(np.float64): 2**53}
 
@@ -120,15 +119,15 @@ class BinaryDense(_Binarized, Layer):
         x = x.astype(self.dtype, copy=False)
         wb = self._binarize(training)
         self._x = x
-        y = matmul(x, wb.T)
+        y = x @ wb.T
         return y + self.b.value if self.b is not None else y
 
     def backward(self, grad):
         x = self._cached("_x")
-        self.W.grad = matmul(grad.T, x)
+        self.W.grad = grad.T @ x
         if self.b is not None:
             self.b.grad = grad.sum(axis=0)
-        return matmul(grad, self._wb) if self.input_grad else None
+        return grad @ self._wb if self.input_grad else None
 
     def params(self):
         return [self.W] + ([self.b] if self.b is not None else [])
@@ -163,9 +162,7 @@ class BinaryConv2d(_Binarized, Layer):
     def __init__(self, c_in, c_out, kernel, stride=1, padding=0, stochastic=False, rng=None, *, bias=False,
                  lr_scale=1.0, init_rng=None, dtype=np.float32):
         self.c_in, self.c_out, self.dtype = int(c_in), int(c_out), np.dtype(dtype)
-        self.kernel, self.stride, self.padding = _pair(kernel, "kernel"), _pair(stride, "stride"), _pair(padding, "padding")
-        if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError(f"need kernel >= 1, stride >= 1, padding >= 0; got {kernel}, {stride}, {padding}")
+        self.kernel, self.stride, self.padding = _window(kernel, stride, padding)
         kh, kw = self.kernel
         self.W = Param(uniform((self.c_out, kh, kw, self.c_in), -1.0, 1.0, init_rng, self.dtype), "W",
                        clip=(-1.0, 1.0), lr_scale=lr_scale)

@@ -61,7 +61,7 @@ from bitsim.kernels.fixed import _launch
 from bitsim.kernels.signadd import signadd_gemm
 
 from .init import uniform
-from .layers import Layer, Param, _check_2d, _check_nhwc, _pair, col2im, conv_output_hw, im2col
+from .layers import Layer, Param, _check_2d, _check_nhwc, _window, col2im, conv_output_hw, im2col
 
 WEIGHT_KINDS = ("binary", "ternary")
 UNDERFLOW_MODES = ("stochastic", "flush", "saturate")
@@ -782,9 +782,7 @@ class ConnectConv2d(_Connect, Layer):
                  qbp=None, qbp_rng=None, input_grad=True, inference="deterministic", bias=False, lr_scale=1.0,
                  init_rng=None):
         self.c_in, self.c_out, self.dtype = int(c_in), int(c_out), np.dtype(np.float32)
-        self.kernel, self.stride, self.padding = _pair(kernel, "kernel"), _pair(stride, "stride"), _pair(padding, "padding")
-        if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError(f"need kernel >= 1, stride >= 1, padding >= 0; got {kernel}, {stride}, {padding}")
+        self.kernel, self.stride, self.padding = _window(kernel, stride, padding)
         kh, kw = self.kernel
         self.W = Param(uniform((self.c_out, kh, kw, self.c_in), -1.0, 1.0, init_rng, np.float32), "W",
                        clip=(-1.0, 1.0), lr_scale=lr_scale)
@@ -797,7 +795,6 @@ class ConnectConv2d(_Connect, Layer):
         x = x.astype(np.float32, copy=False)
         codes, f = dynamic_fixed(x, self.act_bits, counts=self.counts)
         cols, (oh, ow) = im2col(codes, self.kernel, self.stride, self.padding)
-        cols = np.ascontiguousarray(cols)
         self._x_shape, self._codes, self._frac = x.shape, cols, f
         if not training and self.inference == "latent":
             y = to_float32(cols, f) @ self.W.value.reshape(self.c_out, -1).T

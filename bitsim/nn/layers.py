@@ -25,11 +25,9 @@ import numpy as np
 from bitsim.formats import binary, log
 from bitsim.formats.log import LogFormat
 from bitsim.formats.rng import as_rng, threshold32
-
 from bitsim.kernels._launch import launch
 
 from . import _patches
-from .blas import matmul
 from .init import glorot_uniform
 
 PARALLEL_MIN_WORK = 2**16  # elements below which the patch and pooling loops stay on the calling thread
@@ -63,14 +61,20 @@ def _as_float(x):
     return x.astype(_float_dtype(x), copy=False)
 
 
-def _pair(value, what):
+def _pair(value, what, least=1):
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{what} must be an int or a pair (height, width), got {value!r}")
         pair = int(value[0]), int(value[1])
     else:
         pair = int(value), int(value)
+    if min(pair) < least:
+        raise ValueError(f"{what} must be at least {least} in both directions, got {value!r}")
     return pair
+
+
+def _window(kernel, stride, padding):
+    return _pair(kernel, "kernel"), _pair(stride, "stride"), _pair(padding, "padding", least=0)
 
 
 def _lossless(value, target, key):
@@ -222,7 +226,8 @@ def im2col(x, kernel, stride, padding):
     cols : numpy.ndarray
     out_hw : (int, int)
     """
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding = _window(kernel, stride, padding)
+    _check_nhwc(x, None, "im2col")
     n, h, w, c = x.shape
     if h + 2 * ph < kh or w + 2 * pw < kw:
         raise ValueError(f"kernel {kernel} is larger than the padded input {(h + 2 * ph, w + 2 * pw)}")
@@ -239,9 +244,12 @@ def col2im(cols, x_shape, kernel, stride, padding):
     Each element is ``0 +`` its patch entries added in ``(u, v)`` window order (as
     :func:`bitsim.reference.conv.col2im`); entries that fall in the padding are dropped.
     """
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding = _window(kernel, stride, padding)
     n, h, w, c = x_shape
     oh, ow = conv_output_hw((h, w), kernel, stride, padding)
+    if cols.shape != (n * oh * ow, kh * kw * c):
+        raise ValueError(f"col2im: patches of shape {(n * oh * ow, kh * kw * c)} expected for an input of shape "
+                         f"{tuple(x_shape)}, kernel {kernel}, stride {stride} and padding {padding}; got {cols.shape}")
     out = np.zeros((n, h, w, c), dtype=cols.dtype)
     launch(_patches.col2im, cols.size, np.ascontiguousarray(cols), kh, kw, sh, sw, ph, pw, oh, ow, out,
            min_work=PARALLEL_MIN_WORK)
@@ -280,15 +288,15 @@ class Dense(Layer):
         x = np.asarray(x).astype(self.dtype, copy=False)
         _check_2d(x, self.n_in, self)
         self._x = x
-        y = matmul(x, self.W.value.T)
+        y = x @ self.W.value.T
         return y + self.b.value if self.b is not None else y
 
     def backward(self, grad):
         x = self._cached("_x")
-        self.W.grad = matmul(grad.T, x)
+        self.W.grad = grad.T @ x
         if self.b is not None:
             self.b.grad = grad.sum(axis=0)
-        return matmul(grad, self.W.value)
+        return grad @ self.W.value
 
     def params(self):
         return [self.W] + ([self.b] if self.b is not None else [])
@@ -308,7 +316,7 @@ def conv_forward(layer, x, w2d, bias=None):
     """
     cols, (oh, ow) = im2col(x, layer.kernel, layer.stride, layer.padding)
     layer._x_shape, layer._cols, layer._w2d = x.shape, cols, w2d
-    y = matmul(cols, w2d.T)
+    y = cols @ w2d.T
     if layer.b is not None:
         y += layer.b.value if bias is None else bias
     return y.reshape(x.shape[0], oh, ow, layer.c_out)
@@ -319,12 +327,12 @@ def conv_backward(layer, grad, input_grad=True):
     without ``input_grad``)."""
     cols = layer._cached("_cols")
     g = grad.reshape(-1, layer.c_out)
-    layer.W.grad = matmul(g.T, cols).reshape(layer.W.value.shape)
+    layer.W.grad = (g.T @ cols).reshape(layer.W.value.shape)
     if layer.b is not None:
         layer.b.grad = g.sum(axis=0)
     if not input_grad:
         return None
-    return col2im(matmul(g, layer._w2d), layer._x_shape, layer.kernel, layer.stride, layer.padding)
+    return col2im(g @ layer._w2d, layer._x_shape, layer.kernel, layer.stride, layer.padding)
 
 
 class Conv2d(Layer):
@@ -353,9 +361,7 @@ class Conv2d(Layer):
 
     def __init__(self, c_in, c_out, kernel, stride=1, padding=0, bias=True, *, init_rng=None, dtype=np.float32):
         self.c_in, self.c_out, self.dtype = int(c_in), int(c_out), np.dtype(dtype)
-        self.kernel, self.stride, self.padding = _pair(kernel, "kernel"), _pair(stride, "stride"), _pair(padding, "padding")
-        if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError(f"need kernel >= 1, stride >= 1, padding >= 0; got {kernel}, {stride}, {padding}")
+        self.kernel, self.stride, self.padding = _window(kernel, stride, padding)
         self.weight_bits = 8 * self.dtype.itemsize
         kh, kw = self.kernel
         shape = (self.c_out, kh, kw, self.c_in)
@@ -416,6 +422,8 @@ class MaxPool2d(Layer):
 
     def backward(self, grad):
         argmax = self._cached("_argmax")
+        if grad.shape != argmax.shape:
+            raise ValueError(f"{self}: gradient of shape {argmax.shape} expected (the last output), got {grad.shape}")
         (kh, kw), (sh, sw) = self.kernel, self.stride
         dx = np.zeros(self._x_shape, dtype=grad.dtype)
         launch(_patches.max_pool_backward, dx.size, np.ascontiguousarray(grad), argmax, kh, kw, sh, sw, dx,

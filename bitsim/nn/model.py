@@ -72,12 +72,16 @@ class Sequential:
     def backward(self, grad):
         """Back-propagate ``grad`` (w.r.t. the output), filling every ``.grad``; return the input gradient.
 
-        A layer built with ``input_grad=False`` returns None; the layers before it have nothing to
-        learn from it and are skipped, and None is returned.
+        A layer built with ``input_grad=False`` returns None, and so does this method; the layers
+        before it must then have no parameters (only a first layer may skip its input gradient).
         """
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
+        for i in range(len(self.layers) - 1, -1, -1):
+            grad = self.layers[i].backward(grad)
             if grad is None:
+                learning = [layer for layer in self.layers[:i] if layer.params()]
+                if learning:
+                    raise ValueError(f"{self.layers[i]} computes no input gradient, but {learning[0]} before it has "
+                                     f"parameters to train; build it with input_grad=True")
                 return None
         return grad
 

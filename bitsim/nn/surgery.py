@@ -33,7 +33,6 @@ import numpy as np
 
 from bitsim.formats.rng import bernoulli
 
-from .blas import matmul
 from .layers import Conv2d, Dense, _check_nhwc, conv_backward, conv_forward
 
 PRUNE_LOW, SPLICE_HIGH = 0.9, 1.1
@@ -232,15 +231,15 @@ class MaskedDense(_Masked, Dense):
             raise ValueError(f"{self} expects input of shape (N, {self.n_in}), got {x.shape}; add Flatten() before it")
         self._x = x
         self._w = self.weight()
-        y = matmul(x, self._w.T)
+        y = x @ self._w.T
         return y + self.bias() if self.b is not None else y
 
     def backward(self, grad):
         x = self._cached("_x")
-        self.W.grad = matmul(grad.T, x)
+        self.W.grad = grad.T @ x
         if self.b is not None:
             self.b.grad = grad.sum(axis=0)
-        return matmul(grad, self._w) if self.input_grad else None
+        return grad @ self._w if self.input_grad else None
 
 
 class MaskedConv2d(_Masked, Conv2d):
