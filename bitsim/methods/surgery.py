@@ -78,7 +78,7 @@ class SurgeryConfig:
     power: float = 1.0
     lr: float = 0.01
     surgery_lr: float = 0.01
-    retrain_lr: float = 0.01
+    retrain_lr: float = 0.001
     lr_gamma: float = 1e-4
     lr_power: float = 0.75
     momentum: float = 0.9
@@ -121,7 +121,7 @@ class SurgeryConfig:
 
 DEFAULTS = {
     "lenet300": dict(model="lenet300", dense_iters=20_000, conv_iters=0, fc_iters=60_000, retrain_iters=30_000,
-                     c=(5.2, 5.2, 2.5), iter_stop=(50_000, 50_000, 50_000)),
+                     c=(6.5, 2.5, 0.0), iter_stop=(50_000, 50_000, 50_000)),
     "lenet5": dict(model="lenet5", dense_iters=10_000, conv_iters=6_000, fc_iters=10_000, retrain_iters=6_000,
                    c=(1.3, 3.5, 6.0, 3.0), iter_stop=(5_000, 5_000, 8_000, 8_000), eval_every=2_000),
 }
@@ -521,7 +521,7 @@ def add_train_arguments(parser):
     parser.add_argument("--power", type=float, help="(default 1)")
     parser.add_argument("--lr", type=float, help="base learning rate of the dense stage (default 0.01)")
     parser.add_argument("--surgery-lr", type=float, help="base learning rate of the surgery stages")
-    parser.add_argument("--retrain-lr", type=float, help="base learning rate of the retraining stage")
+    parser.add_argument("--retrain-lr", type=float, help="base learning rate of the retraining stage (default 0.001)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--train-size", type=int, help="training images (default all 60000)")
     parser.add_argument("--test-size", type=int, help="test images evaluated during training (default 10000; "
