@@ -5,6 +5,7 @@ from bitsim.datasets import load_mnist
 from bitsim.deploy import IntegerModel, compile_model
 from bitsim.deploy import bnn as job
 from bitsim.methods import bnn
+from trainer_checks import train_both_statistics
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,53 @@ def test_summary_counts_by_hand(mnist):
     assert memory["packed_bytes"] == 64 * 13 * 8 + 64 * 8 + 10 * 8
 
 
+def test_precise_statistics_leave_training_alone_and_keep_calibrated_models(mnist, tmp_path):
+    cfg = tiny(bn_stats="precise", calibration_size=700)
+    model, precise = train_both_statistics(bnn.train, tiny(), cfg, mnist, tmp_path)
+    kept, meta = bnn.load_float_model(tmp_path / "precise" / "best")
+    assert meta["epoch"] == 1 + min(range(3), key=lambda i: precise[i]["val_error"])
+    (xt, _), (xv, yv), _ = bnn.mnist_splits(cfg, mnist)
+    assert bnn.error(kept, xv, yv) == precise[meta["epoch"] - 1]["val_error"]
+    before = kept.state()
+    kept.calibrate(xt[:700])  # the kept statistics are those of the kept weights on the first 700 images
+    for key, value in kept.state().items():
+        assert value.tobytes() == before[key].tobytes() == model.state()[key].tobytes(), key
+    quiet = dict(data=mnist, progress=False, log=lambda line: None)
+    bnn.train(cfg, out_dir=tmp_path / "resumed", stop_after=2, **quiet)
+    resumed, history = bnn.train(cfg, out_dir=tmp_path / "resumed", resume=True, **quiet)
+    assert len(history) == len(precise) == 3
+    assert history == [dict(h, seconds=r["seconds"]) for h, r in zip(precise, history)]
+    for key, value in model.state().items():
+        assert resumed.state()[key].tobytes() == value.tobytes(), key
+    with pytest.raises(ValueError, match=r"other options \(bn_stats: 'precise' -> 'running'; calibration_size: 700"):
+        bnn.train(tiny(), out_dir=tmp_path / "resumed", resume=True, **quiet)
+
+
+def test_calibrated_evaluation_restores_the_training_state_even_on_errors(mnist):
+    from bitsim.methods._epochs import calibrated
+
+    model = bnn.build_mlp(tiny())
+    x = mnist["x_train"][:300]
+    model.forward(x[:100])
+    before = model.state()
+
+    def fail():
+        assert model.state()["3.running_mean"].tobytes() != before["3.running_mean"].tobytes()
+        raise KeyError("evaluation failed")
+
+    with pytest.raises(KeyError, match="evaluation failed"):
+        calibrated(model, x, fail)
+    assert all(value.tobytes() == before[key].tobytes() for key, value in model.state().items())
+    result, kept = calibrated(model, x, lambda: 7)
+    assert result == 7 and kept["3.running_mean"].tobytes() != before["3.running_mean"].tobytes()
+    assert all(value.tobytes() == before[key].tobytes() for key, value in model.state().items())
+
+
 def test_bad_config():
+    with pytest.raises(ValueError, match="unknown bn_stats"):
+        bnn.BNNConfig(bn_stats="exact")
+    with pytest.raises(ValueError, match="calibration_size"):
+        bnn.BNNConfig(calibration_size=0)
     with pytest.raises(ValueError, match="unknown optimizer"):
         bnn.BNNConfig(optimizer="sgd9")
     with pytest.raises(ValueError, match="train_size must be 1..50000"):

@@ -152,6 +152,71 @@ def test_batchnorm_statistics():
     assert_allclose(layer.forward(x, training=False), expected, atol=1e-12)
 
 
+@pytest.mark.parametrize("shift", [False, True])
+@pytest.mark.parametrize("shape", [(50, 4), (6, 3, 5, 4)])
+def test_population_statistics_are_one_batch_of_all_rows(shape, shift):
+    x = np.random.default_rng(5).integers(-300, 300, shape).astype(np.float32)  # integers: exact float64 sums
+    layer = nn.BatchNorm(4, shift=shift)
+    layer.set_population([x[:1], x[1:4], x[4:]])
+    rows = x.reshape(-1, 4).astype(F64)
+    mean = np.float32(rows.mean(axis=0))
+    c = (x.reshape(-1, 4) - mean).astype(np.float32)
+    product = c * (nn.ap2(c) if shift else c)
+    assert_array_equal(layer.running_mean, mean)
+    assert_array_equal(layer.running_var, np.float32(product.astype(F64).sum(axis=0) / len(rows)))
+    one = nn.BatchNorm(4, momentum=1.0, shift=shift)
+    one.forward(x)  # momentum 1: the running statistics become this batch's
+    assert_array_equal(one.running_mean, layer.running_mean)
+    assert_allclose(one.running_var, layer.running_var, rtol=1e-6)
+    for empty in ([], [x[:0]]):
+        with pytest.raises(ValueError, match="at least one input row"):
+            layer.set_population(empty)
+    with pytest.raises(ValueError, match=r"expects \(N, 4\)"):
+        layer.set_population([x[..., :3]])
+
+
+def test_population_statistics_worked_example():
+    # docs/formats.md, section 7, "Where mean and running_var come from"
+    for shift, var in ((False, 5.0), (True, 6.5)):
+        layer = nn.BatchNorm(1, shift=shift)
+        layer.set_population([np.float32([[3], [-1]]), np.float32([[5], [1]])])
+        assert (layer.running_mean[0], layer.running_var[0]) == (2.0, var)
+
+
+def test_calibrate_uses_inference_mode_layer_by_layer_and_changes_only_statistics():
+    init = make_rng("philox", 7)
+    model = nn.Sequential([
+        nn.Dropout(0.5, 1), nn.BinaryDense(12, 9, init_rng=init), nn.BatchNorm(9), nn.Sign(),
+        nn.BinaryDense(9, 5, init_rng=init), nn.BatchNorm(5), nn.ReLU(),
+    ])
+    x = np.random.default_rng(8).integers(0, 256, (70, 12)).astype(np.float32)
+    for _ in range(3):
+        model.forward(x[:10])  # running averages of a few training batches
+    before = model.state()
+    model.calibrate(x, batch_size=16)
+    after = model.state()
+    changed = {key for key in before if before[key].tobytes() != after[key].tobytes()}
+    assert changed == {"2.running_mean", "2.running_var", "5.running_mean", "5.running_var"}
+    # the oracle: no dropout, first batch norm from all 70 rows, then the second from its outputs
+    w1, w2 = (binary.binarize(model.layers[i].W.value).astype(F64).T for i in (1, 4))
+
+    def population(h):
+        mean = np.float32(h.mean(axis=0))
+        c = np.float32(h) - mean
+        return mean, np.float32((c * c).astype(F64).mean(axis=0))
+
+    h = x.astype(F64) @ w1
+    assert_array_equal(np.stack([model.layers[2].running_mean, model.layers[2].running_var]), population(h))
+    h2 = np.where(model.layers[2].forward(np.float32(h), training=False) >= 0, 1.0, -1.0) @ w2
+    assert_array_equal(np.stack([model.layers[5].running_mean, model.layers[5].running_var]), population(h2))
+    model.calibrate(x, batch_size=1000)  # exact sums: the chunking does not matter
+    assert all(model.state()[key].tobytes() == after[key].tobytes() for key in after)
+    with pytest.raises(ValueError, match="at least one example"):
+        model.calibrate(x[:0])
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        model.calibrate(x, batch_size=0)
+
+
 def test_ap2_rule():
     x = np.float32([0.3, 1.4, 1.45, -3.0, 0.7, 0.0, 2.0**-64, 5.0, 2.0**70])
     assert_array_equal(nn.ap2(x), np.float32([0.25, 1, 2, -4, 0.5, 0, 0, 4, 2.0**63]))

@@ -5,10 +5,48 @@ import json
 from ..io import atomic_write_bytes, load_bundle, save_bundle
 
 
-def resume_run(model, opt, out, score_key, kind="bitsim.nn.Sequential", log=print):
+BN_STATS = ("running", "precise")
+LEGACY = {"bn_stats": "running", "calibration_size": 10_000}  # options that runs did not record before they existed
+
+
+def calibrated(model, x, evaluate, batch_size=1000):
+    """Evaluate ``model`` with batch-norm statistics calibrated on ``x``, then restore its state.
+
+    Parameters
+    ----------
+    model : bitsim.nn.Sequential
+    x : numpy.ndarray
+        Calibration inputs (:meth:`bitsim.nn.Sequential.calibrate`), e.g. the first training images.
+    evaluate : callable
+        Called with no arguments while the calibrated statistics are in place.
+
+    Returns
+    -------
+    result, state
+        What ``evaluate`` returned and the calibrated state (to keep as the trained model). The
+        model itself goes back to its training state, so the running averages go on as if this had
+        not happened and a resumed run keeps the same bits.
+    """
+    training_state = model.state()
+    try:
+        model.calibrate(x, batch_size)
+        return evaluate(), model.state()
+    finally:
+        model.load_state(training_state)
+
+
+def resume_run(model, opt, out, score_key, kind="bitsim.nn.Sequential", log=print, config=None, legacy=None):
     """Restore a run from the files :func:`end_of_epoch` wrote to ``out``.
 
     Loads the checkpoint into ``model`` and the optimizer state into ``opt``.
+
+    Parameters
+    ----------
+    config : dict, optional
+        The options of this call (``asdict(cfg)``). When given, they must equal those saved in the
+        checkpoint's ``config``: a run continued with other options would mix two runs.
+    legacy : dict, optional
+        Values of options that checkpoints written before the option existed did not record.
 
     Returns
     -------
@@ -18,6 +56,13 @@ def resume_run(model, opt, out, score_key, kind="bitsim.nn.Sequential", log=prin
         is the best, scored None), and the index of the next epoch.
     """
     state, saved = load_bundle(out / "checkpoint", kind)
+    if config is not None:
+        before = {**(legacy or {}), **saved.get("config", {})}
+        changed = [f"{key}: {before[key]!r} -> {value!r}" for key, value in config.items()
+                   if key in before and before[key] != value]
+        if changed:
+            raise ValueError(f"{out} was started with other options ({'; '.join(changed)}); resume with the "
+                             f"options saved in {out / 'checkpoint.json'}, or train into a new directory")
     model.load_state(state)
     history = saved["history"]
     opt.load_state(load_bundle(out / "optimizer", "bitsim.nn.Optimizer")[0])
@@ -27,7 +72,7 @@ def resume_run(model, opt, out, score_key, kind="bitsim.nn.Sequential", log=prin
     return history, best, len(history)
 
 
-def end_of_epoch(model, opt, out, meta, history, best, score):
+def end_of_epoch(model, opt, out, meta, history, best, score, kept=None):
     """Keep the state with the lowest ``score`` so far and write this epoch's files to ``out``.
 
     Parameters
@@ -45,6 +90,10 @@ def end_of_epoch(model, opt, out, meta, history, best, score):
     score : float or None
         This epoch's selection score (validation error or loss; lower is better). None (no
         validation) keeps every epoch in turn, so the last one is the best.
+    kept : dict, optional
+        The state of a :class:`bitsim.nn.Sequential` to keep as this epoch's model when it is the
+        best (default ``model.state()``), e.g. the state with calibrated batch-norm statistics, while
+        ``checkpoint`` keeps the training state.
 
     Returns
     -------
@@ -53,9 +102,13 @@ def end_of_epoch(model, opt, out, meta, history, best, score):
         the best), ``checkpoint``, ``optimizer`` and ``history.json`` are written atomically.
     """
     if best is None or score is None or score < best[0]:
-        best = (score, model.state())
+        best = (score, model.state() if kept is None else kept)
         if out is not None:
-            model.save(out / "best", {**meta, "epoch": history[-1]["epoch"], "history": history})
+            about = {**meta, "epoch": history[-1]["epoch"], "history": history}
+            if kept is None:
+                model.save(out / "best", about)
+            else:
+                save_bundle(out / "best", kept, "bitsim.nn.Sequential", about)
     if out is not None:
         model.save(out / "checkpoint", {**meta, "history": history})
         save_bundle(out / "optimizer", opt.state(), "bitsim.nn.Optimizer")

@@ -29,7 +29,7 @@ from ..io import save_png
 from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatten, Sequential, ShiftAdaMax, Sign,
                   SquaredHinge, glorot_lr_scale)
 from ..nn.blas import one_blas_thread
-from ._epochs import end_of_epoch, load_trained, resume_run
+from ._epochs import BN_STATS, LEGACY, calibrated, end_of_epoch, load_trained, resume_run
 
 OPTIMIZERS = {"adam": Adam, "shift-adamax": ShiftAdaMax}
 LR_SCALES = ("glorot", "none")
@@ -50,6 +50,8 @@ class BNNConfig:
     dropout_in: float = 0.1
     dropout_hidden: float = 0.2
     lr_scale: str = "glorot"
+    bn_stats: str = "running"
+    calibration_size: int = 10_000
     train_size: int = 50_000
     validation_size: int = 10_000
     seed: int = 1
@@ -59,6 +61,10 @@ class BNNConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
         if self.lr_scale not in LR_SCALES:
             raise ValueError(f"unknown lr_scale {self.lr_scale!r}; choose one of {LR_SCALES}")
+        if self.bn_stats not in BN_STATS:
+            raise ValueError(f"unknown bn_stats {self.bn_stats!r}; choose one of {BN_STATS}")
+        if self.calibration_size < 1:
+            raise ValueError(f"calibration_size must be >= 1, got {self.calibration_size}")
         check_split(self.train_size, self.validation_size)
         if self.hidden < 1 or self.layers < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("hidden, layers, epochs and batch_size must be positive")
@@ -150,10 +156,12 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     -------
     model : Sequential
         The model of the epoch with the best validation error; with ``cfg.validation_size == 0``, the
-        last epoch's.
+        last epoch's. With ``cfg.bn_stats == 'precise'`` its batch norms hold the statistics
+        calibrated on the first ``cfg.calibration_size`` training images (all of them if fewer).
     history : list of dict
         Per epoch: train loss and error, validation (None without validation) and test error, learning
-        rate, seconds.
+        rate, seconds. With ``'precise'``, the errors are those of the calibrated statistics and
+        ``val_error_running`` and ``test_error_running`` those of the running averages.
     """
     from tqdm.auto import tqdm
 
@@ -166,7 +174,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     history, best, start = [], None, 0
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume and (out / "checkpoint.json").exists():
-        history, best, start = resume_run(model, opt, out, "val_error", log=log)
+        history, best, start = resume_run(model, opt, out, "val_error", log=log, config=asdict(cfg), legacy=LEGACY)
     stop = cfg.epochs if stop_after is None else min(cfg.epochs, start + int(stop_after))
     for epoch in range(start, stop):
         shuffle = Philox(epoch_key(cfg.seed, epoch, 0))
@@ -194,11 +202,21 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
         row = {"epoch": epoch + 1, "train_loss": total / len(xt), "train_error": wrong / len(xt),
                "val_error": error(model, xv, yv) if len(xv) else None, "test_error": error(model, xs, ys),
                "lr": schedule((epoch + 1) * steps - 1), "seconds": seconds}
+        kept = None
+        if cfg.bn_stats == "precise":
+            (val, test), kept = calibrated(model, xt[:cfg.calibration_size],
+                                           lambda: (error(model, xv, yv) if len(xv) else None, error(model, xs, ys)))
+            row.update(val_error_running=row["val_error"], test_error_running=row["test_error"],
+                       val_error=val, test_error=test)
         history.append(row)
         val = f"val {100 * row['val_error']:.2f}%  " if len(xv) else ""
+        running = ""
+        if kept is not None:
+            running = ("  (running statistics: " + (f"val {100 * row['val_error_running']:.2f}%, " if len(xv) else "")
+                       + f"test {100 * row['test_error_running']:.2f}%)")
         log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  train {100 * row['train_error']:.2f}%  "
-            f"{val}test {100 * row['test_error']:.2f}%  {seconds:.1f}s")
-        best = end_of_epoch(model, opt, out, {"config": asdict(cfg)}, history, best, row["val_error"])
+            f"{val}test {100 * row['test_error']:.2f}%{running}  {seconds:.1f}s")
+        best = end_of_epoch(model, opt, out, {"config": asdict(cfg)}, history, best, row["val_error"], kept)
     model.load_state(best[1])
     return model, history
 
@@ -286,6 +304,18 @@ def add_split_arguments(parser, defaults):
                              f"the last epoch (default {defaults.validation_size})")
 
 
+def add_bn_stats_arguments(parser, defaults):
+    """``--bn-stats`` and ``--calibration-size``, defaulting to ``defaults``."""
+    parser.add_argument("--bn-stats", choices=BN_STATS, default=defaults.bn_stats,
+                        help="batch-norm statistics of the evaluated and kept models: 'running' averages kept "
+                             "during training, or 'precise': recomputed after every epoch over the first "
+                             f"--calibration-size training images with the epoch's weights (default "
+                             f"{defaults.bn_stats})")
+    parser.add_argument("--calibration-size", type=int, default=defaults.calibration_size,
+                        help=f"the first this many training images (all of them if fewer) calibrate --bn-stats "
+                             f"precise (default {defaults.calibration_size})")
+
+
 CLI_HELP = "Binarized Neural Network MLP on MNIST: train, compile to packed integers, check, report"
 
 
@@ -306,6 +336,7 @@ def add_train_arguments(parser):
     parser.add_argument("--lr-scale", choices=LR_SCALES, default=d.lr_scale,
                         help="per-layer learning-rate scale of the binary weights: 'glorot' = "
                              "1/sqrt(1.5/(fan_in+fan_out)) as in the BNN code, or 'none'")
+    add_bn_stats_arguments(parser, d)
     add_split_arguments(parser, d)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--out", default="runs/bnn", help="output directory (checkpoints, models, plot)")

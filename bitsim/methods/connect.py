@@ -19,9 +19,12 @@ that follows makes the scale irrelevant); inputs are the pixels divided by 256 (
 the activations entering a Connect layer are held in 16-bit dynamic fixed point so that the forward
 product is exact integer arithmetic; the error term of QBP is taken after the batch norm's backward (the
 authors' code takes it before, ignoring the batch norm's Jacobian, as its comment notes); batch-norm
-statistics for inference are running averages. Test errors are reported with the latent float weights
-(the authors' rule for stochastic BinaryConnect) and with the deterministic weights (sign, or ternary
-thresholds at ±0.5).
+statistics for inference are recomputed after every epoch from the first ``calibration_size`` training
+images with the weights being evaluated (``bn_stats='precise'``; ``'running'`` keeps the running
+averages of training, which follow sampled weights and so fit neither the latent nor the deterministic
+ones). Test errors are reported with the latent float weights (the authors' rule for stochastic
+BinaryConnect) and with the deterministic weights (sign, or ternary thresholds at ±0.5), each with its
+own calibrated statistics.
 
 Reproducibility: every random decision comes from a generator of :mod:`bitsim.formats.rng` chosen by
 ``rng`` (``philox`` or ``xorshift32``), re-keyed at the start of every epoch from ``seed`` and the
@@ -44,8 +47,8 @@ from ..io import atomic_write_bytes, save_png
 from ..nn import SGD, Adam, BatchNorm, Dense, ExponentialDecay, ReLU, Sequential, SquaredHinge, glorot_lr_scale
 from ..nn.connect import QBP, ConnectDense, Mults, count_multiplications, qbp_float_emulation, to_float32
 from ..nn.blas import one_blas_thread
-from ._epochs import end_of_epoch, load_trained, resume_run
-from .bnn import add_split_arguments, check_split, mnist_splits
+from ._epochs import BN_STATS, LEGACY, calibrated, end_of_epoch, load_trained, resume_run
+from .bnn import add_bn_stats_arguments, add_split_arguments, check_split, mnist_splits
 
 WEIGHTS = ("binary", "ternary", "float")
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
@@ -77,6 +80,8 @@ class ConnectConfig:
     act_bits: int = 16
     rng: str = "philox"
     inference: str = "latent"
+    bn_stats: str = "precise"
+    calibration_size: int = 10_000
     train_size: int = 50_000
     validation_size: int = 10_000
     seed: int = 1
@@ -92,6 +97,10 @@ class ConnectConfig:
             raise ValueError(f"inference must be one of {INFERENCE}, got {self.inference!r}")
         if self.rng not in ("philox", "xorshift32"):
             raise ValueError(f"rng must be 'philox' or 'xorshift32', got {self.rng!r}")
+        if self.bn_stats not in BN_STATS:
+            raise ValueError(f"unknown bn_stats {self.bn_stats!r}; choose one of {BN_STATS}")
+        if self.calibration_size < 1:
+            raise ValueError(f"calibration_size must be >= 1, got {self.calibration_size}")
         check_split(self.train_size, self.validation_size)
         if self.hidden < 1 or not 1 <= self.layers <= MAX_LAYERS or self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"hidden, epochs and batch_size must be positive and layers 1..{MAX_LAYERS}")
@@ -173,13 +182,22 @@ def inputs(images):
     return np.ldexp(x.reshape(len(x), -1).astype(np.float32), np.int32(-8), dtype=np.float32)
 
 
-def error(model, x, y, inference=None, batch_size=1000):
-    """Classification error (fraction) in inference mode; ``inference`` sets the Connect layers' weights."""
+@one_blas_thread
+def error(model, x, y, inference=None, batch_size=1000, calibration=None):
+    """Classification error (fraction) in inference mode.
+
+    ``inference`` sets the Connect layers' weights; with ``calibration`` (input images), the batch
+    norms first take their statistics from those images with these weights
+    (:meth:`bitsim.nn.Sequential.calibrate`), and the model's state is restored afterwards.
+    """
     layers = connect_layers(model)
     saved = [layer.inference for layer in layers]
+    state = None if calibration is None else model.state()
     try:
         for layer in layers:
             layer.inference = inference or layer.inference
+        if calibration is not None:
+            model.calibrate(inputs(calibration))
         wrong = 0
         for i in range(0, len(x), batch_size):
             scores = model.forward(inputs(x[i:i + batch_size]), training=False)
@@ -187,6 +205,8 @@ def error(model, x, y, inference=None, batch_size=1000):
     finally:
         for layer, mode in zip(layers, saved):
             layer.inference = mode
+        if state is not None:
+            model.load_state(state)
     return wrong / len(x)
 
 
@@ -228,11 +248,16 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     Returns
     -------
     model : Sequential
-        The model of the epoch with the best validation error.
+        The model of the epoch with the best validation error. With ``cfg.bn_stats == 'precise'``
+        its batch norms hold the statistics of ``cfg.inference`` weights on the first
+        ``cfg.calibration_size`` training images (all of them if fewer); to evaluate the other
+        weights, pass ``calibration`` to :func:`error`.
     history : list of dict
         Per epoch: train loss and error (of the training forward passes), validation and test error
-        (with ``cfg.inference`` weights), learning rate, seconds of training and of evaluation, and
-        the values the quantizers saturated or flushed.
+        (with ``cfg.inference`` weights), the test error with deterministic weights, learning rate,
+        seconds of training and of evaluation, and the values the quantizers saturated or flushed.
+        With ``'precise'``, every error is that of statistics calibrated for its weights, and
+        ``val_error_running`` and ``test_error_running`` are those of the running averages.
     """
     from tqdm.auto import tqdm
 
@@ -244,7 +269,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     history, best, start = [], None, 0
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume and (out / "checkpoint.json").exists():
-        history, best, start = resume_run(model, opt, out, "val_error", log=log)
+        history, best, start = resume_run(model, opt, out, "val_error", log=log, config=asdict(cfg), legacy=LEGACY)
     stop = cfg.epochs if stop_after is None else min(cfg.epochs, start + int(stop_after))
     connect = cfg.weights != "float"
     for epoch in range(start, stop):
@@ -269,8 +294,15 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
         t1 = time.perf_counter()
         row = {"epoch": epoch + 1, "train_loss": total / len(xt), "train_error": wrong / len(xt),
                "val_error": error(model, xv, yv) if len(xv) else None, "test_error": error(model, xs, ys)}
+        kept, calibration = None, None
+        if cfg.bn_stats == "precise":
+            calibration = xt[:cfg.calibration_size]
+            (val, test), kept = calibrated(model, inputs(calibration),
+                                           lambda: (error(model, xv, yv) if len(xv) else None, error(model, xs, ys)))
+            row.update(val_error_running=row["val_error"], test_error_running=row["test_error"],
+                       val_error=val, test_error=test)
         if connect:
-            row["test_error_deterministic"] = error(model, xs, ys, "deterministic")
+            row["test_error_deterministic"] = error(model, xs, ys, "deterministic", calibration=calibration)
             row.update(_counts(model))
         row.update({"lr": schedule((epoch + 1) * steps - 1), "seconds": seconds,
                     "eval_seconds": time.perf_counter() - t1})
@@ -278,9 +310,11 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
         log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  train {100 * row['train_error']:.2f}%  "
             + (f"val {100 * row['val_error']:.2f}%  " if len(xv) else "") + f"test {100 * row['test_error']:.2f}%"
             + (f" (deterministic {100 * row['test_error_deterministic']:.2f}%)" if connect else "")
+            + ("  [running statistics: " + (f"val {100 * row['val_error_running']:.2f}%, " if len(xv) else "")
+               + f"test {100 * row['test_error_running']:.2f}%]" if kept is not None else "")
             + f"  {seconds:.1f}s "
             f"(+{row['eval_seconds']:.1f}s evaluation)")
-        best = end_of_epoch(model, opt, out, {"config": asdict(cfg)}, history, best, row["val_error"])
+        best = end_of_epoch(model, opt, out, {"config": asdict(cfg)}, history, best, row["val_error"], kept)
     model.load_state(best[1])
     return model, history
 
@@ -293,7 +327,11 @@ def kept_epoch(history):
 
 
 def load_model(path):
-    """Rebuild a model saved by :func:`train` (its JSON manifest holds the configuration)."""
+    """Rebuild a model saved by :func:`train` (its JSON manifest holds the configuration).
+
+    With ``bn_stats='precise'`` the saved statistics fit the configuration's ``inference`` weights;
+    evaluate the other weights with ``error(..., calibration=training_images)``.
+    """
     return load_trained(path, build_model, ConnectConfig, "bitsim train connect")
 
 
@@ -454,6 +492,7 @@ def add_train_arguments(parser):
                         help="generator of every random decision (xorshift32: hardware friendly)")
     parser.add_argument("--inference", choices=INFERENCE, default=d.inference,
                         help="weights for validation and the reported test error (the other is reported too)")
+    add_bn_stats_arguments(parser, d)
     add_split_arguments(parser, d)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--out", default=None, help="output directory (default runs/connect-WEIGHTS)")
@@ -479,7 +518,8 @@ def train_cli(args):
                         lr_start=args.lr_start, lr_end=args.lr_end, exp_bits=args.exp_bits,
                         exp_offset=args.exp_offset, underflow=args.underflow, err_bits=args.err_bits,
                         err_rounding=args.err_rounding, act_bits=args.act_bits, rng=args.rng,
-                        inference=args.inference, train_size=args.train_size,
+                        inference=args.inference, bn_stats=args.bn_stats,
+                        calibration_size=args.calibration_size, train_size=args.train_size,
                         validation_size=args.validation_size, seed=args.seed)
     if args.mults:
         print(format_mults(multiplication_rows(cfg), f"{cfg.name}: real multiplications per training step "
@@ -488,7 +528,7 @@ def train_cli(args):
     out = Path(args.out or f"runs/connect-{cfg.weights}")
     print(f"training {cfg.name}: {cfg}")
     model, history = train(cfg, out_dir=out, progress=not args.no_progress, resume=args.resume)
-    _, (xv, yv), (xs, ys) = mnist_splits(cfg)
+    (xt, yt), (xv, yv), (xs, ys) = mnist_splits(cfg)
     best = kept_epoch(history)
     rep = {"config": asdict(cfg), "best_epoch": best + 1, "val_error": history[best]["val_error"],
            "test_error": history[best]["test_error"], "paper_test_error": PAPER_ERROR[cfg.weights]}
@@ -498,10 +538,10 @@ def train_cli(args):
              f"(paper: {100 * PAPER_ERROR[cfg.weights]:.2f}%)"]
     if cfg.weights != "float":
         other = "deterministic" if cfg.inference == "latent" else "latent"
-        rep[f"test_error_{other}"] = error(model, xs, ys, other)
+        calibration = xt[:cfg.calibration_size] if cfg.bn_stats == "precise" else None
+        rep[f"test_error_{other}"] = error(model, xs, ys, other, calibration=calibration)
         lines.append(f"                {100 * rep[f'test_error_{other}']:.2f}% with {other} weights")
     if cfg.qbp:
-        (xt, yt), _, _ = mnist_splits(cfg)
         check = qbp_check(model, cfg, xt[:cfg.batch_size], yt[:cfg.batch_size])
         rep["qbp_check"] = check
         ok = all(r["exact"] for r in check)

@@ -533,6 +533,36 @@ class BatchNorm(Layer):
         dc = dc + dvar * (ac + c) / m
         return dc - dc.mean(axis=axes)
 
+    def set_population(self, chunks):
+        """Replace the running statistics by the exact statistics of every row of ``chunks``.
+
+        Rule: ``mean = sum(x) / n`` and ``var = sum(c * A(c)) / n`` with ``c = x - mean`` (``mean``
+        rounded to the layer's dtype first, ``c`` and its product in that dtype, ``A`` the identity or
+        AP2 as in training), both sums in float64 over all ``n`` rows (every axis but the last), row
+        by row in order, and rounded once to the layer's dtype. This is training's formula for the
+        batch statistics with all rows as one batch, accumulated in float64: for integer inputs the
+        mean is the same bits, the variance may differ from training's float32 mean in the last bits.
+
+        Parameters
+        ----------
+        chunks : list of numpy.ndarray
+            Inputs of this layer, (N, C) or (N, H, W, C) each.
+        """
+        chunks = [np.asarray(x).astype(self.dtype, copy=False) for x in chunks]
+        for x in chunks:
+            if x.ndim not in (2, 4) or x.shape[-1] != self.n_features:
+                raise ValueError(f"{self} expects (N, {self.n_features}) or (N, H, W, {self.n_features}), "
+                                 f"got {x.shape}")
+        rows = [x.reshape(-1, self.n_features) for x in chunks]
+        n = sum(len(r) for r in rows)
+        if n == 0:
+            raise ValueError(f"BatchNorm.set_population needs at least one input row, got {len(chunks)} empty chunks")
+        mean = (sum(r.sum(axis=0, dtype=np.float64) for r in rows) / n).astype(self.dtype)
+        centred = [r - mean for r in rows]
+        var = sum((c * self._approx(c)).sum(axis=0, dtype=np.float64) for c in centred) / n
+        self.running_mean[...] = mean
+        self.running_var[...] = var.astype(self.dtype)
+
     def params(self):
         return [self.gamma, self.beta]
 

@@ -5,6 +5,9 @@ import numpy as np
 from bitsim.formats.rng import as_rng
 from bitsim.io import load_bundle, save_bundle
 
+from .blas import one_blas_thread
+from .layers import BatchNorm
+
 
 def batch_order(n, rng=None):
     """The order in which to visit ``n`` examples: ``arange(n)``, or a shuffle drawn from ``rng``.
@@ -84,6 +87,37 @@ class Sequential:
                                      f"parameters to train; build it with input_grad=True")
                 return None
         return grad
+
+    @one_blas_thread
+    def calibrate(self, x, batch_size=1000):
+        """Set every batch norm's running statistics to the exact statistics of its inputs over ``x``.
+
+        The layers run in inference mode (no dropout, the inference weights of stochastic layers,
+        batch norms before each one already calibrated), one layer at a time over all of ``x`` in
+        chunks of ``batch_size``; each :class:`BatchNorm` then takes the mean and variance of all its
+        inputs (:meth:`BatchNorm.set_population`). Running averages of batch statistics, as training
+        keeps them (momentum 0.1), mostly reflect the last ten or so batches and weights from several
+        steps back; these statistics belong to the final weights and the whole set ("precise batch
+        norm"). No parameter or other saved state changes. The same ``x`` and ``batch_size`` give
+        the same bits (NumPy's BLAS runs on one thread here).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Inputs, as :meth:`forward` takes them (e.g. training examples).
+        batch_size : int
+        """
+        if len(x) == 0:
+            raise ValueError("calibrate needs at least one example")
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        chunks = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
+        last = max((i for i, layer in enumerate(self.layers) if isinstance(layer, BatchNorm)), default=-1)
+        for layer in self.layers[:last + 1]:
+            if isinstance(layer, BatchNorm):
+                layer.set_population(chunks)
+            chunks = [layer.forward(c, training=False) for c in chunks]
 
     def params(self):
         """All parameters, in layer order."""
