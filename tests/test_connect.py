@@ -392,6 +392,16 @@ def test_precise_statistics_leave_training_alone_and_match_each_weight_mode(mnis
     assert all(value.tobytes() == before[key].tobytes() for key, value in model.state().items())
 
 
+@pytest.mark.parametrize("bn_stats", ["running", "precise"])
+def test_deterministic_inference_runs_report_their_own_test_error(mnist, bn_stats):
+    cfg = tiny(epochs=1, inference="deterministic", bn_stats=bn_stats, calibration_size=250)
+    model, history = method.train(cfg, data=mnist, progress=False, log=lambda line: None)
+    (xt, _), _, (xs, ys) = method.mnist_splits(cfg, mnist)
+    calibration = xt[:250] if bn_stats == "precise" else None
+    assert history[0]["test_error_deterministic"] == history[0]["test_error"] == method.error(model, xs, ys)
+    assert method.error(model, xs, ys, "deterministic", calibration=calibration) == history[0]["test_error"]
+
+
 def test_same_bits_on_every_run_and_thread_count(mnist):
     import numba
 

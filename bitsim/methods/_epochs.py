@@ -9,6 +9,32 @@ BN_STATS = ("running", "precise")
 LEGACY = {"bn_stats": "running", "calibration_size": 10_000}  # options that runs did not record before they existed
 
 
+def check_bn_stats(bn_stats, calibration_size):
+    """Raise ValueError unless ``bn_stats`` is one of :data:`BN_STATS` and ``calibration_size`` >= 1."""
+    if bn_stats not in BN_STATS:
+        raise ValueError(f"unknown bn_stats {bn_stats!r}; choose one of {BN_STATS}")
+    if calibration_size < 1:
+        raise ValueError(f"calibration_size must be >= 1, got {calibration_size}")
+
+
+def add_precise_errors(row, model, x, evaluate):
+    """Put the errors of statistics calibrated on ``x`` into an epoch's ``row``; return the calibrated state.
+
+    ``evaluate`` returns ``(validation error, test error)``; the row's earlier ``val_error`` and
+    ``test_error`` (those of the running averages) move to ``val_error_running`` and
+    ``test_error_running``. See :func:`calibrated`.
+    """
+    (val, test), kept = calibrated(model, x, evaluate)
+    row.update(val_error_running=row["val_error"], test_error_running=row["test_error"], val_error=val, test_error=test)
+    return kept
+
+
+def running_errors(row):
+    """``'running statistics: val V%, test T%'`` for an epoch row of :func:`add_precise_errors`."""
+    val = "" if row["val_error_running"] is None else f"val {100 * row['val_error_running']:.2f}%, "
+    return f"running statistics: {val}test {100 * row['test_error_running']:.2f}%"
+
+
 def calibrated(model, x, evaluate, batch_size=1000):
     """Evaluate ``model`` with batch-norm statistics calibrated on ``x``, then restore its state.
 

@@ -29,7 +29,8 @@ from ..io import save_png
 from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatten, Sequential, ShiftAdaMax, Sign,
                   SquaredHinge, glorot_lr_scale)
 from ..nn.blas import one_blas_thread
-from ._epochs import BN_STATS, LEGACY, calibrated, end_of_epoch, load_trained, resume_run
+from ._epochs import (BN_STATS, LEGACY, add_precise_errors, check_bn_stats, end_of_epoch, load_trained, resume_run,
+                      running_errors)
 
 OPTIMIZERS = {"adam": Adam, "shift-adamax": ShiftAdaMax}
 LR_SCALES = ("glorot", "none")
@@ -61,10 +62,7 @@ class BNNConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
         if self.lr_scale not in LR_SCALES:
             raise ValueError(f"unknown lr_scale {self.lr_scale!r}; choose one of {LR_SCALES}")
-        if self.bn_stats not in BN_STATS:
-            raise ValueError(f"unknown bn_stats {self.bn_stats!r}; choose one of {BN_STATS}")
-        if self.calibration_size < 1:
-            raise ValueError(f"calibration_size must be >= 1, got {self.calibration_size}")
+        check_bn_stats(self.bn_stats, self.calibration_size)
         check_split(self.train_size, self.validation_size)
         if self.hidden < 1 or self.layers < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("hidden, layers, epochs and batch_size must be positive")
@@ -204,16 +202,11 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
                "lr": schedule((epoch + 1) * steps - 1), "seconds": seconds}
         kept = None
         if cfg.bn_stats == "precise":
-            (val, test), kept = calibrated(model, xt[:cfg.calibration_size],
-                                           lambda: (error(model, xv, yv) if len(xv) else None, error(model, xs, ys)))
-            row.update(val_error_running=row["val_error"], test_error_running=row["test_error"],
-                       val_error=val, test_error=test)
+            kept = add_precise_errors(row, model, xt[:cfg.calibration_size],
+                                      lambda: (error(model, xv, yv) if len(xv) else None, error(model, xs, ys)))
         history.append(row)
         val = f"val {100 * row['val_error']:.2f}%  " if len(xv) else ""
-        running = ""
-        if kept is not None:
-            running = ("  (running statistics: " + (f"val {100 * row['val_error_running']:.2f}%, " if len(xv) else "")
-                       + f"test {100 * row['test_error_running']:.2f}%)")
+        running = f"  ({running_errors(row)})" if kept is not None else ""
         log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  train {100 * row['train_error']:.2f}%  "
             f"{val}test {100 * row['test_error']:.2f}%{running}  {seconds:.1f}s")
         best = end_of_epoch(model, opt, out, {"config": asdict(cfg)}, history, best, row["val_error"], kept)

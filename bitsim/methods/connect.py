@@ -47,7 +47,8 @@ from ..io import atomic_write_bytes, save_png
 from ..nn import SGD, Adam, BatchNorm, Dense, ExponentialDecay, ReLU, Sequential, SquaredHinge, glorot_lr_scale
 from ..nn.connect import QBP, ConnectDense, Mults, count_multiplications, qbp_float_emulation, to_float32
 from ..nn.blas import one_blas_thread
-from ._epochs import BN_STATS, LEGACY, calibrated, end_of_epoch, load_trained, resume_run
+from ._epochs import (LEGACY, add_precise_errors, calibrated, check_bn_stats, end_of_epoch, load_trained, resume_run,
+                      running_errors)
 from .bnn import add_bn_stats_arguments, add_split_arguments, check_split, mnist_splits
 
 WEIGHTS = ("binary", "ternary", "float")
@@ -97,10 +98,7 @@ class ConnectConfig:
             raise ValueError(f"inference must be one of {INFERENCE}, got {self.inference!r}")
         if self.rng not in ("philox", "xorshift32"):
             raise ValueError(f"rng must be 'philox' or 'xorshift32', got {self.rng!r}")
-        if self.bn_stats not in BN_STATS:
-            raise ValueError(f"unknown bn_stats {self.bn_stats!r}; choose one of {BN_STATS}")
-        if self.calibration_size < 1:
-            raise ValueError(f"calibration_size must be >= 1, got {self.calibration_size}")
+        check_bn_stats(self.bn_stats, self.calibration_size)
         check_split(self.train_size, self.validation_size)
         if self.hidden < 1 or not 1 <= self.layers <= MAX_LAYERS or self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"hidden, epochs and batch_size must be positive and layers 1..{MAX_LAYERS}")
@@ -190,23 +188,22 @@ def error(model, x, y, inference=None, batch_size=1000, calibration=None):
     norms first take their statistics from those images with these weights
     (:meth:`bitsim.nn.Sequential.calibrate`), and the model's state is restored afterwards.
     """
-    layers = connect_layers(model)
-    saved = [layer.inference for layer in layers]
-    state = None if calibration is None else model.state()
-    try:
-        for layer in layers:
-            layer.inference = inference or layer.inference
-        if calibration is not None:
-            model.calibrate(inputs(calibration))
+    def count():
         wrong = 0
         for i in range(0, len(x), batch_size):
             scores = model.forward(inputs(x[i:i + batch_size]), training=False)
             wrong += int(np.sum(scores.argmax(1) != y[i:i + batch_size]))
+        return wrong
+
+    layers = connect_layers(model)
+    saved = [layer.inference for layer in layers]
+    try:
+        for layer in layers:
+            layer.inference = inference or layer.inference
+        wrong = count() if calibration is None else calibrated(model, inputs(calibration), count)[0]
     finally:
         for layer, mode in zip(layers, saved):
             layer.inference = mode
-        if state is not None:
-            model.load_state(state)
     return wrong / len(x)
 
 
@@ -297,12 +294,11 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
         kept, calibration = None, None
         if cfg.bn_stats == "precise":
             calibration = xt[:cfg.calibration_size]
-            (val, test), kept = calibrated(model, inputs(calibration),
-                                           lambda: (error(model, xv, yv) if len(xv) else None, error(model, xs, ys)))
-            row.update(val_error_running=row["val_error"], test_error_running=row["test_error"],
-                       val_error=val, test_error=test)
+            kept = add_precise_errors(row, model, inputs(calibration),
+                                      lambda: (error(model, xv, yv) if len(xv) else None, error(model, xs, ys)))
         if connect:
-            row["test_error_deterministic"] = error(model, xs, ys, "deterministic", calibration=calibration)
+            row["test_error_deterministic"] = (row["test_error"] if cfg.inference == "deterministic"
+                                               else error(model, xs, ys, "deterministic", calibration=calibration))
             row.update(_counts(model))
         row.update({"lr": schedule((epoch + 1) * steps - 1), "seconds": seconds,
                     "eval_seconds": time.perf_counter() - t1})
@@ -310,8 +306,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
         log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  train {100 * row['train_error']:.2f}%  "
             + (f"val {100 * row['val_error']:.2f}%  " if len(xv) else "") + f"test {100 * row['test_error']:.2f}%"
             + (f" (deterministic {100 * row['test_error_deterministic']:.2f}%)" if connect else "")
-            + ("  [running statistics: " + (f"val {100 * row['val_error_running']:.2f}%, " if len(xv) else "")
-               + f"test {100 * row['test_error_running']:.2f}%]" if kept is not None else "")
+            + (f"  [{running_errors(row)}]" if kept is not None else "")
             + f"  {seconds:.1f}s "
             f"(+{row['eval_seconds']:.1f}s evaluation)")
         best = end_of_epoch(model, opt, out, {"config": asdict(cfg)}, history, best, row["val_error"], kept)
