@@ -35,7 +35,8 @@ def _demo(args):
     from .deploy import bnn
 
     cfg = bnn.BNNConfig(hidden=args.hidden, layers=2, epochs=args.epochs, train_size=args.train_size,
-                        validation_size=5000, seed=args.seed, lr_end=3e-4, dropout_in=0.1, dropout_hidden=0.2)
+                        validation_size=5000, seed=args.seed, lr_end=3e-4, dropout_in=0.1, dropout_hidden=0.2,
+                        translate=0)
     print(f"bitsim demo: train a binarized MLP (784-{cfg.hidden}-{cfg.hidden}-10) on {cfg.train_size:,} bundled "
           f"MNIST images for {cfg.epochs} epochs, compile it to packed integers, check it bit for bit, time it.")
     print("(the full reproduction is `bitsim train bnn`; see README.md)")

@@ -5,7 +5,7 @@ from bitsim.datasets import load_mnist
 from bitsim.deploy import IntegerModel, compile_model
 from bitsim.deploy import bnn as job
 from bitsim.methods import bnn
-from trainer_checks import train_both_statistics
+from trainer_checks import record_translations, train_both_statistics
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +166,35 @@ def test_training_bits_do_not_depend_on_the_thread_count(mnist):
         states.append(model.state())
     for key, value in states[0].items():
         assert states[1][key].tobytes() == value.tobytes(), key
+
+
+def test_translations_feed_the_written_shifts_and_resume_exactly(mnist, tmp_path, monkeypatch):
+    from bitsim.datasets import random_shifts
+    from bitsim.formats.rng import Philox
+
+    cfg = tiny(translate=2, epochs=2)
+    (xt, _), _, _ = bnn.mnist_splits(cfg, mnist)
+    fed = record_translations(monkeypatch, bnn)
+    quiet = dict(data=mnist, progress=False, log=lambda line: None)
+    whole, _ = bnn.train(cfg, out_dir=tmp_path / "a", **quiet)
+    steps = len(xt) // cfg.batch_size
+    assert len(fed) == 2 * steps
+    for epoch in range(2):  # every image once per epoch, in the epoch's order, with the epoch's shifts
+        order = np.argsort(Philox(bnn.epoch_key(cfg.seed, epoch, 0)).uint32(len(xt)), kind="stable")
+        dy, dx = random_shifts(Philox(bnn.translate_key(cfg.seed, epoch)), len(xt), 2)
+        got = fed[epoch * steps:(epoch + 1) * steps]
+        np.testing.assert_array_equal(np.concatenate([f[0] for f in got]), xt[order])
+        np.testing.assert_array_equal(np.concatenate([f[1] for f in got]), dy[order])
+        np.testing.assert_array_equal(np.concatenate([f[2] for f in got]), dx[order])
+    assert bnn.translate_key(3, 4) == 3 * 2**20 + 2**19 + 4
+    plain, _ = bnn.train(tiny(epochs=2, translate=0), **quiet)
+    assert any(plain.state()[k].tobytes() != v.tobytes() for k, v in whole.state().items())
+    bnn.train(cfg, out_dir=tmp_path / "b", stop_after=1, **quiet)
+    resumed, _ = bnn.train(cfg, out_dir=tmp_path / "b", resume=True, **quiet)
+    for key, value in whole.state().items():
+        assert resumed.state()[key].tobytes() == value.tobytes(), key
+    with pytest.raises(ValueError, match="translate: 2 -> 1"):
+        bnn.train(tiny(translate=1, epochs=2), out_dir=tmp_path / "b", resume=True, **quiet)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="translate must be a whole number"):
+            tiny(translate=bad)

@@ -18,7 +18,7 @@ from bitsim.methods import connect as method
 from bitsim.nn import connect as C
 
 from strategies import float32s, lengths, pm1_arrays, seeds, ternary_arrays
-from trainer_checks import train_both_statistics
+from trainer_checks import record_translations, train_both_statistics
 
 GENERATORS = ["philox", "xorshift32"]
 
@@ -534,3 +534,27 @@ def test_qbp_weight_grad_property_equals_python_ints(data, m, k, n, exp_bits, of
     want = [[sum(0 if zero[r, c] else (-1) ** int(sign[r, c]) * (int(g[r, j]) << int(e[r, c] - fmt.emin))
                  for r in range(m)) for c in range(k)] for j in range(n)]
     assert dw.tolist() == want
+
+
+@pytest.mark.parametrize("rng", GENERATORS)
+def test_translations_use_stream_15_and_resume_exactly(mnist, tmp_path, monkeypatch, rng):
+    from bitsim.datasets import random_shifts
+
+    cfg = tiny(translate=1, rng=rng)
+    fed = record_translations(monkeypatch, method)
+    quiet = dict(data=mnist, progress=False, log=lambda line: None)
+    whole, _ = method.train(cfg, out_dir=tmp_path / "a", **quiet)
+    (xt, _), _, _ = method.mnist_splits(cfg, mnist)
+    for epoch in range(2):
+        order = np.argsort(method.generator(cfg, epoch, 0).uint32(len(xt)), kind="stable")
+        dy, dx = random_shifts(method.generator(cfg, epoch, 15), len(xt), 1)
+        steps = len(xt) // cfg.batch_size
+        got = fed[epoch * steps:(epoch + 1) * steps]
+        np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), dy[order])
+        np.testing.assert_array_equal(np.concatenate([g[2] for g in got]), dx[order])
+    method.train(cfg, out_dir=tmp_path / "b", stop_after=1, **quiet)
+    resumed, _ = method.train(cfg, out_dir=tmp_path / "b", resume=True, **quiet)
+    for key, value in whole.state().items():
+        assert resumed.state()[key].tobytes() == value.tobytes(), key
+    with pytest.raises(ValueError, match="translate must be a whole number"):
+        tiny(translate=-2)

@@ -319,3 +319,72 @@ def test_build_unpickler_refuses_other_globals():
     for obj in (print, struct.pack, {1: np.int64(3)}):
         with pytest.raises(pickle.UnpicklingError, match="refusing to load global"):
             build.NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(obj, protocol=4))).load()
+
+
+# random translations (docs/formats.md, section 5) against Python-integer oracles
+
+def shifts_oracle(draws, n, max_shift):
+    values = [int(u) * (2 * max_shift + 1) // 2**32 - max_shift for u in draws]
+    return values[0:2 * n:2], values[1:2 * n:2]
+
+
+def translate_oracle(images, dy, dx):
+    n, h, w = images.shape
+    out = np.zeros_like(images)
+    for i in range(n):
+        for r in range(h):
+            for c in range(w):
+                if 0 <= r - dy[i] < h and 0 <= c - dx[i] < w:
+                    out[i, r, c] = images[i, r - dy[i], c - dx[i]]
+    return out
+
+
+@pytest.mark.parametrize("name", ["philox", "xorshift32"])
+@pytest.mark.parametrize("max_shift", [1, 2, 5, 1000])
+def test_random_shifts_follow_the_written_rule(name, max_shift):
+    from bitsim.formats.rng import make_rng
+
+    dy, dx = datasets.random_shifts(make_rng(name, 11), 500, max_shift)
+    want = shifts_oracle(make_rng(name, 11).uint32(1000), 500, max_shift)
+    assert (dy.tolist(), dx.tolist()) == want
+    assert dy.min() >= -max_shift and dx.max() <= max_shift
+    if max_shift <= 2:  # every value is drawn
+        assert set(dy.tolist()) == set(range(-max_shift, max_shift + 1)) == set(dx.tolist())
+
+
+def test_random_shifts_boundaries_and_errors():
+    from bitsim.formats.rng import Philox, Xorshift32
+
+    class Fixed:  # draws chosen at the edges of the intervals of floor(u * 5 / 2**32)
+        def uint32(self, n):
+            return np.array([0, 2**32 - 1, 858993459, 858993460, 3435973836, 3435973837][:n], dtype=np.uint32)
+
+    worked = datasets.random_shifts(Xorshift32(1), 2, 2)  # docs/formats.md, section 5
+    assert (worked[0].tolist(), worked[1].tolist()) == ([-2, 1], [-2, -2])
+    dy, dx = datasets.random_shifts(Fixed(), 3, 2)
+    assert dy.tolist() == [-2, -2, 1] and dx.tolist() == [2, -1, 2]
+    rng = Philox(3)
+    assert datasets.random_shifts(rng, 4, 0)[0].tolist() == [0] * 4 and rng.drawn == 0  # no draws without shifts
+    with pytest.raises(ValueError, match="max_shift"):
+        datasets.random_shifts(rng, 4, -1)
+
+
+@given(st.integers(1, 6), st.integers(1, 7), st.integers(1, 7), st.integers(0, 2**32 - 1))
+def test_translate_equals_the_pixel_oracle(n, h, w, seed):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, h, w), dtype=np.uint8)
+    dy, dx = rng.integers(-h - 1, h + 2, n), rng.integers(-w - 1, w + 2, n)
+    got = datasets.translate(images, dy, dx)
+    assert got.dtype == images.dtype
+    np.testing.assert_array_equal(got, translate_oracle(images, dy, dx))
+
+
+def test_translate_worked_example_and_errors():
+    # docs/formats.md, section 5: a 3x3 image moved one row down and one column left
+    image = np.arange(1, 10, dtype=np.uint8).reshape(1, 3, 3)
+    assert datasets.translate(image, [1], [-1])[0].tolist() == [[0, 0, 0], [2, 3, 0], [5, 6, 0]]
+    assert datasets.translate(image, [0], [0])[0].tolist() == image[0].tolist()
+    with pytest.raises(ValueError, match=r"shape \(n, H, W\)"):
+        datasets.translate(image[0], [0], [0])
+    with pytest.raises(ValueError, match="one shift per image"):
+        datasets.translate(image, [0, 1], [0, 1])

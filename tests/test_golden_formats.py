@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bitsim.datasets import random_shifts, translate
 from bitsim.formats import binary, fixed, log, ternary
 from bitsim.formats.fixed import parse_fixed
 from bitsim.formats.log import LogFormat
@@ -67,3 +68,16 @@ def test_rshift(case):
 def test_generators():
     assert Xorshift32(1).uint32(8).tolist() == GOLDEN["rng"]["xorshift32_seed_1"]
     assert Philox(0).uint32(8).tolist() == GOLDEN["rng"]["philox_key_0"]
+
+
+@pytest.mark.parametrize("case", GOLDEN["translate"], ids=lambda c: f"{c['generator']}-n{c['max_shift']}")
+def test_image_translations(case):
+    make = {"xorshift32": Xorshift32, "philox": Philox}[case["generator"]]
+    dy, dx = random_shifts(make(case["seed"]), len(case["dy"]), case["max_shift"])
+    assert (dy.tolist(), dx.tolist()) == (case["dy"], case["dx"])
+    def parse(text):
+        return np.array([[int(v) for v in row.split()] for row in text.split(" / ")], dtype=np.uint8)
+
+    image = parse(case["image"])[None]
+    for a, b, moved in zip(dy, dx, case["translated"]):
+        np.testing.assert_array_equal(translate(image, [a], [b])[0], parse(moved))

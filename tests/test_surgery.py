@@ -12,6 +12,7 @@ from bitsim.formats.rng import Philox
 from bitsim.methods import surgery as S
 from bitsim.nn.surgery import (MaskedConv2d, MaskedDense, PruneRule, apply_thresholds, masked_layers, moments,
                                thresholds)
+from trainer_checks import record_translations
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,8 @@ def tiny(model="lenet300", **changes):
     n = len(S.LAYER_NAMES[model])
     options = dict(dense_iters=60, conv_iters=30, fc_iters=40, retrain_iters=20, iter_stop=(25,) * n,
                    c={"lenet300": (2.4, 2.4, 1.0), "lenet5": (1.0, 3.0, 4.0, 2.5)}[model],
-                   train_size=3000, test_size=300, eval_every=25, checkpoint_every=10, seed=5, gamma=0.05)
+                   train_size=3000, test_size=300, eval_every=25, checkpoint_every=10, seed=5, gamma=0.05,
+                   translate=0)
     if model == "lenet5":
         options.update(dense_iters=30, conv_iters=12, fc_iters=12, retrain_iters=6, iter_stop=(10,) * n,
                        train_size=1000, test_size=100)
@@ -387,3 +389,39 @@ def test_bad_options():
         layer.surgery_step(0, Philox(1))
     with pytest.raises(ValueError, match="nothing to prune"):
         dense_layer(np.zeros((2, 2), np.float32), np.zeros(2, np.float32)).start_surgery(PruneRule(1.0))
+
+
+def test_translations_follow_the_written_keys_and_resume_exactly(mnist, tmp_path, monkeypatch):
+    from bitsim.datasets import random_shifts
+
+    cfg = tiny(translate=1, checkpoint_every=11)
+    fed = record_translations(monkeypatch, S)
+    quiet = dict(data=mnist, progress=False, log=lambda line: None)
+    whole, _, _ = S.train(cfg, out_dir=tmp_path / "a", **quiet)
+    per_epoch = cfg.train_size // cfg.batch_size
+    total = cfg.dense_iters + cfg.fc_iters + cfg.retrain_iters
+    assert len(fed) == total > per_epoch  # every batch, across an epoch boundary
+    for epoch in range(2):
+        order = np.argsort(Philox(S.shuffle_key(cfg.seed, epoch)).uint32(cfg.train_size), kind="stable")
+        dy, dx = random_shifts(Philox(S.translate_key(cfg.seed, epoch)), cfg.train_size, 1)
+        got = fed[epoch * per_epoch:min((epoch + 1) * per_epoch, total)]
+        used = order[:len(got) * cfg.batch_size]
+        np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), dy[used])
+        np.testing.assert_array_equal(np.concatenate([g[2] for g in got]), dx[used])
+    S.train(cfg, out_dir=tmp_path / "b", stop_after=70, **quiet)  # stops in the second epoch
+    resumed, _, _ = S.train(cfg, out_dir=tmp_path / "b", resume=True, **quiet)
+    plain, _, _ = S.train(tiny(checkpoint_every=11), **quiet)
+    for key, value in whole.state().items():
+        assert resumed.state()[key].tobytes() == value.tobytes(), key
+    assert plain.state()["0.W"].tobytes() != whole.state()["0.W"].tobytes()
+    with pytest.raises(ValueError, match="translate must be a whole number"):
+        tiny(translate=-1)
+
+
+def test_resume_refuses_other_options(mnist, tmp_path):
+    quiet = dict(data=mnist, progress=False, log=lambda line: None)
+    S.train(tiny(), out_dir=tmp_path, stop_after=30, **quiet)
+    with pytest.raises(ValueError, match=r"c: \[2.4, 2.4, 1.0\] -> \[2.0, 2.4, 1.0\]; translate: 0 -> 1"):
+        S.train(tiny(translate=1, c=(2.0, 2.4, 1.0)), out_dir=tmp_path, resume=True, **quiet)
+    _, history, _ = S.train(tiny(), out_dir=tmp_path, resume=True, **quiet)  # the same options continue
+    assert history[-1]["iteration"] == 60 + 40 + 20

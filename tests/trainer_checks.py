@@ -33,3 +33,17 @@ def train_both_statistics(train, running_cfg, precise_cfg, data, tmp_path):
     for name in ("checkpoint.npz", "optimizer.npz"):
         same_files(tmp_path / "running" / name, tmp_path / "precise" / name)
     return model, precise
+
+
+def record_translations(monkeypatch, module):
+    """Make ``module.translate`` record every call; return the list of ``(images, dy, dx)`` it fills."""
+    from bitsim.datasets import translate
+
+    calls = []
+
+    def recording(images, dy, dx):
+        calls.append((images.copy(), np.array(dy), np.array(dx)))
+        return translate(images, dy, dx)
+
+    monkeypatch.setattr(module, "translate", recording)
+    return calls

@@ -139,8 +139,8 @@ def train_cli(args):
     cfg = BNNConfig(hidden=args.hidden, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
                     lr_start=args.lr_start, lr_end=args.lr_end, optimizer=args.optimizer, shift_bn=args.shift_bn,
                     dropout_in=args.dropout_in, dropout_hidden=args.dropout_hidden, lr_scale=args.lr_scale,
-                    bn_stats=args.bn_stats, calibration_size=args.calibration_size, train_size=args.train_size,
-                    validation_size=args.validation_size, seed=args.seed)
+                    translate=args.translate, bn_stats=args.bn_stats, calibration_size=args.calibration_size,
+                    train_size=args.train_size, validation_size=args.validation_size, seed=args.seed)
     out = Path(args.out)
     print(f"training {cfg}")
     model, compiled, history, rep = pipeline(cfg, out, progress=not args.no_progress, resume=args.resume)

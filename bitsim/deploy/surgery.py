@@ -18,8 +18,8 @@ from ..nn.surgery import masked_layers
 from . import sparse
 
 CLI_FIELDS = {"dense_iters", "conv_iters", "fc_iters", "retrain_iters", "c", "iter_stop", "gamma", "power", "lr",
-              "surgery_lr", "retrain_lr", "batch_size", "train_size", "test_size", "validation_size", "eval_every",
-              "checkpoint_every", "seed"}
+              "surgery_lr", "retrain_lr", "batch_size", "translate", "train_size", "test_size", "validation_size",
+              "eval_every", "checkpoint_every", "seed"}
 
 
 def train_cli(args):

@@ -6,7 +6,8 @@ from ..io import atomic_write_bytes, load_bundle, save_bundle
 
 
 BN_STATS = ("running", "precise")
-LEGACY = {"bn_stats": "running", "calibration_size": 10_000}  # options that runs did not record before they existed
+# options that runs did not record before they existed, with the values those runs used
+LEGACY = {"bn_stats": "running", "calibration_size": 10_000, "translate": 0}
 
 
 def check_bn_stats(bn_stats, calibration_size):
@@ -15,6 +16,12 @@ def check_bn_stats(bn_stats, calibration_size):
         raise ValueError(f"unknown bn_stats {bn_stats!r}; choose one of {BN_STATS}")
     if calibration_size < 1:
         raise ValueError(f"calibration_size must be >= 1, got {calibration_size}")
+
+
+def check_translate(translate):
+    """Raise ValueError unless ``translate`` (the largest random shift of a training image) is an int >= 0."""
+    if isinstance(translate, bool) or not isinstance(translate, int) or translate < 0:
+        raise ValueError(f"translate must be a whole number of pixels >= 0 (0: no shifts), got {translate!r}")
 
 
 def add_precise_errors(row, model, x, evaluate):
@@ -61,6 +68,21 @@ def calibrated(model, x, evaluate, batch_size=1000):
         model.load_state(training_state)
 
 
+def check_same_options(saved, config, out, legacy=None):
+    """Raise ValueError naming every option of ``config`` that differs from the ``saved`` one of run ``out``.
+
+    Values are compared as JSON stores them (tuples as lists); options missing from ``saved`` take
+    their ``legacy`` value, and options unknown to both are not compared.
+    """
+    before = {**(legacy or {}), **saved}
+    now = json.loads(json.dumps(config))
+    changed = [f"{key}: {before[key]!r} -> {value!r}" for key, value in now.items()
+               if key in before and before[key] != value]
+    if changed:
+        raise ValueError(f"{out} was started with other options ({'; '.join(changed)}); resume with the "
+                         f"options saved in {out / 'checkpoint.json'}, or train into a new directory")
+
+
 def resume_run(model, opt, out, score_key, kind="bitsim.nn.Sequential", log=print, config=None, legacy=None):
     """Restore a run from the files :func:`end_of_epoch` wrote to ``out``.
 
@@ -83,12 +105,7 @@ def resume_run(model, opt, out, score_key, kind="bitsim.nn.Sequential", log=prin
     """
     state, saved = load_bundle(out / "checkpoint", kind)
     if config is not None:
-        before = {**(legacy or {}), **saved.get("config", {})}
-        changed = [f"{key}: {before[key]!r} -> {value!r}" for key, value in config.items()
-                   if key in before and before[key] != value]
-        if changed:
-            raise ValueError(f"{out} was started with other options ({'; '.join(changed)}); resume with the "
-                             f"options saved in {out / 'checkpoint.json'}, or train into a new directory")
+        check_same_options(saved.get("config", {}), config, out, legacy)
     model.load_state(state)
     history = saved["history"]
     opt.load_state(load_bundle(out / "optimizer", "bitsim.nn.Optimizer")[0])

@@ -7,12 +7,15 @@ geometrically from ``lr_start`` to ``lr_end`` over the epochs; per-layer "Glorot
 for the binary weights; latent weights clipped to [-1, 1]; the epoch with the best validation error
 is kept. One deliberate difference: the first layer takes the raw pixel values 0..255 (not
 ``2x - 1``), so the deployed network's first layer is an exact bit-plane computation on 8-bit inputs;
-the batch norm after it absorbs the scale. :mod:`bitsim.deploy.bnn` compiles the trained network to
-packed integers, checks it and reports.
+the batch norm after it absorbs the scale. One addition the authors did not make: by default every
+training image is shifted by -1, 0 or 1 pixel in each direction, drawn anew each epoch (``translate``;
+``translate=0`` turns it off), which keeps the 40-epoch network from overfitting as much.
+:mod:`bitsim.deploy.bnn` compiles the trained network to packed integers, checks it and reports.
 
 Reproducibility: every random decision is drawn from Philox generators whose keys are derived from
 ``seed`` (weights: ``seed``; epoch ``e``'s shuffle: ``seed * 2**20 + 2 * e``; epoch ``e``'s dropout
-masks: ``seed * 2**20 + 2 * e + 1``), re-keyed at the start of every epoch, so a run resumed from a
+masks: ``seed * 2**20 + 2 * e + 1``; with ``translate``, epoch ``e``'s image shifts:
+``seed * 2**20 + 2**19 + e``), re-keyed at the start of every epoch, so a run resumed from a
 checkpoint continues with exactly the bits an uninterrupted run would have used.
 """
 
@@ -22,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import load_mnist
+from ..datasets import load_mnist, random_shifts, translate
 from ..formats.binary import binarize
 from ..formats.rng import Philox
 from ..io import save_png
 from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatten, Sequential, ShiftAdaMax, Sign,
                   SquaredHinge, glorot_lr_scale)
 from ..nn.blas import one_blas_thread
-from ._epochs import (BN_STATS, LEGACY, add_precise_errors, check_bn_stats, end_of_epoch, load_trained, resume_run,
-                      running_errors)
+from ._epochs import (BN_STATS, LEGACY, add_precise_errors, check_bn_stats, check_translate, end_of_epoch,
+                      load_trained, resume_run, running_errors)
 
 OPTIMIZERS = {"adam": Adam, "shift-adamax": ShiftAdaMax}
 LR_SCALES = ("glorot", "none")
@@ -51,6 +54,7 @@ class BNNConfig:
     dropout_in: float = 0.1
     dropout_hidden: float = 0.2
     lr_scale: str = "glorot"
+    translate: int = 1
     bn_stats: str = "running"
     calibration_size: int = 10_000
     train_size: int = 50_000
@@ -64,6 +68,7 @@ class BNNConfig:
             raise ValueError(f"unknown lr_scale {self.lr_scale!r}; choose one of {LR_SCALES}")
         check_bn_stats(self.bn_stats, self.calibration_size)
         check_split(self.train_size, self.validation_size)
+        check_translate(self.translate)
         if self.hidden < 1 or self.layers < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("hidden, layers, epochs and batch_size must be positive")
 
@@ -76,6 +81,11 @@ class BNNConfig:
 def epoch_key(seed, epoch, stream):
     """The Philox key of ``stream`` (0 shuffle, 1 dropout) in ``epoch``: ``seed * 2**20 + 2 * epoch + stream``."""
     return int(seed) * 2**20 + 2 * int(epoch) + int(stream)
+
+
+def translate_key(seed, epoch):
+    """The Philox key of epoch ``epoch``'s image shifts: ``seed * 2**20 + 2**19 + epoch``."""
+    return int(seed) * 2**20 + 2**19 + int(epoch)
 
 
 def build_mlp(cfg, input_size=784, classes=10):
@@ -182,12 +192,14 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
                 layer.rng = dropout
         t0 = time.perf_counter()
         order = np.argsort(shuffle.uint32(len(xt)), kind="stable")
+        dy, dx = random_shifts(Philox(translate_key(cfg.seed, epoch)), len(xt), cfg.translate)
         total, wrong = 0.0, 0
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
                    disable=None if progress else True)  # None: no bar when the output is not a terminal
         for b in bar:
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            scores = model.forward(xt[idx], training=True)
+            x = translate(xt[idx], dy[idx], dx[idx]) if cfg.translate else xt[idx]
+            scores = model.forward(x, training=True)
             value, grad = loss(scores, yt[idx])
             model.backward(grad)
             opt.step()
@@ -297,6 +309,14 @@ def add_split_arguments(parser, defaults):
                              f"the last epoch (default {defaults.validation_size})")
 
 
+def add_translate_argument(parser, defaults):
+    """``--translate N``, defaulting to ``defaults.translate``."""
+    parser.add_argument("--translate", type=int, default=defaults.translate, metavar="N",
+                        help="shift every training image by a random whole number of pixels, up to N in each "
+                             "direction, drawn anew each epoch (docs/formats.md section 5); evaluation and "
+                             f"batch-norm calibration use the images as they are (default {defaults.translate})")
+
+
 def add_bn_stats_arguments(parser, defaults):
     """``--bn-stats`` and ``--calibration-size``, defaulting to ``defaults``."""
     parser.add_argument("--bn-stats", choices=BN_STATS, default=defaults.bn_stats,
@@ -326,6 +346,7 @@ def add_train_arguments(parser):
     parser.add_argument("--shift-bn", action="store_true", help="shift-based batch normalization")
     parser.add_argument("--dropout-in", type=float, default=d.dropout_in)
     parser.add_argument("--dropout-hidden", type=float, default=d.dropout_hidden)
+    add_translate_argument(parser, d)
     parser.add_argument("--lr-scale", choices=LR_SCALES, default=d.lr_scale,
                         help="per-layer learning-rate scale of the binary weights: 'glorot' = "
                              "1/sqrt(1.5/(fan_in+fan_out)) as in the BNN code, or 'none'")

@@ -15,8 +15,9 @@ Differences from the authors' code, all deliberate (``docs/connect.md`` lists th
 geometric learning-rate decay and the BNN code's per-layer "Glorot" learning-rate scale (the authors:
 plain SGD from 0.3 to 0.01 over 1000 epochs), so that a run fits in about 25 minutes on one core; latent
 weights in [-1, 1] sampled to ±1 (the authors: ±W0 = ±sqrt(6 / (fan_in + fan_out)) / 2; the batch norm
-that follows makes the scale irrelevant); inputs are the pixels divided by 256 (exact) and not centred;
-the activations entering a Connect layer are held in 16-bit dynamic fixed point so that the forward
+that follows makes the scale irrelevant); inputs are the pixels divided by 256 (exact) and not centred,
+and every training image is shifted by -1, 0 or 1 pixel in each direction, drawn anew each epoch
+(``translate=1``; the authors trained on the images as they are); the activations entering a Connect layer are held in 16-bit dynamic fixed point so that the forward
 product is exact integer arithmetic; the error term of QBP is taken after the batch norm's backward (the
 authors' code takes it before, ignoring the batch norm's Jacobian, as its comment notes); batch-norm
 statistics for inference are recomputed after every epoch from the first ``calibration_size`` training
@@ -29,8 +30,8 @@ own calibrated statistics.
 Reproducibility: every random decision comes from a generator of :mod:`bitsim.formats.rng` chosen by
 ``rng`` (``philox`` or ``xorshift32``), re-keyed at the start of every epoch from ``seed`` and the
 epoch (:func:`stream_key`): stream 0 shuffles, stream ``1 + 2 i`` samples the weights of Connect layer
-``i`` and stream ``2 + 2 i`` draws its QBP roundings. A run resumed from a checkpoint continues with
-exactly the bits an uninterrupted run would have used.
+``i``, stream ``2 + 2 i`` draws its QBP roundings and stream 15 the image shifts of ``translate``. A run
+resumed from a checkpoint continues with exactly the bits an uninterrupted run would have used.
 """
 
 import json
@@ -41,21 +42,23 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets import random_shifts, translate
 from ..formats.log import decode
 from ..formats.rng import Philox, Xorshift32, make_rng
 from ..io import atomic_write_bytes, save_png
 from ..nn import SGD, Adam, BatchNorm, Dense, ExponentialDecay, ReLU, Sequential, SquaredHinge, glorot_lr_scale
 from ..nn.connect import QBP, ConnectDense, Mults, count_multiplications, qbp_float_emulation, to_float32
 from ..nn.blas import one_blas_thread
-from ._epochs import (LEGACY, add_precise_errors, calibrated, check_bn_stats, end_of_epoch, load_trained, resume_run,
-                      running_errors)
-from .bnn import add_bn_stats_arguments, add_split_arguments, check_split, mnist_splits
+from ._epochs import (LEGACY, add_precise_errors, calibrated, check_bn_stats, check_translate, end_of_epoch,
+                      load_trained, resume_run, running_errors)
+from .bnn import add_bn_stats_arguments, add_split_arguments, add_translate_argument, check_split, mnist_splits
 
 WEIGHTS = ("binary", "ternary", "float")
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
 INFERENCE = ("latent", "deterministic")
 PAPER_ERROR = {"float": 0.0133, "binary": 0.0129, "ternary": 0.0115}  # authors' README, MNIST
-MAX_LAYERS = 6
+MAX_LAYERS = 6  # streams 1 .. 2 * MAX_LAYERS of an epoch sample and round
+TRANSLATE_STREAM = 15
 PLOT_PATH = "docs/img/connect_mnist.png"
 
 
@@ -81,6 +84,7 @@ class ConnectConfig:
     act_bits: int = 16
     rng: str = "philox"
     inference: str = "latent"
+    translate: int = 1
     bn_stats: str = "precise"
     calibration_size: int = 10_000
     train_size: int = 50_000
@@ -100,6 +104,7 @@ class ConnectConfig:
             raise ValueError(f"rng must be 'philox' or 'xorshift32', got {self.rng!r}")
         check_bn_stats(self.bn_stats, self.calibration_size)
         check_split(self.train_size, self.validation_size)
+        check_translate(self.translate)
         if self.hidden < 1 or not 1 <= self.layers <= MAX_LAYERS or self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"hidden, epochs and batch_size must be positive and layers 1..{MAX_LAYERS}")
         if self.seed < 1:
@@ -273,12 +278,14 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
         rekey(model, cfg, epoch)
         t0 = time.perf_counter()
         order = np.argsort(generator(cfg, epoch, 0).uint32(len(xt)), kind="stable")
+        dy, dx = random_shifts(generator(cfg, epoch, TRANSLATE_STREAM), len(xt), cfg.translate)
         total, wrong = 0.0, 0
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
                    disable=None if progress else True)
         for b in bar:
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            scores = model.forward(inputs(xt[idx]), training=True)
+            x = translate(xt[idx], dy[idx], dx[idx]) if cfg.translate else xt[idx]
+            scores = model.forward(inputs(x), training=True)
             value, grad = loss(scores, yt[idx])
             model.backward(grad)
             opt.step()
@@ -430,7 +437,7 @@ def plot_runs(run_dirs, path):
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4))
     colors = {"float": "C0", "binary": "C1", "ternary": "C2"}
-    top, widths = 0.0, set()
+    top, low, widths = 0.0, 0.8, set()
     for d in run_dirs:
         d = Path(d)
         history = json.loads((d / "history.json").read_text())
@@ -439,6 +446,7 @@ def plot_runs(run_dirs, path):
         color = colors[cfg.weights]
         errors = [100 * h["test_error"] for h in history]
         top = max(top, *errors[1:]) if len(errors) > 1 else max(top, *errors)
+        low = min(low, 0.95 * min(errors))
         ax.plot([h["epoch"] for h in history], errors, color=color, marker="o", markersize=2.5,
                 label=f"{cfg.name}, bitsim")
         kept = kept_epoch(history)
@@ -449,7 +457,7 @@ def plot_runs(run_dirs, path):
                    label=f"{cfg.name}, paper (1000 epochs): {100 * PAPER_ERROR[cfg.weights]:.2f}%")
     ax.set_xlabel("epoch")
     ax.set_ylabel("test error (%)")
-    ax.set_ylim(0.8, max(2.0, min(top * 1.05, 5.0)))
+    ax.set_ylim(low, max(2.0, min(top * 1.05, 5.0)))
     ax.set_title(f"MNIST, MLP {', '.join(sorted(widths))}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
@@ -487,6 +495,7 @@ def add_train_arguments(parser):
                         help="generator of every random decision (xorshift32: hardware friendly)")
     parser.add_argument("--inference", choices=INFERENCE, default=d.inference,
                         help="weights for validation and the reported test error (the other is reported too)")
+    add_translate_argument(parser, d)
     add_bn_stats_arguments(parser, d)
     add_split_arguments(parser, d)
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -513,7 +522,7 @@ def train_cli(args):
                         lr_start=args.lr_start, lr_end=args.lr_end, exp_bits=args.exp_bits,
                         exp_offset=args.exp_offset, underflow=args.underflow, err_bits=args.err_bits,
                         err_rounding=args.err_rounding, act_bits=args.act_bits, rng=args.rng,
-                        inference=args.inference, bn_stats=args.bn_stats,
+                        inference=args.inference, translate=args.translate, bn_stats=args.bn_stats,
                         calibration_size=args.calibration_size, train_size=args.train_size,
                         validation_size=args.validation_size, seed=args.seed)
     if args.mults:

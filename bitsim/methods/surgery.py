@@ -24,7 +24,9 @@ initial weights ``Philox(seed)``; the shuffle of epoch ``e`` (epochs of ``train_
 batches over the whole run, the last partial batch dropped) ``Philox(seed * 2**20 + 2 * e)``, one
 uint32 per example, examples sorted by their draws (stable); the mask draws of prunable layer ``l``
 (0-based, in model order) in stage ``s`` (0 dense, 1 conv, 2 fc, 3 retrain)
-``Philox(seed * 2**20 + 2 * (8 * s + l) + 1)``, whose draw ``t`` decides iteration ``t`` of the stage.
+``Philox(seed * 2**20 + 2 * (8 * s + l) + 1)``, whose draw ``t`` decides iteration ``t`` of the stage;
+with ``translate``, the image shifts of epoch ``e`` ``Philox(seed * 2**20 + 2**19 + e)``
+(docs/formats.md, section 5).
 Batch ``g`` is therefore a function of ``g`` alone, and a run resumed from any checkpoint continues with
 exactly the bits an uninterrupted run would have used.
 """
@@ -37,13 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import load_mnist
+from ..datasets import load_mnist, random_shifts, translate
 from ..formats.rng import Philox
 from ..io import atomic_write_bytes, load_bundle, save_bundle, save_png
 from ..nn import SGD, Flatten, MaxPool2d, ReLU, Sequential, SoftmaxCrossEntropy
 from ..nn.init import uniform
 from ..nn.surgery import MaskedConv2d, MaskedDense, PruneRule, masked_layers
 from ..nn.blas import one_blas_thread
+from ._epochs import LEGACY, check_same_options, check_translate
 
 STAGES = ("dense", "conv", "fc", "retrain")
 SCALE = np.float32(1 / 256)  # Caffe's MNIST input scale 0.00390625, exact in float32
@@ -84,6 +87,7 @@ class SurgeryConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 64
+    translate: int = 0
     train_size: int = 60_000
     test_size: int = 10_000
     validation_size: int = 0
@@ -112,6 +116,7 @@ class SurgeryConfig:
                 raise ValueError(f"{name} must be >= 0")
         if self.eval_every < 1 or self.checkpoint_every < 1:
             raise ValueError("eval_every and checkpoint_every must be >= 1")
+        check_translate(self.translate)
 
     @classmethod
     def from_dict(cls, d):
@@ -121,7 +126,7 @@ class SurgeryConfig:
 
 DEFAULTS = {
     "lenet300": dict(model="lenet300", dense_iters=20_000, conv_iters=0, fc_iters=60_000, retrain_iters=30_000,
-                     c=(6.5, 2.5, 0.0), iter_stop=(50_000, 50_000, 50_000)),
+                     c=(6.8, 2.5, 0.0), iter_stop=(50_000, 50_000, 50_000), translate=1),
     "lenet5": dict(model="lenet5", dense_iters=10_000, conv_iters=6_000, fc_iters=10_000, retrain_iters=6_000,
                    c=(1.3, 3.5, 6.0, 3.0), iter_stop=(5_000, 5_000, 8_000, 8_000), eval_every=2_000),
 }
@@ -200,25 +205,37 @@ def shuffle_key(seed, epoch):
     return int(seed) * 2**20 + 2 * int(epoch)
 
 
+def translate_key(seed, epoch):
+    """Philox key of the image shifts of ``epoch``: ``seed * 2**20 + 2**19 + epoch``."""
+    return int(seed) * 2**20 + 2**19 + int(epoch)
+
+
 def mask_key(seed, stage, layer):
     """Philox key of the mask draws of prunable ``layer`` in ``stage``: ``seed * 2**20 + 2 * (8 * stage + layer) + 1``."""
     return int(seed) * 2**20 + 2 * (8 * int(stage) + int(layer)) + 1
 
 
 class _Batches:
-    """Batch ``g`` of the whole run: examples ``[(g % n) * B, (g % n + 1) * B)`` of epoch ``g // n``'s order."""
+    """Batch ``g`` of the whole run: examples ``[(g % n) * B, (g % n + 1) * B)`` of epoch ``g // n``'s order,
+    each shifted by up to ``max_shift`` pixels (:func:`bitsim.datasets.random_shifts`) when it is > 0."""
 
-    def __init__(self, seed, size, batch_size):
-        self.seed, self.size, self.batch_size = seed, size, batch_size
-        self.per_epoch = size // batch_size
-        self._epoch, self._order = None, None
+    def __init__(self, seed, images, batch_size, max_shift=0):
+        self.seed, self.images, self.batch_size, self.max_shift = seed, images, batch_size, max_shift
+        self.per_epoch = len(images) // batch_size
+        self._epoch, self._order, self._shifts = None, None, None
 
     def __call__(self, g):
+        """``(indices, images)`` of batch ``g``."""
         epoch, k = divmod(int(g), self.per_epoch)
         if epoch != self._epoch:
-            self._order = np.argsort(Philox(shuffle_key(self.seed, epoch)).uint32(self.size), kind="stable")
+            n = len(self.images)
+            self._order = np.argsort(Philox(shuffle_key(self.seed, epoch)).uint32(n), kind="stable")
+            self._shifts = random_shifts(Philox(translate_key(self.seed, epoch)), n, self.max_shift)
             self._epoch = epoch
-        return self._order[k * self.batch_size:(k + 1) * self.batch_size]
+        idx = self._order[k * self.batch_size:(k + 1) * self.batch_size]
+        if not self.max_shift:
+            return idx, self.images[idx]
+        return idx, translate(self.images[idx], self._shifts[0][idx], self._shifts[1][idx])
 
 
 def stage_plan(cfg):
@@ -334,6 +351,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume and (out / "checkpoint.json").exists():
         meta = model.load(out / "checkpoint")
+        check_same_options(meta.get("config", {}), asdict(cfg), out, LEGACY)
         history, g, start_stage, start_t = meta["history"], meta["g"], meta["stage"], meta["t"]
         window = tuple(meta.get("loss_window", (0.0, 0)))
         opt_state = load_bundle(out / "optimizer", "bitsim.nn.Optimizer")[0]
@@ -342,7 +360,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
             for key in track:
                 track[key][:len(saved[key])] = saved[key]
         log(f"resumed from {out / 'checkpoint'} at iteration {g} (stage {STAGES[start_stage]}, step {start_t})")
-    batches = _Batches(cfg.seed, len(xt), cfg.batch_size)
+    batches = _Batches(cfg.seed, xt, cfg.batch_size, cfg.translate)
     loss = SoftmaxCrossEntropy()
     budget = None if stop_after is None else int(stop_after)
 
@@ -401,8 +419,8 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
                 updated, pruned, spliced = layers[l].surgery_step(t, rngs[l])
                 if row >= 0:
                     track["updated"][row, l], track["pruned"][row, l], track["spliced"][row, l] = updated, pruned, spliced
-            idx = batches(g)
-            value, _ = model.train_step(inputs(cfg.model, xt[idx]), yt[idx], loss, opt)
+            idx, images = batches(g)
+            value, _ = model.train_step(inputs(cfg.model, images), yt[idx], loss, opt)
             total, count = total + value, count + 1
             if row >= 0:
                 track["active"][row] = [m.active() for m in layers]
@@ -523,6 +541,9 @@ def add_train_arguments(parser):
     parser.add_argument("--surgery-lr", type=float, help="base learning rate of the surgery stages")
     parser.add_argument("--retrain-lr", type=float, help="base learning rate of the retraining stage (default 0.001)")
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--translate", type=int, metavar="N",
+                        help="shift every training image by a random whole number of pixels, up to N in each "
+                             "direction, drawn anew each epoch (docs/formats.md section 5; default per model)")
     parser.add_argument("--train-size", type=int, help="training images (default all 60000)")
     parser.add_argument("--test-size", type=int, help="test images evaluated during training (default 10000; "
                                                       "the final report always uses all 10000)")
@@ -555,4 +576,4 @@ def reference_error(history, raw=False):
 
 __all__ = ["SurgeryConfig", "DEFAULTS", "PAPER", "LAYER_NAMES", "default_config", "build_model", "inputs", "error",
            "train", "load_model", "stage_plan", "compression", "layer_rows", "plot_history", "format_layers", "Inv",
-           "shuffle_key", "mask_key", "reference_error", "evaluation_split", "error_key"]
+           "shuffle_key", "mask_key", "translate_key", "reference_error", "evaluation_split", "error_key"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bitsim.datasets import random_shifts, translate
 from bitsim.formats import binary, fixed, log, ternary
 from bitsim.formats.fixed import FixedFormat
 from bitsim.formats.log import LogFormat, LogRounding
@@ -27,9 +28,14 @@ def words_hex(words):
     return [f"{int(w):0{words.dtype.itemsize * 2}x}" for w in np.asarray(words).view(f"u{words.dtype.itemsize}")]
 
 
+def rows(image):
+    """An image as text, rows separated by ' / ' (as docs/formats.md writes them)."""
+    return " / ".join(" ".join(str(int(v)) for v in row) for row in image)
+
+
 def main():
     rng = np.random.default_rng(20261123)
-    out = {"binary": [], "ternary": [], "log": [], "fixed": [], "rshift": [], "rng": {}}
+    out = {"binary": [], "ternary": [], "log": [], "fixed": [], "rshift": [], "rng": {}, "translate": []}
     for n in LENGTHS:
         values = np.where(rng.random(n) < 0.5, 1, -1).astype(np.int8)
         words = binary.pack(values)
@@ -68,6 +74,13 @@ def main():
                                   "inputs": SHIFT_INPUTS, "outputs": [int(v) for v in r]})
     out["rng"] = {"xorshift32_seed_1": Xorshift32(1).uint32(8).tolist(),
                   "philox_key_0": Philox(0).uint32(8).tolist()}
+    image = (np.arange(25, dtype=np.uint8) + 1).reshape(1, 5, 5)
+    for name, make in (("xorshift32", Xorshift32), ("philox", Philox)):
+        for max_shift in (1, 2, 3):
+            dy, dx = random_shifts(make(5), 6, max_shift)
+            moved = [rows(translate(image, [a], [b])[0]) for a, b in zip(dy, dx)]
+            out["translate"].append({"generator": name, "seed": 5, "max_shift": max_shift, "dy": dy.tolist(),
+                                     "dx": dx.tolist(), "image": rows(image[0]), "translated": moved})
     path = Path(__file__).with_name("formats.json")
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {path}")
