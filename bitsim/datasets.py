@@ -420,12 +420,17 @@ def random_shifts(rng, n, max_shift):
     n : int
         Number of images.
     max_shift : int
-        Largest shift in pixels, >= 0 (0 draws nothing and returns zeros).
+        Largest shift in pixels, 0 .. 2**31 - 1 (0 draws nothing and returns zeros).
 
     Returns
     -------
     dy, dx : ndarray of int64, shape (n,)
         Rows down and columns right.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` or ``max_shift`` is not an integer in range.
 
     Examples
     --------
@@ -433,9 +438,11 @@ def random_shifts(rng, n, max_shift):
     >>> random_shifts(Xorshift32(1), 2, 2)
     (array([-2,  1]), array([-2, -2]))
     """
+    if any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in (n, max_shift)):
+        raise ValueError(f"n and max_shift must be integers, got n={n!r}, max_shift={max_shift!r}")
     n, max_shift = int(n), int(max_shift)
-    if n < 0 or max_shift < 0:
-        raise ValueError(f"n and max_shift must be >= 0, got n={n}, max_shift={max_shift}")
+    if n < 0 or not 0 <= max_shift < 2**31:  # (2 max_shift + 1) * u must fit in 64 bits
+        raise ValueError(f"need n >= 0 and 0 <= max_shift < 2**31, got n={n}, max_shift={max_shift}")
     if max_shift == 0:
         return np.zeros(n, np.int64), np.zeros(n, np.int64)
     u = rng.uint32(2 * n).astype(np.uint64).reshape(n, 2)
@@ -451,17 +458,33 @@ def translate(images, dy, dx):
     Parameters
     ----------
     images : ndarray, shape (n, H, W)
+        The images, any dtype.
     dy, dx : array_like of int, shape (n,)
-        Rows down and columns right (negative: up and left); any size, a shift of H or more rows
-        (W columns) leaves a blank image.
+        Rows down and columns right for each image (negative: up and left). Any size: a shift of
+        H or more rows (W columns) leaves a blank image.
 
     Returns
     -------
     ndarray
         A new array of the shape and dtype of ``images``.
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not 3-D, or ``dy`` and ``dx`` are not one integer per image.
+
+    Examples
+    --------
+    >>> translate(np.arange(1, 10, dtype=np.uint8).reshape(1, 3, 3), [1], [-1])[0]
+    array([[0, 0, 0],
+           [2, 3, 0],
+           [5, 6, 0]], dtype=uint8)
     """
     images = np.asarray(images)
-    dy, dx = np.asarray(dy, np.int64), np.asarray(dx, np.int64)
+    dy, dx = np.asarray(dy), np.asarray(dx)
+    if not all(d.size == 0 or np.issubdtype(d.dtype, np.integer) for d in (dy, dx)):
+        raise ValueError(f"dy and dx must be integers (whole pixels), got {dy.dtype} and {dx.dtype}")
+    dy, dx = dy.astype(np.int64), dx.astype(np.int64)
     if images.ndim != 3:
         raise ValueError(f"images must have shape (n, H, W), got {images.shape}")
     if dy.shape != (len(images),) or dx.shape != (len(images),):

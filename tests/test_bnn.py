@@ -187,7 +187,9 @@ def test_translations_feed_the_written_shifts_and_resume_exactly(mnist, tmp_path
         np.testing.assert_array_equal(np.concatenate([f[1] for f in got]), dy[order])
         np.testing.assert_array_equal(np.concatenate([f[2] for f in got]), dx[order])
     assert bnn.translate_key(3, 4) == 3 * 2**20 + 2**19 + 4
+    calls = len(fed)
     plain, _ = bnn.train(tiny(epochs=2, translate=0), **quiet)
+    assert len(fed) == calls  # no shifts: the images go in as they are
     assert any(plain.state()[k].tobytes() != v.tobytes() for k, v in whole.state().items())
     bnn.train(cfg, out_dir=tmp_path / "b", stop_after=1, **quiet)
     resumed, _ = bnn.train(cfg, out_dir=tmp_path / "b", resume=True, **quiet)

@@ -545,16 +545,23 @@ def test_translations_use_stream_15_and_resume_exactly(mnist, tmp_path, monkeypa
     quiet = dict(data=mnist, progress=False, log=lambda line: None)
     whole, _ = method.train(cfg, out_dir=tmp_path / "a", **quiet)
     (xt, _), _, _ = method.mnist_splits(cfg, mnist)
+    steps = len(xt) // cfg.batch_size
+    assert len(fed) == 2 * steps
     for epoch in range(2):
         order = np.argsort(method.generator(cfg, epoch, 0).uint32(len(xt)), kind="stable")
         dy, dx = random_shifts(method.generator(cfg, epoch, 15), len(xt), 1)
-        steps = len(xt) // cfg.batch_size
         got = fed[epoch * steps:(epoch + 1) * steps]
+        np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), xt[order])
         np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), dy[order])
         np.testing.assert_array_equal(np.concatenate([g[2] for g in got]), dx[order])
     method.train(cfg, out_dir=tmp_path / "b", stop_after=1, **quiet)
     resumed, _ = method.train(cfg, out_dir=tmp_path / "b", resume=True, **quiet)
     for key, value in whole.state().items():
         assert resumed.state()[key].tobytes() == value.tobytes(), key
+    with pytest.raises(ValueError, match="translate: 1 -> 0"):
+        method.train(tiny(translate=0, rng=rng), out_dir=tmp_path / "b", resume=True, **quiet)
+    fed.clear()
+    method.train(tiny(translate=0, rng=rng, epochs=1), **quiet)
+    assert fed == []  # no shifts: the images go in as they are
     with pytest.raises(ValueError, match="translate must be a whole number"):
         tiny(translate=-2)

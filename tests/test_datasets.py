@@ -365,8 +365,12 @@ def test_random_shifts_boundaries_and_errors():
     assert dy.tolist() == [-2, -2, 1] and dx.tolist() == [2, -1, 2]
     rng = Philox(3)
     assert datasets.random_shifts(rng, 4, 0)[0].tolist() == [0] * 4 and rng.drawn == 0  # no draws without shifts
-    with pytest.raises(ValueError, match="max_shift"):
-        datasets.random_shifts(rng, 4, -1)
+    for bad in (-1, 2**31, 1.5, True):
+        with pytest.raises(ValueError, match="max_shift"):
+            datasets.random_shifts(rng, 4, bad)
+    dy, dx = datasets.random_shifts(Philox(3), 3, 2**31 - 1)  # the largest: (2N + 1) * u still fits in 64 bits
+    want = shifts_oracle(Philox(3).uint32(6), 3, 2**31 - 1)
+    assert (dy.tolist(), dx.tolist()) == want
 
 
 @given(st.integers(1, 6), st.integers(1, 7), st.integers(1, 7), st.integers(0, 2**32 - 1))
@@ -388,3 +392,6 @@ def test_translate_worked_example_and_errors():
         datasets.translate(image[0], [0], [0])
     with pytest.raises(ValueError, match="one shift per image"):
         datasets.translate(image, [0, 1], [0, 1])
+    with pytest.raises(ValueError, match="whole pixels"):
+        datasets.translate(image, [0.7], [0])
+    assert datasets.translate(image[:0], [], []).shape == (0, 3, 3)

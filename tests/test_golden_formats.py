@@ -70,14 +70,31 @@ def test_generators():
     assert Philox(0).uint32(8).tolist() == GOLDEN["rng"]["philox_key_0"]
 
 
+def parse_rows(text):
+    """An image written as rows of numbers separated by ' / '."""
+    return np.array([[int(v) for v in row.split()] for row in text.split(" / ")], dtype=np.uint8)
+
+
+@pytest.mark.parametrize("case", GOLDEN["translate"], ids=lambda c: f"{c['generator']}-n{c['max_shift']}")
+def test_image_translation_vectors_follow_the_written_rule(case):
+    # independently of bitsim.datasets: raw draws, the integer formula, pixel by pixel
+    make = {"xorshift32": Xorshift32, "philox": Philox}[case["generator"]]
+    n, big = len(case["dy"]), case["max_shift"]
+    shifts = [int(u) * (2 * big + 1) // 2**32 - big for u in make(case["seed"]).uint32(2 * n)]
+    assert (shifts[0::2], shifts[1::2]) == (case["dy"], case["dx"])
+    image = parse_rows(case["image"])
+    size = len(image)
+    for a, b, moved in zip(case["dy"], case["dx"], case["translated"]):
+        want = [[int(image[r - a, c - b]) if 0 <= r - a < size and 0 <= c - b < size else 0 for c in range(size)]
+                for r in range(size)]
+        assert parse_rows(moved).tolist() == want
+
+
 @pytest.mark.parametrize("case", GOLDEN["translate"], ids=lambda c: f"{c['generator']}-n{c['max_shift']}")
 def test_image_translations(case):
     make = {"xorshift32": Xorshift32, "philox": Philox}[case["generator"]]
     dy, dx = random_shifts(make(case["seed"]), len(case["dy"]), case["max_shift"])
     assert (dy.tolist(), dx.tolist()) == (case["dy"], case["dx"])
-    def parse(text):
-        return np.array([[int(v) for v in row.split()] for row in text.split(" / ")], dtype=np.uint8)
-
-    image = parse(case["image"])[None]
+    image = parse_rows(case["image"])[None]
     for a, b, moved in zip(dy, dx, case["translated"]):
-        np.testing.assert_array_equal(translate(image, [a], [b])[0], parse(moved))
+        np.testing.assert_array_equal(translate(image, [a], [b])[0], parse_rows(moved))

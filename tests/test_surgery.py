@@ -414,6 +414,8 @@ def test_translations_follow_the_written_keys_and_resume_exactly(mnist, tmp_path
     for key, value in whole.state().items():
         assert resumed.state()[key].tobytes() == value.tobytes(), key
     assert plain.state()["0.W"].tobytes() != whole.state()["0.W"].tobytes()
+    assert len(fed) == total + 70 + (total - 70)  # the run without shifts translated nothing
+    assert S.translate_key(3, 4) == 3 * 2**20 + 2**19 + 4
     with pytest.raises(ValueError, match="translate must be a whole number"):
         tiny(translate=-1)
 

@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 from ..io import atomic_write_bytes, load_bundle, save_bundle
 
 
@@ -19,9 +21,10 @@ def check_bn_stats(bn_stats, calibration_size):
 
 
 def check_translate(translate):
-    """Raise ValueError unless ``translate`` (the largest random shift of a training image) is an int >= 0."""
-    if isinstance(translate, bool) or not isinstance(translate, int) or translate < 0:
+    """``translate`` (the largest random shift of a training image) as an int; ValueError unless an integer >= 0."""
+    if isinstance(translate, (bool, np.bool_)) or not isinstance(translate, (int, np.integer)) or translate < 0:
         raise ValueError(f"translate must be a whole number of pixels >= 0 (0: no shifts), got {translate!r}")
+    return int(translate)
 
 
 def add_precise_errors(row, model, x, evaluate):

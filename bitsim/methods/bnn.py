@@ -15,7 +15,7 @@ training image is shifted by -1, 0 or 1 pixel in each direction, drawn anew each
 Reproducibility: every random decision is drawn from Philox generators whose keys are derived from
 ``seed`` (weights: ``seed``; epoch ``e``'s shuffle: ``seed * 2**20 + 2 * e``; epoch ``e``'s dropout
 masks: ``seed * 2**20 + 2 * e + 1``; with ``translate``, epoch ``e``'s image shifts:
-``seed * 2**20 + 2**19 + e``), re-keyed at the start of every epoch, so a run resumed from a
+``seed * 2**20 + 2**19 + e``; all distinct for runs of fewer than 2**18 epochs), re-keyed at the start of every epoch, so a run resumed from a
 checkpoint continues with exactly the bits an uninterrupted run would have used.
 """
 
@@ -68,7 +68,7 @@ class BNNConfig:
             raise ValueError(f"unknown lr_scale {self.lr_scale!r}; choose one of {LR_SCALES}")
         check_bn_stats(self.bn_stats, self.calibration_size)
         check_split(self.train_size, self.validation_size)
-        check_translate(self.translate)
+        self.translate = check_translate(self.translate)
         if self.hidden < 1 or self.layers < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("hidden, layers, epochs and batch_size must be positive")
 

@@ -13,12 +13,12 @@ back-propagation.
 
 Differences from the authors' code, all deliberate (``docs/connect.md`` lists them): Adam with a
 geometric learning-rate decay and the BNN code's per-layer "Glorot" learning-rate scale (the authors:
-plain SGD from 0.3 to 0.01 over 1000 epochs), so that a run fits in about 25 minutes on one core; latent
+plain SGD from 0.3 to 0.01 over 1000 epochs), so that a run fits in 30 minutes on one core; latent
 weights in [-1, 1] sampled to ±1 (the authors: ±W0 = ±sqrt(6 / (fan_in + fan_out)) / 2; the batch norm
 that follows makes the scale irrelevant); inputs are the pixels divided by 256 (exact) and not centred,
 and every training image is shifted by -1, 0 or 1 pixel in each direction, drawn anew each epoch
-(``translate=1``; the authors trained on the images as they are); the activations entering a Connect layer are held in 16-bit dynamic fixed point so that the forward
-product is exact integer arithmetic; the error term of QBP is taken after the batch norm's backward (the
+(``translate=1``; the authors trained on the images as they are); the activations entering a Connect
+layer are held in 16-bit dynamic fixed point so that the forward product is exact integer arithmetic; the error term of QBP is taken after the batch norm's backward (the
 authors' code takes it before, ignoring the batch norm's Jacobian, as its comment notes); batch-norm
 statistics for inference are recomputed after every epoch from the first ``calibration_size`` training
 images with the weights being evaluated (``bn_stats='precise'``; ``'running'`` keeps the running
@@ -59,6 +59,7 @@ INFERENCE = ("latent", "deterministic")
 PAPER_ERROR = {"float": 0.0133, "binary": 0.0129, "ternary": 0.0115}  # authors' README, MNIST
 MAX_LAYERS = 6  # streams 1 .. 2 * MAX_LAYERS of an epoch sample and round
 TRANSLATE_STREAM = 15
+assert 2 * MAX_LAYERS < TRANSLATE_STREAM < 16, "every stream of an epoch needs its own key"
 PLOT_PATH = "docs/img/connect_mnist.png"
 
 
@@ -104,7 +105,7 @@ class ConnectConfig:
             raise ValueError(f"rng must be 'philox' or 'xorshift32', got {self.rng!r}")
         check_bn_stats(self.bn_stats, self.calibration_size)
         check_split(self.train_size, self.validation_size)
-        check_translate(self.translate)
+        self.translate = check_translate(self.translate)
         if self.hidden < 1 or not 1 <= self.layers <= MAX_LAYERS or self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"hidden, epochs and batch_size must be positive and layers 1..{MAX_LAYERS}")
         if self.seed < 1:

@@ -26,7 +26,7 @@ uint32 per example, examples sorted by their draws (stable); the mask draws of p
 (0-based, in model order) in stage ``s`` (0 dense, 1 conv, 2 fc, 3 retrain)
 ``Philox(seed * 2**20 + 2 * (8 * s + l) + 1)``, whose draw ``t`` decides iteration ``t`` of the stage;
 with ``translate``, the image shifts of epoch ``e`` ``Philox(seed * 2**20 + 2**19 + e)``
-(docs/formats.md, section 5).
+(docs/formats.md, section 5). The keys are distinct for runs of fewer than 2**18 epochs.
 Batch ``g`` is therefore a function of ``g`` alone, and a run resumed from any checkpoint continues with
 exactly the bits an uninterrupted run would have used.
 """
@@ -116,7 +116,7 @@ class SurgeryConfig:
                 raise ValueError(f"{name} must be >= 0")
         if self.eval_every < 1 or self.checkpoint_every < 1:
             raise ValueError("eval_every and checkpoint_every must be >= 1")
-        check_translate(self.translate)
+        self.translate = check_translate(self.translate)
 
     @classmethod
     def from_dict(cls, d):
