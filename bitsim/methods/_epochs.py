@@ -27,6 +27,11 @@ def check_translate(translate):
     return int(translate)
 
 
+def translate_key(seed, epoch):
+    """Philox key of epoch ``epoch``'s image shifts (BNN and surgery trainers): ``seed * 2**20 + 2**19 + epoch``."""
+    return int(seed) * 2**20 + 2**19 + int(epoch)
+
+
 def add_precise_errors(row, model, x, evaluate):
     """Put the errors of statistics calibrated on ``x`` into an epoch's ``row``; return the calibrated state.
 

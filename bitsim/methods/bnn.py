@@ -15,8 +15,9 @@ training image is shifted by -1, 0 or 1 pixel in each direction, drawn anew each
 Reproducibility: every random decision is drawn from Philox generators whose keys are derived from
 ``seed`` (weights: ``seed``; epoch ``e``'s shuffle: ``seed * 2**20 + 2 * e``; epoch ``e``'s dropout
 masks: ``seed * 2**20 + 2 * e + 1``; with ``translate``, epoch ``e``'s image shifts:
-``seed * 2**20 + 2**19 + e``; all distinct for runs of fewer than 2**18 epochs), re-keyed at the start of every epoch, so a run resumed from a
-checkpoint continues with exactly the bits an uninterrupted run would have used.
+``seed * 2**20 + 2**19 + e``; all distinct for runs of fewer than 2**18 epochs), re-keyed at the
+start of every epoch, so a run resumed from a checkpoint continues with exactly the bits an
+uninterrupted run would have used.
 """
 
 import time
@@ -33,7 +34,7 @@ from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatt
                   SquaredHinge, glorot_lr_scale)
 from ..nn.blas import one_blas_thread
 from ._epochs import (BN_STATS, LEGACY, add_precise_errors, check_bn_stats, check_translate, end_of_epoch,
-                      load_trained, resume_run, running_errors)
+                      load_trained, resume_run, running_errors, translate_key)
 
 OPTIMIZERS = {"adam": Adam, "shift-adamax": ShiftAdaMax}
 LR_SCALES = ("glorot", "none")
@@ -81,11 +82,6 @@ class BNNConfig:
 def epoch_key(seed, epoch, stream):
     """The Philox key of ``stream`` (0 shuffle, 1 dropout) in ``epoch``: ``seed * 2**20 + 2 * epoch + stream``."""
     return int(seed) * 2**20 + 2 * int(epoch) + int(stream)
-
-
-def translate_key(seed, epoch):
-    """The Philox key of epoch ``epoch``'s image shifts: ``seed * 2**20 + 2**19 + epoch``."""
-    return int(seed) * 2**20 + 2**19 + int(epoch)
 
 
 def build_mlp(cfg, input_size=784, classes=10):

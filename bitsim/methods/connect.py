@@ -18,12 +18,12 @@ weights in [-1, 1] sampled to ±1 (the authors: ±W0 = ±sqrt(6 / (fan_in + fan_
 that follows makes the scale irrelevant); inputs are the pixels divided by 256 (exact) and not centred,
 and every training image is shifted by -1, 0 or 1 pixel in each direction, drawn anew each epoch
 (``translate=1``; the authors trained on the images as they are); the activations entering a Connect
-layer are held in 16-bit dynamic fixed point so that the forward product is exact integer arithmetic; the error term of QBP is taken after the batch norm's backward (the
-authors' code takes it before, ignoring the batch norm's Jacobian, as its comment notes); batch-norm
-statistics for inference are recomputed after every epoch from the first ``calibration_size`` training
-images with the weights being evaluated (``bn_stats='precise'``; ``'running'`` keeps the running
-averages of training, which follow sampled weights and so fit neither the latent nor the deterministic
-ones). Test errors are reported with the latent float weights (the authors' rule for stochastic
+layer are held in 16-bit dynamic fixed point so that the forward product is exact integer arithmetic;
+the error term of QBP is taken after the batch norm's backward (the authors' code takes it before,
+ignoring the batch norm's Jacobian, as its comment notes); batch-norm statistics for inference are
+recomputed after every epoch from the first ``calibration_size`` training images with the weights being
+evaluated (``bn_stats='precise'``; ``'running'`` keeps the running averages of training, which follow
+sampled weights and so fit neither the latent nor the deterministic ones). Test errors are reported with the latent float weights (the authors' rule for stochastic
 BinaryConnect) and with the deterministic weights (sign, or ternary thresholds at ±0.5), each with its
 own calibrated statistics.
 

@@ -46,7 +46,7 @@ from ..nn import SGD, Flatten, MaxPool2d, ReLU, Sequential, SoftmaxCrossEntropy
 from ..nn.init import uniform
 from ..nn.surgery import MaskedConv2d, MaskedDense, PruneRule, masked_layers
 from ..nn.blas import one_blas_thread
-from ._epochs import LEGACY, check_same_options, check_translate
+from ._epochs import LEGACY, check_same_options, check_translate, translate_key
 
 STAGES = ("dense", "conv", "fc", "retrain")
 SCALE = np.float32(1 / 256)  # Caffe's MNIST input scale 0.00390625, exact in float32
@@ -203,11 +203,6 @@ def error(model, model_name, x, y, batch_size=1000):
 def shuffle_key(seed, epoch):
     """Philox key of the shuffle of ``epoch``: ``seed * 2**20 + 2 * epoch``."""
     return int(seed) * 2**20 + 2 * int(epoch)
-
-
-def translate_key(seed, epoch):
-    """Philox key of the image shifts of ``epoch``: ``seed * 2**20 + 2**19 + epoch``."""
-    return int(seed) * 2**20 + 2**19 + int(epoch)
 
 
 def mask_key(seed, stage, layer):
