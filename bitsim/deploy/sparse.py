@@ -48,6 +48,7 @@ to even.
 import numpy as np
 import scipy.sparse
 
+from ..errors import InputError, InputTypeError, RangeError
 from ..formats import binary, log
 from ..formats.fixed import FixedFormat
 from ..formats.log import LogFormat
@@ -71,7 +72,7 @@ def check_format(name):
         return name
     if name.startswith("fixed") and name[5:].isdigit() and 2 <= int(name[5:]) <= 8:
         return name
-    raise ValueError(f"unknown format {name!r}; choose ternary, log8 or fixedN with N = 2..8 (e.g. fixed8)")
+    raise InputError(f"unknown format {name!r}; choose ternary, log8 or fixedN with N = 2..8 (e.g. fixed8)")
 
 
 def _index_dtype(columns):
@@ -84,7 +85,7 @@ def _csr_arrays(weight, mask):
     indptr = np.zeros(mask.shape[0] + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=mask.shape[0]), out=indptr[1:])
     if indptr[-1] >= 2**32:
-        raise ValueError("more than 2**32 - 1 stored weights in one layer; the uint32 row pointers cannot hold them")
+        raise InputError("more than 2**32 - 1 stored weights in one layer; the uint32 row pointers cannot hold them")
     return weight[rows, cols], cols.astype(_index_dtype(mask.shape[1])), indptr.astype(np.uint32)
 
 
@@ -203,7 +204,7 @@ class SparseModel:
         stored bias and ``Tb`` its nonzero entries, so ``W ∘ T`` and ``b ∘ Tb`` equal the exported ones.
         """
         if self.fmt != "float32":
-            raise ValueError(f"to_model rebuilds float32 exports; this one is {self.fmt} (use forward_int)")
+            raise InputError(f"to_model rebuilds float32 exports; this one is {self.fmt} (use forward_int)")
         layers = []
         for i, op in enumerate(self.ops):
             kind = op["op"]
@@ -256,7 +257,7 @@ class SparseModel:
     def forward_int(self, x, counts=None):
         """Integer scores (int64) of the quantized model for uint8 images ``x``; see the module rules."""
         if self.fmt == "float32":
-            raise ValueError("forward_int runs quantized exports; build one with quantize(model, fmt, ...)")
+            raise InputError("forward_int runs quantized exports; build one with quantize(model, fmt, ...)")
         return _run(self, x, counts)[0]
 
 
@@ -277,7 +278,7 @@ def from_model(model, input_shape):
     for i, layer in enumerate(model.layers):
         if is_masked(layer):
             if layer.b is None:
-                raise ValueError(f"layer {i} has no bias; sparse export expects biased layers")
+                raise InputError(f"layer {i} has no bias; sparse export expects biased layers")
             w = layer.weight().astype(np.float32)
             mask = layer.T
             if isinstance(layer, MaskedConv2d):
@@ -298,11 +299,11 @@ def from_model(model, input_shape):
         elif isinstance(layer, Flatten):
             ops.append({"op": "flatten"})
         else:
-            raise ValueError(f"cannot export layer {i} ({type(layer).__name__}); sparse export takes masked dense "
+            raise InputError(f"cannot export layer {i} ({type(layer).__name__}); sparse export takes masked dense "
                              "and convolution layers, MaxPool2d, ReLU and Flatten")
     names = [op["name"] for op in ops if "name" in op]
     if len(set(names)) != len(names):
-        raise ValueError(f"layer names must differ, got {names}")
+        raise InputError(f"layer names must differ, got {names}")
     return SparseModel(ops, arrays, input_shape)
 
 
@@ -310,7 +311,7 @@ def name_layers(model, names):
     """Give the masked layers of ``model`` the ``names`` used in exports and reports (in order)."""
     masked = [layer for layer in model.layers if is_masked(layer)]
     if len(masked) != len(names):
-        raise ValueError(f"{len(names)} names for {len(masked)} masked layers")
+        raise InputError(f"{len(names)} names for {len(masked)} masked layers")
     for layer, name in zip(masked, names):
         layer.name = str(name)
     return model
@@ -324,9 +325,9 @@ def load(path):
         op = model.ops[i]
         indptr, indices = arrays[f"{i}.indptr"], arrays[f"{i}.indices"]
         if indptr.shape != (op["shape"][0] + 1,) or indptr[0] != 0 or np.any(np.diff(indptr.astype(np.int64)) < 0):
-            raise ValueError(f"{path}: layer {op['name']} has malformed row pointers")
+            raise InputError(f"{path}: layer {op['name']} has malformed row pointers")
         if indices.size != int(indptr[-1]) or (indices.size and int(indices.max()) >= op["shape"][1]):
-            raise ValueError(f"{path}: layer {op['name']} has column indices out of range")
+            raise InputError(f"{path}: layer {op['name']} has column indices out of range")
     return model
 
 
@@ -372,7 +373,7 @@ def _bias_codes(op, bias):
         scaled = np.ldexp(b, op["acc_frac"])
     codes = np.rint(scaled)
     if np.abs(codes).max(initial=0) > 2**31 - 1:
-        raise OverflowError(f"layer {op['name']}: bias codes exceed int32; use fewer fractional bits")
+        raise RangeError(f"layer {op['name']}: bias codes exceed int32; use fewer fractional bits")
     return codes.astype(np.int32)
 
 
@@ -398,9 +399,9 @@ def quantize(sparse, fmt, x_calib, act_bits=8):
     """
     check_format(fmt)
     if sparse.fmt != "float32":
-        raise ValueError(f"quantize takes a float32 export, got {sparse.fmt}")
+        raise InputError(f"quantize takes a float32 export, got {sparse.fmt}")
     if not 2 <= int(act_bits) <= 16:
-        raise ValueError(f"act_bits must be 2..16 (the kernels take up to 16-bit codes), got {act_bits}")
+        raise InputError(f"act_bits must be 2..16 (the kernels take up to 16-bit codes), got {act_bits}")
     ops, arrays = [dict(op) for op in sparse.ops], {}
     for i in sparse.weight_ops():
         values = sparse.arrays[f"{i}.data"].astype(np.float64)
@@ -451,7 +452,7 @@ def _images(q, x, dtype):
     """uint8 images ``x`` as a ``dtype`` batch of the model's input shape."""
     x = np.asarray(x)
     if x.dtype != np.uint8:
-        raise TypeError(f"the integer model takes uint8 images, got {x.dtype}")
+        raise InputTypeError(f"the integer model takes uint8 images, got {x.dtype}")
     return x.reshape((len(x),) + q.input_shape).astype(dtype)
 
 
@@ -595,7 +596,7 @@ def _float_weights(q, i, op):
         sign, exponent, zero = log.split(v, LOG8)
         t = exponent.astype(np.int64) + op["acc_frac"] - op["x_frac"]
         if np.any(t[~zero] < 0):
-            raise ValueError(f"layer {op['name']}: a log8 shift is a right shift; float_forward needs left shifts")
+            raise InputError(f"layer {op['name']}: a log8 shift is a right shift; float_forward needs left shifts")
         v = np.where(zero, 0.0, np.where(sign == 1, -1.0, 1.0) * np.ldexp(1.0, np.where(zero, 0, t)))
     a = q.arrays
     return scipy.sparse.csr_matrix((v.astype(np.float64), a[f"{i}.indices"].astype(np.int32),
@@ -637,7 +638,7 @@ def float_forward(q, x):
             row_sum = float(abs(w).sum(axis=1).max()) if w.nnz else 0.0
             bound = row_sum * float(np.abs(cols).max(initial=0)) + float(np.abs(bias).max(initial=0))
             if bound >= 2.0**53:
-                raise ArithmeticError(f"layer {op['name']}: partial sums may reach 2**53; float64 is not exact")
+                raise RangeError(f"layer {op['name']}: partial sums may reach 2**53; float64 is not exact")
             out = np.asarray((w @ cols.T).T) + bias
             acc = out.reshape(n, hw[0], hw[1], -1) if kind == "conv" else out
             acc_frac = op["acc_frac"]

@@ -5,8 +5,9 @@ its bit layout stated in every signature. The rules are written out in ``docs/fo
 """
 
 from . import binary, fixed, log, rng, ternary
-from .fixed import FixedFormat, parse_fixed
-from .log import LogFormat, LogRounding
+from ..errors import InputError
+from .fixed import FixedFormat, as_fixed, parse_fixed
+from .log import LogFormat, LogRounding, as_log, parse_log
 from .modes import Counts, NonFinite, Overflow, Rounding, Underflow
 
 FORMAT_NAMES = ("binary", "ternary", "float32", "logN (e.g. log8, log4)", "QI.F (e.g. Q3.4, Q7.8)", "fixB:F (e.g. fix16:8)")
@@ -30,19 +31,17 @@ def parse_format(spec, **options):
     text = str(spec).strip().lower()
     if text in ("binary", "ternary", "float32"):
         if options:
-            raise ValueError(f"format {text!r} takes no options, got {sorted(options)}")
+            raise InputError(f"format {text!r} takes no options, got {sorted(options)}")
         return text
     if text.startswith("log") and text[3:].isdigit():
-        width = int(text[3:])
-        if not 3 <= width <= 8:
-            raise ValueError(f"log codes have 3..8 bits, got {spec!r}")
-        return LogFormat(exp_bits=width - 1, **options)
+        return parse_log(text, **options)
     if text.startswith(("q", "fix")):
         return parse_fixed(text, **options)
-    raise ValueError(f"unknown format {spec!r}; valid formats: {', '.join(FORMAT_NAMES)}")
+    raise InputError(f"unknown format {spec!r}; valid formats: {', '.join(FORMAT_NAMES)}")
 
 
 __all__ = [
     "binary", "ternary", "log", "fixed", "rng", "FixedFormat", "LogFormat", "LogRounding", "Counts",
-    "NonFinite", "Overflow", "Rounding", "Underflow", "parse_format", "parse_fixed", "FORMAT_NAMES",
+    "NonFinite", "Overflow", "Rounding", "Underflow", "parse_format", "parse_fixed", "parse_log", "as_fixed",
+    "as_log", "FORMAT_NAMES",
 ]

@@ -15,31 +15,49 @@ length ``n`` is ``n - 2 * popcount(a XOR b)`` summed over all words, with no cor
 
 import numpy as np
 
+from ..errors import InputError, InputTypeError
+from .modes import as_int
 from .rng import as_rng, bernoulli
 
 WORD_BITS = 64
 BITORDERS = ("little", "big")
+WORD_SIZES = (8, 16, 32, 64)
+
+
+def as_length(n):
+    """Return the vector length ``n`` as an int, refusing non-integers and negative numbers."""
+    n = as_int(n, "the length n")
+    if n < 0:
+        raise InputError(f"the length n must be >= 0, got {n}; pass the number of unpacked values")
+    return n
+
+
+def check_word_bits(word_bits):
+    """Return ``word_bits`` as an int if it is one of 8, 16, 32, 64, else raise."""
+    if as_int(word_bits, "word_bits") not in WORD_SIZES:
+        raise InputError(f"word_bits must be 8, 16, 32 or 64, got {word_bits}")
+    return int(word_bits)
 
 
 def n_words(n, word_bits=WORD_BITS):
     """Number of ``word_bits``-bit words holding ``n`` bits."""
-    return -(-int(n) // word_bits)
+    return -(-as_length(n) // word_bits)
 
 
 def check_bitorder(bitorder):
     if bitorder not in BITORDERS:
-        raise ValueError(f"bitorder must be 'little' or 'big', got {bitorder!r}")
+        raise InputError(f"bitorder must be 'little' or 'big', got {bitorder!r}")
 
 
 def _float_values(x, what):
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
-        raise TypeError(f"{what} expects a real numeric array, got dtype {x.dtype}")
+        raise InputTypeError(f"{what} expects a real numeric array, got dtype {x.dtype}")
     if x.dtype.kind == "f":
         bad = ~np.isfinite(x)
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"{what} got {x[idx]} at index {idx}; remove NaN/Inf before binarizing")
+            raise InputError(f"{what} got {x[idx]} at index {idx}; remove NaN/Inf before binarizing")
     return x
 
 
@@ -79,11 +97,10 @@ def pack_bits(bits, word_bits=WORD_BITS, bitorder="little"):
     numpy.ndarray of uint{word_bits}, shape (..., ceil(n / word_bits))
     """
     check_bitorder(bitorder)
-    if word_bits not in (8, 16, 32, 64):
-        raise ValueError(f"word_bits must be 8, 16, 32 or 64, got {word_bits}")
+    word_bits = check_word_bits(word_bits)
     bits = np.asarray(bits, dtype=bool)
     if bits.ndim == 0:
-        raise ValueError("pack expects at least one axis; the last axis is packed")
+        raise InputError("pack expects at least one axis; the last axis is packed")
     n = bits.shape[-1]
     pad = n_words(n, word_bits) * word_bits - n
     if pad:
@@ -99,11 +116,11 @@ def unpack_bits(words, n, bitorder="little"):
     check_bitorder(bitorder)
     words = np.asarray(words)
     if words.dtype.kind != "u":
-        raise TypeError(f"expected unsigned packed words, got {words.dtype}; pack with bitsim.formats.binary.pack(...)")
+        raise InputTypeError(f"expected unsigned packed words, got {words.dtype}; pack with bitsim.formats.binary.pack(...)")
     word_bits = words.dtype.itemsize * 8
-    n = int(n)
+    n = as_length(n)
     if words.ndim == 0 or words.shape[-1] != n_words(n, word_bits):
-        raise ValueError(
+        raise InputError(
             f"{n} values need {n_words(n, word_bits)} words of {word_bits} bits along the last axis, "
             f"got shape {words.shape}"
         )
@@ -119,7 +136,7 @@ def check_pm1(values, what="pack"):
     bad = (values != 1) & (values != -1)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
+        raise InputError(
             f"{what} expects values in {{-1, +1}}, got {values[idx]!r} at index {idx}; "
             "binarize first with bitsim.formats.binary.binarize(x) or use pack_signs(x)"
         )
@@ -157,13 +174,15 @@ def unpack(words, n, bitorder="little"):
     """Unpack uint64 words into ±1 int8 values, shape (..., n); the padding bits are ignored."""
     words = np.asarray(words)
     if words.dtype != np.uint64:
-        raise TypeError(f"expected uint64 packed words, got {words.dtype}; pack with bitsim.formats.binary.pack(...)")
+        raise InputTypeError(f"expected uint64 packed words, got {words.dtype}; pack with bitsim.formats.binary.pack(...)")
     return np.where(unpack_bits(words, n, bitorder), 1, -1).astype(np.int8)
 
 
 def padding_mask(n, word_bits=WORD_BITS, bitorder="little"):
     """The mask of the valid bits of the last word for length ``n`` (all ones when ``n % word_bits == 0``)."""
-    used = int(n) % word_bits or word_bits
+    check_bitorder(bitorder)
+    word_bits = check_word_bits(word_bits)
+    used = as_length(n) % word_bits or word_bits
     mask = (1 << used) - 1
     if bitorder == "big":
         mask <<= word_bits - used
@@ -171,22 +190,73 @@ def padding_mask(n, word_bits=WORD_BITS, bitorder="little"):
 
 
 def check_padding(words, n, bitorder="little"):
-    """Raise unless the padding bits of the last word are all 0 (what :func:`pack` writes)."""
+    """Raise unless the padding bits of the last word are all 0 (what :func:`pack` writes).
+
+    ``words`` must be unsigned packed words holding ``n`` values along the last axis.
+    """
     words = np.asarray(words)
-    if words.size == 0 or words.shape[-1] == 0:
+    if words.dtype.kind != "u":
+        raise InputTypeError(
+            f"expected unsigned packed words, got {words.dtype}; pack with bitsim.formats.binary.pack(...)"
+        )
+    word_bits = words.dtype.itemsize * 8
+    if words.ndim == 0 or words.shape[-1] != n_words(n, word_bits):
+        raise InputError(
+            f"{n} values need {n_words(n, word_bits)} words of {word_bits} bits along the last axis, "
+            f"got shape {words.shape}; pass the unpacked length n, not the number of words"
+        )
+    if words.size == 0:
         return
     mask = padding_mask(n, words.dtype.itemsize * 8, bitorder)
     if (words[..., -1] & ~mask).any():
-        raise ValueError(
+        raise InputError(
             f"padding bits beyond length {n} are not zero; pack with bitsim.formats.binary.pack(...) "
             "or clear them with words[..., -1] &= padding_mask(n)"
         )
 
 
-def dot(a, b, n):
-    """±1 dot product of two packed vectors of length ``n``: ``n - 2 * popcount(a XOR b)`` (slow, obvious)."""
-    x = np.bitwise_xor(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64))
-    return int(n) - 2 * sum(int(w).bit_count() for w in x.ravel())
+def dot(a, b, n, bitorder="little"):
+    """±1 dot product of two packed vectors of length ``n``: ``n - 2 * popcount(a XOR b)`` (slow, obvious).
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray of uint64, shape (ceil(n / 64),)
+        Packed vectors as :func:`pack` writes them, padding bits 0.
+    n : int
+        The number of ±1 values in each vector, ``n >= 0``.
+    bitorder : {'little', 'big'}
+        The order the vectors were packed with.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InputTypeError
+        If a word array is not uint64 or ``n`` is not an int.
+    InputError
+        If the shapes differ or do not hold ``n`` values, ``n < 0``, or a padding bit is set.
+    """
+    check_bitorder(bitorder)
+    n = as_length(n)
+    a, b = np.asarray(a), np.asarray(b)
+    for name, words in (("a", a), ("b", b)):
+        if words.dtype != np.uint64:
+            raise InputTypeError(
+                f"dot: {name} must be uint64 packed words, got {words.dtype}; pack with bitsim.formats.binary.pack(...)"
+            )
+    if a.shape != b.shape:
+        raise InputError(f"dot: a has shape {a.shape} and b {b.shape}; pack two vectors of the same length n")
+    if a.shape != (n_words(n),):
+        raise InputError(
+            f"dot: {n} values need a 1-D array of {n_words(n)} uint64 words, got shape {a.shape}; "
+            "pass the unpacked length n, not the number of words"
+        )
+    check_padding(a, n, bitorder)
+    check_padding(b, n, bitorder)
+    x = np.bitwise_xor(a, b)
+    return n - 2 * sum(int(w).bit_count() for w in x.ravel())
 
 
 def to_lce(words, n, bitorder="little"):
@@ -201,7 +271,7 @@ def from_lce(words, n):
     """Convert Larq Compute Engine int32 bitpacked words (bit 1 = -1) to bitsim uint64 words ('little')."""
     words = np.asarray(words)
     if words.dtype not in (np.int32, np.uint32):
-        raise TypeError(f"expected int32 LCE words, got {words.dtype}")
+        raise InputTypeError(f"expected int32 LCE words, got {words.dtype}")
     return pack_bits(~unpack_bits(words.view(np.uint32), n, "little"), WORD_BITS, "little")
 
 
@@ -225,7 +295,7 @@ def from_finn(words, n):
 
 def describe(words, n, bitorder="little"):
     """Return a human-readable dump of packed words: hex, binary (MSB first) and the values they hold."""
-    words = np.atleast_1d(np.asarray(words, dtype=np.uint64))
+    words = np.atleast_1d(np.asarray(words))
     values = unpack(words, n, bitorder)
     lines = []
     for w, word in enumerate(words.ravel()):

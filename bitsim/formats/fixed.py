@@ -16,10 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .modes import Counts, NonFinite, Overflow, Rounding, parse_enum
-from .rng import as_rng
+from ..errors import InputError, InputTypeError, RangeError
+from .modes import Counts, NonFinite, Overflow, Rounding, as_int, parse_enum
+from .rng import as_rng, bernoulli
 
 MAX_SHIFT = 62
+INT64_MAX = 2**63 - 1
+HUGE = 2.0**1023  # stands in for finite scaled values beyond float64: integral, a multiple of 2**32
+TINY = 2.0**-1074  # stands in for nonzero scaled values that underflow to 0
 
 
 @dataclass(frozen=True)
@@ -29,9 +33,10 @@ class FixedFormat:
     Parameters
     ----------
     bits : int
-        Total width including the sign bit, 2..32.
+        Total width including the sign bit, 2..32. An int or NumPy integer: floats (even 16.0) and
+        bools are refused, never truncated.
     frac_bits : int
-        Fractional bits, -32..62 (negative means the LSB weighs more than 1).
+        Fractional bits, -32..62 (negative means the LSB weighs more than 1); an int like ``bits``.
     rounding : Rounding or str
     overflow : Overflow or str
     nonfinite : NonFinite or str
@@ -53,12 +58,13 @@ class FixedFormat:
     nonfinite: NonFinite = NonFinite.ERROR
 
     def __post_init__(self):
-        if not 2 <= int(self.bits) <= 32:
-            raise ValueError(f"fixed-point bits must be 2..32, got {self.bits}")
-        if not -32 <= int(self.frac_bits) <= MAX_SHIFT:
-            raise ValueError(f"frac_bits must be -32..{MAX_SHIFT}, got {self.frac_bits}")
-        object.__setattr__(self, "bits", int(self.bits))
-        object.__setattr__(self, "frac_bits", int(self.frac_bits))
+        bits, frac_bits = as_int(self.bits, "fixed-point bits"), as_int(self.frac_bits, "frac_bits")
+        if not 2 <= bits <= 32:
+            raise InputError(f"fixed-point bits must be 2..32, got {bits}")
+        if not -32 <= frac_bits <= MAX_SHIFT:
+            raise InputError(f"frac_bits must be -32..{MAX_SHIFT}, got {frac_bits}")
+        object.__setattr__(self, "bits", bits)
+        object.__setattr__(self, "frac_bits", frac_bits)
         object.__setattr__(self, "rounding", parse_enum(Rounding, self.rounding))
         object.__setattr__(self, "overflow", parse_enum(Overflow, self.overflow))
         object.__setattr__(self, "nonfinite", parse_enum(NonFinite, self.nonfinite))
@@ -114,11 +120,63 @@ def parse_fixed(spec, **options):
     m = re.fullmatch(r"fix(\d+):(-?\d+)", text)
     if m:
         return FixedFormat(int(m.group(1)), int(m.group(2)), **options)
-    raise ValueError(f"cannot parse fixed-point format {spec!r}; write it as 'Q3.4' or 'fix16:8'")
+    raise InputError(f"cannot parse fixed-point format {spec!r}; write it as 'Q3.4' or 'fix16:8'")
+
+
+def as_fixed(fmt):
+    """Return ``fmt`` as a :class:`FixedFormat`, parsing a name such as ``'Q7.8'`` or ``'fix16:8'``.
+
+    Raises
+    ------
+    InputTypeError
+        If ``fmt`` is neither a FixedFormat nor a string.
+    InputError
+        If the string is not a fixed-point format name.
+    """
+    if isinstance(fmt, FixedFormat):
+        return fmt
+    if isinstance(fmt, str):
+        return parse_fixed(fmt)
+    raise InputTypeError(
+        f"expected a FixedFormat or a name such as 'Q7.8', got {type(fmt).__name__}; "
+        "pass bitsim.formats.FixedFormat(bits, frac_bits) or parse_fixed('Q7.8')"
+    )
 
 
 def _first_index(mask):
     return tuple(int(i) for i in np.argwhere(mask)[0]) if mask.ndim else ()
+
+
+def int_codes(x, what):
+    """Return integer array ``x`` as int64, refusing other dtypes and uint64 values above int64's range."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "iu":
+        raise InputTypeError(
+            f"{what} expects integers, got dtype {x.dtype}; quantize real values with fixed.quantize(...)"
+        )
+    if x.dtype == np.uint64:
+        big = x > np.uint64(INT64_MAX)
+        if big.any():
+            raise RangeError(
+                f"{what}: {int(x[big].flat[0])} at index {_first_index(big)} exceeds int64's range; "
+                "values must fit int64"
+            )
+    return x.astype(np.int64)
+
+
+def check_codes(codes, fmt, what):
+    """Raise unless every integer code lies in ``fmt``'s range; one vectorised pass."""
+    codes = np.asarray(codes)
+    bad = codes > fmt.max_code
+    if codes.dtype.kind == "i":
+        bad |= codes < fmt.min_code
+    if bad.any():
+        idx = _first_index(bad)
+        raise RangeError(
+            f"{what}: code {int(codes[idx])} at index {idx} is outside {fmt.name}'s range "
+            f"{fmt.min_code}..{fmt.max_code}; quantize with fixed.quantize(...) or pass the format the codes are in"
+        )
+    return codes
 
 
 def _round_scaled(v, rounding, rng):
@@ -129,19 +187,21 @@ def _round_scaled(v, rounding, rng):
         return np.ceil(v)
     if rounding is Rounding.TOWARD_ZERO:
         return np.trunc(v)
-    low = np.floor(v)
     if rounding is Rounding.FLOOR:
-        return low
-    frac = v - low  # exact: both are floats of the same binade or frac < 1 has spare bits
+        return np.floor(v)
+    whole = np.trunc(v)
+    tie = np.abs(v - whole) == 0.5  # v - trunc(v) is exact, unlike v - floor(v) for v in (-1, 0)
     if rounding is Rounding.NEAREST_UP:
-        return low + (frac >= 0.5)
+        return np.where(tie, np.ceil(v), np.rint(v))
     if rounding is Rounding.NEAREST_AWAY:
-        return low + ((frac > 0.5) | ((frac == 0.5) & (v > 0)))
+        return np.where(tie, whole + np.sign(v), np.rint(v))
     if rounding is Rounding.STOCHASTIC:
-        from .rng import bernoulli
-
-        return low + bernoulli(frac, as_rng(rng))
-    raise ValueError(f"unsupported rounding {rounding}")
+        low = np.floor(v)
+        # floor(frac * 2**32) with frac = v - low; for v in (-1, 0), 1 + v may round, 2**32 + floor(v * 2**32) is exact
+        with np.errstate(over="ignore"):
+            t = np.where((v < 0) & (v > -1), 2.0**32 + np.floor(np.ldexp(v, 32)), np.floor(np.ldexp(v - low, 32)))
+        return low + bernoulli(np.ldexp(t, -32), as_rng(rng))
+    raise InputError(f"unsupported rounding {rounding}")
 
 
 def _finish(v, fmt, high, low, counts):
@@ -151,7 +211,7 @@ def _finish(v, fmt, high, low, counts):
     if n_over:
         if fmt.overflow is Overflow.ERROR:
             idx = _first_index(over)
-            raise OverflowError(
+            raise RangeError(
                 f"{n_over} value(s) overflow {fmt.name} (first at index {idx}); "
                 "widen the format or choose overflow='saturate' or 'wrap'"
             )
@@ -167,14 +227,48 @@ def _finish(v, fmt, high, low, counts):
     return np.asarray(v).astype(fmt.dtype)
 
 
+def quantize_int(x, fmt, rng=None, counts=None):
+    """Quantize integer values to fixed-point codes exactly, in int64: ``round(x * 2**frac_bits)``.
+
+    A left shift for ``frac_bits >= 0`` (wrapping keeps the low bits, exact modulo ``2**64``), else
+    :func:`rshift_round` by ``-frac_bits``; then ``fmt.overflow``. The rule and the draws are those of
+    :func:`quantize` (under STOCHASTIC rounding one draw per element, even when nothing is discarded).
+    uint64 values above int64's range are handled exactly too.
+    """
+    fmt = as_fixed(fmt)
+    x = np.asarray(x)
+    if x.dtype.kind not in "iu":
+        raise InputTypeError(f"quantize_int expects integers, got dtype {x.dtype}; use fixed.quantize(...) for floats")
+    big = x > np.uint64(INT64_MAX) if x.dtype == np.uint64 else None
+    v = x.astype(np.int64)  # uint64 above int64's range wrap to x - 2**64: the same low bits
+    f = fmt.frac_bits
+    if f >= 0:
+        if fmt.rounding is Rounding.STOCHASTIC:
+            as_rng(rng).uint32(v.size)  # nothing is discarded, but each element still takes its draw
+        high, low = v > (fmt.max_code >> f), v < -((-fmt.min_code) >> f)
+        v = v << np.int64(f)
+    else:
+        v = rshift_round(v, -f, fmt.rounding, rng)
+        high, low = v > fmt.max_code, v < fmt.min_code
+    if big is not None and big.any():
+        # x - 2**64 rounds like x, up to a multiple of 2**(64 + f), except where the rule looks at the sign
+        positive = {Rounding.TOWARD_ZERO: Rounding.FLOOR, Rounding.NEAREST_AWAY: Rounding.NEAREST_UP}
+        if f < 0 and fmt.rounding in positive:
+            v = np.where(big, rshift_round(x.astype(np.int64), -f, positive[fmt.rounding]), v)
+        high, low = high | big, low & ~big
+    return _finish(v, fmt, high, low, counts)
+
+
 def quantize(x, fmt, rng=None, counts=None):
     """Quantize real values to fixed-point codes.
 
     Parameters
     ----------
-    x : array_like of float
-        Scaled exactly by ``2**frac_bits`` in float64 (exact for float32 and float64 inputs).
-    fmt : FixedFormat
+    x : array_like of float or int
+        Floats (up to float64) are scaled exactly by ``2**frac_bits`` in float64; integers are
+        quantized exactly in int64 by :func:`quantize_int`, whatever their magnitude.
+    fmt : FixedFormat or str
+        A format, or its name such as ``'Q7.8'`` or ``'fix16:8'`` (:func:`parse_fixed`).
     rng : generator or int, optional
         Needed for ``Rounding.STOCHASTIC``: round up iff ``u < floor(frac * 2**32)``.
     counts : Counts, optional
@@ -184,20 +278,39 @@ def quantize(x, fmt, rng=None, counts=None):
     -------
     numpy.ndarray of ``fmt.dtype``
     """
+    fmt = as_fixed(fmt)
     x = np.asarray(x)
-    if x.dtype.kind not in "fiu":
-        raise TypeError(f"quantize expects a real array, got dtype {x.dtype}")
-    v = np.ldexp(x.astype(np.float64), fmt.frac_bits)
-    nan = np.isnan(v)
-    if nan.any():
-        raise ValueError(f"NaN at index {_first_index(nan)}; remove NaN before quantizing to {fmt.name}")
-    inf = np.isinf(v)
-    if inf.any() and fmt.nonfinite is NonFinite.ERROR:
-        raise ValueError(
-            f"infinity at index {_first_index(inf)}; remove it or use nonfinite='saturate' to clamp it to the range"
+    if x.dtype.kind in "iu":
+        return quantize_int(x, fmt, rng, counts)
+    if x.dtype.kind != "f":
+        raise InputTypeError(
+            f"quantize expects a real array, got dtype {x.dtype}; convert it with np.asarray(x, float)"
         )
-    if inf.any() and fmt.overflow is not Overflow.SATURATE:
-        raise ValueError("infinity can only be saturated; use overflow='saturate' with nonfinite='saturate'")
+    if x.dtype.itemsize > 8:
+        raise InputTypeError(
+            f"quantize scales in float64 and would round {x.dtype} values; convert them to float64 first"
+        )
+    x = x.astype(np.float64)
+    nan = np.isnan(x)
+    if nan.any():
+        raise InputError(f"NaN at index {_first_index(nan)}; remove NaN before quantizing to {fmt.name}")
+    with np.errstate(over="ignore", under="ignore"):
+        v = np.ldexp(x, fmt.frac_bits)
+    big = np.isinf(v)
+    if big.any():
+        inf = np.isinf(x)
+        if inf.any() and fmt.nonfinite is NonFinite.ERROR:
+            raise InputError(
+                f"infinity at index {_first_index(inf)}; remove it or use nonfinite='saturate' to clamp it to the range"
+            )
+        if inf.any() and fmt.overflow is not Overflow.SATURATE:
+            raise InputError("infinity can only be saturated; use overflow='saturate' with nonfinite='saturate'")
+        # a finite x scaled beyond float64 is still finite: an integral stand-in whose low bits are 0, like its own
+        v = np.where(big, np.copysign(HUGE, v), v)
+    if fmt.frac_bits < 0:
+        lost = (v == 0) & (x != 0)
+        if lost.any():
+            v = np.where(lost, np.copysign(TINY, x), v)
     r = _round_scaled(v, fmt.rounding, rng)
     high, low = r > fmt.max_code, r < fmt.min_code
     if fmt.overflow is Overflow.WRAP:
@@ -210,10 +323,27 @@ def quantize(x, fmt, rng=None, counts=None):
 
 
 def to_float(codes, fmt, dtype=np.float64):
-    """Decode codes to real values ``code * 2**-frac_bits`` (exact in float64)."""
+    """Decode codes to real values ``code * 2**-frac_bits`` (exact in float64).
+
+    Parameters
+    ----------
+    codes : array_like of int
+        Codes in ``fmt``'s range ``fmt.min_code .. fmt.max_code``.
+    fmt : FixedFormat or str
+    dtype : numpy dtype, optional
+
+    Raises
+    ------
+    InputTypeError
+        If the codes are not integers.
+    RangeError
+        If a code is outside the format's range (the message names the first one).
+    """
+    fmt = as_fixed(fmt)
     codes = np.asarray(codes)
     if codes.dtype.kind not in "iu":
-        raise TypeError(f"expected integer fixed-point codes, got {codes.dtype}; quantize first")
+        raise InputTypeError(f"expected integer fixed-point codes, got {codes.dtype}; quantize first")
+    check_codes(codes, fmt, "to_float")
     return np.ldexp(codes.astype(np.float64), -fmt.frac_bits).astype(dtype)
 
 
@@ -247,13 +377,10 @@ def rshift_round(x, shift, rounding=Rounding.NEAREST_EVEN, rng=None):
     numpy.ndarray of int64
     """
     rounding = parse_enum(Rounding, rounding)
-    x = np.asarray(x)
-    if x.dtype.kind not in "iu":
-        raise TypeError(f"rshift_round expects integers, got {x.dtype}")
-    x = x.astype(np.int64)
+    x = int_codes(x, "rshift_round")
     s = np.asarray(shift)
     if s.dtype.kind not in "iu" or (s < 0).any() or (s > MAX_SHIFT).any():
-        raise ValueError(f"shift must be integers in 0..{MAX_SHIFT}, got {shift!r}")
+        raise InputError(f"shift must be integers in 0..{MAX_SHIFT}, got {shift!r}")
     s = s.astype(np.int64)
     q = x >> s
     r = x - (q << s)
@@ -285,19 +412,17 @@ def requantize(acc, acc_frac_bits, fmt, rng=None, counts=None):
     Right shifts round by ``fmt.rounding`` (:func:`rshift_round`); left shifts are exact.
     Then ``fmt.overflow`` applies, counted in ``counts``.
     """
-    acc = np.asarray(acc)
-    if acc.dtype.kind not in "iu":
-        raise TypeError(f"requantize expects integer accumulators, got {acc.dtype}")
-    acc = acc.astype(np.int64)
-    delta = int(acc_frac_bits) - fmt.frac_bits
+    fmt = as_fixed(fmt)
+    acc = int_codes(acc, "requantize")
+    delta = as_int(acc_frac_bits, "acc_frac_bits") - fmt.frac_bits
     if delta >= 0:
         if delta > MAX_SHIFT:
-            raise ValueError(f"rescaling by 2**-{delta} exceeds the largest shift {MAX_SHIFT}")
+            raise InputError(f"rescaling by 2**-{delta} exceeds the largest shift {MAX_SHIFT}")
         v = rshift_round(acc, delta, fmt.rounding, rng)
         return _finish(v, fmt, v > fmt.max_code, v < fmt.min_code, counts)
     k = -delta
     if k > MAX_SHIFT:
-        raise ValueError(f"rescaling by 2**{k} exceeds the largest shift {MAX_SHIFT}")
+        raise InputError(f"rescaling by 2**{k} exceeds the largest shift {MAX_SHIFT}")
     high = acc > (fmt.max_code >> k)
     low = acc < -((-fmt.min_code) >> k)
     return _finish(acc << np.int64(k), fmt, high, low, counts)
@@ -309,12 +434,14 @@ def multiply(a, fmt_a, b, fmt_b, out_fmt, rng=None, counts=None):
     The exact product of codes has ``fmt_a.frac_bits + fmt_b.frac_bits`` fractional bits and
     fits int64 because both operands have at most 32 bits.
     """
-    a = np.asarray(a).astype(np.int64)
-    b = np.asarray(b).astype(np.int64)
+    fmt_a, fmt_b = as_fixed(fmt_a), as_fixed(fmt_b)
+    a = check_codes(int_codes(a, "multiply"), fmt_a, "multiply (a)")
+    b = check_codes(int_codes(b, "multiply"), fmt_b, "multiply (b)")
     return requantize(a * b, fmt_a.frac_bits + fmt_b.frac_bits, out_fmt, rng, counts)
 
 
 def saturate(v, fmt, counts=None):
-    """Apply ``fmt.overflow`` to int64 values already on the format's scale."""
-    v = np.asarray(v).astype(np.int64)
+    """Apply ``fmt.overflow`` to integer values already on the format's scale (exact in int64)."""
+    fmt = as_fixed(fmt)
+    v = int_codes(v, "saturate")
     return _finish(v, fmt, v > fmt.max_code, v < fmt.min_code, counts)

@@ -28,12 +28,14 @@ Inputs of other float dtypes are first converted to float32 (round to nearest ev
 """
 
 import math
+import re
 from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
 
-from .modes import Counts, NonFinite, Overflow, Underflow, parse_enum
+from ..errors import InputError, InputTypeError, RangeError
+from .modes import Counts, NonFinite, Overflow, Underflow, as_int, parse_enum
 from .rng import as_rng
 
 LOG_SQRT2_THRESHOLD = math.isqrt(2**47) + 1 - 2**23
@@ -59,6 +61,7 @@ class LogFormat:
         Width of the two's-complement exponent field, 2..7; the code has ``1 + exp_bits`` bits.
     exp_offset : int
         Added to the field to give the exponent, so the window can be moved (default 0).
+        Both are ints or NumPy integers; floats and bools are refused, never truncated.
     rounding : LogRounding or str
     overflow : Overflow or str
         SATURATE (default) or ERROR; WRAP is not meaningful for exponents.
@@ -84,18 +87,19 @@ class LogFormat:
     nonfinite: NonFinite = NonFinite.ERROR
 
     def __post_init__(self):
-        if not 2 <= int(self.exp_bits) <= 7:
-            raise ValueError(f"exp_bits must be 2..7 (the code has 1 + exp_bits <= 8 bits), got {self.exp_bits}")
-        object.__setattr__(self, "exp_bits", int(self.exp_bits))
-        object.__setattr__(self, "exp_offset", int(self.exp_offset))
+        exp_bits, exp_offset = as_int(self.exp_bits, "exp_bits"), as_int(self.exp_offset, "exp_offset")
+        if not 2 <= exp_bits <= 7:
+            raise InputError(f"exp_bits must be 2..7 (the code has 1 + exp_bits <= 8 bits), got {exp_bits}")
+        object.__setattr__(self, "exp_bits", exp_bits)
+        object.__setattr__(self, "exp_offset", exp_offset)
         object.__setattr__(self, "rounding", parse_enum(LogRounding, self.rounding))
         object.__setattr__(self, "overflow", parse_enum(Overflow, self.overflow))
         object.__setattr__(self, "underflow", parse_enum(Underflow, self.underflow))
         object.__setattr__(self, "nonfinite", parse_enum(NonFinite, self.nonfinite))
         if self.overflow is Overflow.WRAP:
-            raise ValueError("a log code cannot wrap its exponent; use overflow='saturate' or 'error'")
+            raise InputError("a log code cannot wrap its exponent; use overflow='saturate' or 'error'")
         if self.emin < -149 or self.emax > 127:
-            raise ValueError(
+            raise InputError(
                 f"exponents {self.emin}..{self.emax} leave float32's range -149..127; choose a smaller exp_offset"
             )
 
@@ -135,6 +139,28 @@ class LogFormat:
                       overflow=self.overflow, underflow=self.underflow, nonfinite=self.nonfinite)
         fields.update(changes)
         return LogFormat(**fields)
+
+
+def parse_log(spec, **options):
+    """Parse ``'log8'`` (``'logN'``: an N-bit log code, N in 3..8, i.e. ``exp_bits = N - 1``)."""
+    m = re.fullmatch(r"log(\d+)", str(spec).strip().lower())
+    if not m:
+        raise InputError(f"cannot parse log format {spec!r}; write it as 'log8' (an N-bit code, N in 3..8)")
+    width = int(m.group(1))
+    if not 3 <= width <= 8:
+        raise InputError(f"log codes have 3..8 bits, got {spec!r}")
+    return LogFormat(exp_bits=width - 1, **options)
+
+
+def as_log(fmt):
+    """Return ``fmt`` as a :class:`LogFormat`, parsing a name such as ``'log8'``."""
+    if isinstance(fmt, LogFormat):
+        return fmt
+    if isinstance(fmt, str):
+        return parse_log(fmt)
+    raise InputTypeError(
+        f"expected a LogFormat or a name such as 'log8', got {type(fmt).__name__}; pass bitsim.formats.LogFormat(...)"
+    )
 
 
 def float32_fields(x):
@@ -183,27 +209,39 @@ def encode(x, fmt=LogFormat(), rng=None, counts=None):
     -------
     numpy.ndarray of uint8
     """
+    fmt = as_log(fmt)
     x = np.asarray(x)
     if x.dtype.kind not in "fiu":
-        raise TypeError(f"log encode expects a real array, got dtype {x.dtype}")
-    sign, biased, mantissa = float32_fields(x)
+        raise InputTypeError(
+            f"log encode expects a real array, got dtype {x.dtype}; convert it with np.asarray(x, float)"
+        )
+    with np.errstate(over="ignore", under="ignore"):
+        sign, biased, mantissa = float32_fields(x)
     nonfinite = biased == 0xFF
+    tiny = None
+    if x.dtype.kind == "f" and x.dtype != np.float32:
+        # finite values beyond float32's range become ±inf, nonzero ones below it ±0: they overflow and underflow
+        nonfinite &= ~np.isfinite(x)
+        tiny = (biased == 0) & (mantissa == 0) & (x != 0)
     if nonfinite.any():
         nan = nonfinite & (mantissa != 0)
         if nan.any():
-            raise ValueError(f"NaN at index {_index(nan)} has no log code; remove NaN before encoding")
+            raise InputError(f"NaN at index {_index(nan)} has no log code; remove NaN before encoding")
         if fmt.nonfinite is NonFinite.ERROR:
-            raise ValueError(
+            raise InputError(
                 f"infinity at index {_index(nonfinite)}; remove it or use nonfinite='saturate' to map it to ±2^emax"
             )
     zero = (biased == 0) & (mantissa == 0)
     e, m = exponent_mantissa(biased, mantissa)
     e = e + _round_up(m, fmt.rounding, rng)
+    if tiny is not None:
+        zero &= ~tiny
+        e = np.where(tiny, fmt.emin - 1, e)
     high = (e > fmt.emax) & ~zero | nonfinite
     low = (e < fmt.emin) & ~zero & ~nonfinite
     if high.any():
         if fmt.overflow is Overflow.ERROR and (high & ~nonfinite).any():
-            raise OverflowError(
+            raise RangeError(
                 f"{int(np.count_nonzero(high))} value(s) above 2^{fmt.emax} (first at index {_index(high)}); "
                 "use overflow='saturate', a larger exp_offset or more exp_bits"
             )
@@ -212,7 +250,7 @@ def encode(x, fmt=LogFormat(), rng=None, counts=None):
             counts.saturated += int(np.count_nonzero(high))
     if low.any():
         if fmt.underflow is Underflow.ERROR:
-            raise ArithmeticError(
+            raise RangeError(
                 f"{int(np.count_nonzero(low))} nonzero value(s) below 2^{fmt.emin} (first at index {_index(low)}); "
                 "use underflow='flush' or 'saturate', a smaller exp_offset or more exp_bits"
             )
@@ -233,13 +271,14 @@ def split(codes, fmt=LogFormat()):
 
     The exponent of a zero code is reported as ``fmt.emin - 1``.
     """
+    fmt = as_log(fmt)
     codes = np.asarray(codes)
     if codes.dtype.kind not in "iu":
-        raise TypeError(f"expected uint8 log codes, got {codes.dtype}; encode with bitsim.formats.log.encode(...)")
+        raise InputTypeError(f"expected uint8 log codes, got {codes.dtype}; encode with bitsim.formats.log.encode(...)")
     c = codes.astype(np.int64)
     if ((c < 0) | (c >> fmt.bits != 0)).any():
         bad = _index((c < 0) | (c >> fmt.bits != 0))
-        raise ValueError(f"code {int(c[bad])} at index {bad} does not fit the {fmt.bits}-bit {fmt.name} code")
+        raise InputError(f"code {int(c[bad])} at index {bad} does not fit the {fmt.bits}-bit {fmt.name} code")
     sign = (c >> fmt.exp_bits) & 1
     field = c & ((1 << fmt.exp_bits) - 1)
     zero = field == fmt.zero_field
@@ -268,10 +307,20 @@ def multiply_float32(x, codes, fmt=LogFormat(), counts=None):
     -------
     numpy.ndarray of float32
     """
-    x = np.asarray(x, dtype=np.float32)
-    xs, xe, xm = float32_fields(x)
+    fmt = as_log(fmt)
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise InputTypeError(f"multiply_float32 expects float32 values, got dtype {x.dtype}")
+    with np.errstate(over="ignore"):
+        xs, xe, xm = float32_fields(x)
     if (xe == 0xFF).any():
-        raise ValueError(f"non-finite value at index {_index(xe == 0xFF)}; multiply_float32 takes finite floats")
+        idx = _index(xe == 0xFF)
+        if np.isfinite(x[idx]):
+            raise RangeError(
+                f"{float(x[idx])!r} at index {idx} is beyond float32's range; "
+                "multiply_float32 multiplies float32 values, so scale or clip them into float32 first"
+            )
+        raise InputError(f"non-finite value at index {idx}; multiply_float32 takes finite floats")
     cs, e, czero = split(codes, fmt)
     xs, xe, xm, cs, e, czero = np.broadcast_arrays(xs, xe, xm, cs.astype(np.int64), e.astype(np.int64), czero)
     field = xe + e
@@ -279,7 +328,7 @@ def multiply_float32(x, codes, fmt=LogFormat(), counts=None):
     flushed = ~czero & (((xe == 0) & (xm != 0)) | ((xe != 0) & (field <= 0)))
     over = ~zero & (field >= 0xFF)
     if over.any() and fmt.overflow is Overflow.ERROR:
-        raise OverflowError(f"product overflows float32 at index {_index(over)}; use overflow='saturate'")
+        raise RangeError(f"product overflows float32 at index {_index(over)}; use overflow='saturate'")
     if counts is not None:
         counts.flushed += int(np.count_nonzero(flushed))
         counts.saturated += int(np.count_nonzero(over))

@@ -3,6 +3,10 @@
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
+
+from ..errors import InputError, InputTypeError
+
 
 class Rounding(Enum):
     """How a value between two representable neighbours is rounded.
@@ -70,7 +74,35 @@ def parse_enum(kind, value):
         return kind(str(value).lower())
     except ValueError:
         choices = ", ".join(repr(m.value) for m in kind)
-        raise ValueError(f"unknown {kind.__name__} {value!r}; choose one of {choices}") from None
+        raise InputError(f"unknown {kind.__name__} {value!r}; choose one of {choices}") from None
+
+
+def as_int(value, name):
+    """Return ``value`` as a Python int if it is an ``int`` or a NumPy integer, else raise.
+
+    Bools and floats are refused, even integral ones such as ``16.0``: a count of bits, a shift or
+    a seed that arrives as a float is a mistake upstream, and truncating it would hide that.
+
+    Parameters
+    ----------
+    value : int or numpy.integer
+    name : str
+        What the value is, for the message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InputTypeError
+        If ``value`` is not an integer.
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    integral = isinstance(value, (float, np.floating)) and float(value).is_integer()
+    fix = f"pass int({value!r}) if that is what you mean" if integral else "pass a whole number as an int"
+    raise InputTypeError(f"{name} must be an int, got {value!r} ({type(value).__name__}); {fix}")
 
 
 @dataclass

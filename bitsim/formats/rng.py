@@ -20,7 +20,18 @@ Two generators are provided:
 import numba
 import numpy as np
 
+from ..errors import InputError, InputTypeError
+from .modes import as_int
+
 MAX_UINT32 = 2**32 - 1
+
+
+def draw_count(n):
+    """Return ``n`` as the number of draws to make, refusing non-integers and negative numbers."""
+    n = as_int(n, "the number of draws")
+    if n < 0:
+        raise InputError(f"the number of draws must be >= 0, got {n}")
+    return n
 
 
 @numba.njit(cache=True)
@@ -51,15 +62,15 @@ class Xorshift32:
     name = "xorshift32"
 
     def __init__(self, seed):
-        seed = int(seed)
+        seed = as_int(seed, "xorshift32 seed")
         if not 1 <= seed <= MAX_UINT32:
-            raise ValueError(f"xorshift32 seed must be in 1..2**32-1, got {seed}; zero never changes state")
+            raise InputError(f"xorshift32 seed must be in 1..2**32-1, got {seed}; zero never changes state")
         self.seed = seed
         self.state = seed
 
     def uint32(self, n):
         """Return the next ``n`` draws as a uint32 array and advance the state."""
-        out = np.empty(int(n), dtype=np.uint32)
+        out = np.empty(draw_count(n), dtype=np.uint32)
         self.state = int(_xorshift32_fill(np.uint32(self.state), out))
         return out
 
@@ -79,17 +90,18 @@ class Philox:
     name = "philox"
 
     def __init__(self, seed):
-        seed = int(seed)
+        seed = as_int(seed, "philox seed")
         if not 0 <= seed < 2**64:
-            raise ValueError(f"philox seed must be in 0..2**64-1, got {seed}")
+            raise InputError(f"philox seed must be in 0..2**64-1, got {seed}")
         self.seed = seed
         self._bits = np.random.Philox(key=seed, counter=0)
         self.drawn = 0
 
     def uint32(self, n):
         """Return the next ``n`` draws as a uint32 array and advance the counter."""
-        raw = self._bits.random_raw(int(n))
-        self.drawn += int(n)
+        n = draw_count(n)
+        raw = self._bits.random_raw(n)
+        self.drawn += n
         return (np.asarray(raw, dtype=np.uint64) >> np.uint64(32)).astype(np.uint32)
 
     def __repr__(self):
@@ -106,21 +118,25 @@ def make_rng(name="philox", seed=1):
     ----------
     name : {'philox', 'xorshift32'}
     seed : int
+        An int or NumPy integer (floats and bools are refused): 0..2**64-1 for philox, 1..2**32-1 for xorshift32.
     """
-    try:
-        return GENERATORS[name](seed)
-    except KeyError:
-        raise ValueError(f"unknown generator {name!r}; choose one of {sorted(GENERATORS)}") from None
+    if not isinstance(name, str) or name not in GENERATORS:
+        raise InputError(f"unknown generator {name!r}; choose one of {sorted(GENERATORS)}")
+    return GENERATORS[name](seed)
 
 
 def as_rng(rng):
     """Accept a generator instance or an int seed (meaning Philox with that key)."""
     if rng is None:
-        raise ValueError("a stochastic mode needs a generator: pass rng=bitsim.formats.rng.make_rng('philox', seed)")
+        raise InputError("a stochastic mode needs a generator: pass rng=bitsim.formats.rng.make_rng('philox', seed)")
+    if isinstance(rng, (bool, np.bool_)):
+        raise InputTypeError(f"rng must be a bitsim generator or an int seed, got {rng!r}; "
+                             "pass e.g. bitsim.formats.rng.make_rng('philox', seed)")
     if isinstance(rng, (int, np.integer)):
         return Philox(int(rng))
     if not hasattr(rng, "uint32"):
-        raise TypeError(f"rng must be a bitsim generator or an int seed, got {type(rng).__name__}")
+        raise InputTypeError(f"rng must be a bitsim generator or an int seed, got {type(rng).__name__}; "
+                             "pass e.g. bitsim.formats.rng.make_rng('philox', seed)")
     return rng
 
 
@@ -128,7 +144,7 @@ def threshold32(p):
     """Return ``floor(p * 2**32)`` as uint64 for probabilities ``p`` in [0, 1] (exact in float64)."""
     p = np.asarray(p, dtype=np.float64)
     if np.isnan(p).any():
-        raise ValueError("probability is NaN; check the values being rounded or binarized")
+        raise InputError("probability is NaN; check the values being rounded or binarized")
     p = np.clip(p, 0.0, 1.0)
     return np.floor(np.ldexp(p, 32)).astype(np.uint64)
 

@@ -14,6 +14,7 @@ binary operand), ``dot = popcount(m) - 2 * popcount(m & (signs_a XOR signs_b))``
 
 import numpy as np
 
+from ..errors import InputError, InputTypeError
 from .binary import WORD_BITS, pack_bits, unpack_bits
 from .rng import as_rng, bernoulli
 
@@ -23,7 +24,7 @@ def check_ternary(values, what="pack_ternary"):
     bad = (values != 1) & (values != -1) & (values != 0)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
+        raise InputError(
             f"{what} expects values in {{-1, 0, +1}}, got {values[idx]!r} at index {idx}; "
             "quantize first with bitsim.formats.ternary.ternarize(x)"
         )
@@ -50,22 +51,59 @@ def unpack_ternary(signs, mask, n, bitorder="little"):
     """Unpack ``(signs, mask)`` planes into int8 values in {-1, 0, +1}, shape (..., n)."""
     for name, plane in (("signs", signs), ("mask", mask)):
         if np.asarray(plane).dtype != np.uint64:
-            raise TypeError(f"expected uint64 {name} plane, got {np.asarray(plane).dtype}; use pack_ternary(...)")
+            raise InputTypeError(f"expected uint64 {name} plane, got {np.asarray(plane).dtype}; use pack_ternary(...)")
     s = unpack_bits(signs, n, bitorder)
     m = unpack_bits(mask, n, bitorder)
     if s.shape != m.shape:
-        raise ValueError(f"signs and mask planes differ in shape: {np.shape(signs)} vs {np.shape(mask)}")
+        raise InputError(f"signs and mask planes differ in shape: {np.shape(signs)} vs {np.shape(mask)}")
     if (s & ~m).any():
-        raise ValueError("non-canonical ternary planes: a sign bit is set where the mask is 0; clear it with signs &= mask")
+        raise InputError("non-canonical ternary planes: a sign bit is set where the mask is 0; clear it with signs &= mask")
     return np.where(m, np.where(s, 1, -1), 0).astype(np.int8)
 
 
-def ternarize(x, threshold=0.5):
-    """Deterministic ternarization: +1 where ``x > threshold``, -1 where ``x < -threshold``, else 0."""
+def real_values(x, what):
+    """Return ``x`` as an array of a real dtype (float, int or bool), refusing NaN and infinity."""
     x = np.asarray(x)
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        raise ValueError("ternarize got NaN or Inf; remove them first")
-    return (np.where(x > threshold, 1, 0) - np.where(x < -threshold, 1, 0)).astype(np.int8)
+    if x.dtype.kind not in "fiub":
+        raise InputTypeError(
+            f"{what} expects a real numeric array, got dtype {x.dtype}; convert it with np.asarray(x, float)"
+        )
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise InputError(f"{what} got {x[idx]} at index {idx}; remove NaN/Inf before ternarizing")
+    return x
+
+
+def ternarize(x, threshold=0.5):
+    """Deterministic ternarization: +1 where ``x > threshold``, -1 where ``x < -threshold``, else 0.
+
+    Parameters
+    ----------
+    x : array_like of real numbers, no NaN or infinity
+    threshold : float
+        A finite number ``>= 0``; 0 gives ``sign(x)`` (with sign(0) = 0).
+
+    Returns
+    -------
+    numpy.ndarray of int8 in {-1, 0, +1}, shaped like ``x``
+
+    Raises
+    ------
+    InputError
+        If ``x`` holds NaN or infinity, or ``threshold`` is NaN, infinite or negative.
+    """
+    x = real_values(x, "ternarize")
+    t = np.asarray(threshold)
+    if t.ndim or t.dtype.kind not in "fiu":
+        raise InputTypeError(f"ternarize threshold must be a real number, got {threshold!r}; pass e.g. threshold=0.5")
+    if not (np.isfinite(t) and t >= 0):
+        raise InputError(
+            f"ternarize threshold must be a finite number >= 0, got {threshold!r}; pass e.g. threshold=0.5"
+        )
+    t = float(t)
+    return (np.where(x > t, 1, 0) - np.where(x < -t, 1, 0)).astype(np.int8)
 
 
 def ternarize_stochastic(x, rng):
@@ -73,8 +111,6 @@ def ternarize_stochastic(x, rng):
 
     One draw per element in row-major order, decided by :func:`bitsim.formats.rng.bernoulli`.
     """
-    x = np.asarray(x, dtype=np.float64)
-    if not np.isfinite(x).all():
-        raise ValueError("ternarize_stochastic got NaN or Inf; remove them first")
+    x = np.asarray(real_values(x, "ternarize_stochastic"), dtype=np.float64)
     keep = bernoulli(np.abs(x), as_rng(rng))
     return np.where(keep, np.sign(x), 0).astype(np.int8)

@@ -27,6 +27,7 @@ import operator
 import numba
 import numpy as np
 
+from ..errors import InputError, InputTypeError
 from ..formats.binary import WORD_BITS, check_bitorder, n_words, padding_mask
 from ._bits import popcount
 from ._launch import launch
@@ -65,9 +66,9 @@ def _length(n, what="n"):
     try:
         n = operator.index(n)
     except TypeError:
-        raise TypeError(f"{what} must be an integer number of values, got {type(n).__name__}") from None
+        raise InputTypeError(f"{what} must be an integer number of values, got {type(n).__name__}") from None
     if n < 0:
-        raise ValueError(f"{what} must be >= 0, got {n}")
+        raise InputError(f"{what} must be >= 0, got {n}")
     return n
 
 
@@ -86,14 +87,14 @@ def _words(arr, name, n, ndim, bitorder="little"):
     check_bitorder(bitorder)
     arr = np.asarray(arr)
     if arr.dtype != np.uint64:
-        raise TypeError(
+        raise InputTypeError(
             f"{name}: expected uint64 packed words, got {arr.dtype}; pack with bitsim.formats.binary.pack(...)"
         )
     if arr.ndim != ndim:
-        raise ValueError(f"{name}: expected a {ndim}-D array of packed words, got shape {arr.shape}")
+        raise InputError(f"{name}: expected a {ndim}-D array of packed words, got shape {arr.shape}")
     need = n_words(n)
     if arr.shape[-1] != need:
-        raise ValueError(
+        raise InputError(
             f"{name}: {n} values need {need} uint64 words along the last axis, got shape {arr.shape}; "
             "pass the unpacked length n, not the number of words"
         )
@@ -101,7 +102,7 @@ def _words(arr, name, n, ndim, bitorder="little"):
         arr = _reverse_bits(arr)
     arr = np.ascontiguousarray(arr)
     if arr.size and n % WORD_BITS and (arr[..., -1] & ~padding_mask(n)).any():
-        raise ValueError(
+        raise InputError(
             f"{name}: padding bits beyond length {n} are not zero; pack with bitsim.formats.binary.pack(...) "
             "or clear them with words[..., -1] &= bitsim.formats.binary.padding_mask(n)"
         )
@@ -112,9 +113,9 @@ def _ternary_planes(signs, mask, name, n, bitorder):
     signs = _words(signs, f"{name} signs", n, 2, bitorder)
     mask = _words(mask, f"{name} mask", n, 2, bitorder)
     if signs.shape != mask.shape:
-        raise ValueError(f"{name}: signs and mask planes differ in shape: {signs.shape} vs {mask.shape}")
+        raise InputError(f"{name}: signs and mask planes differ in shape: {signs.shape} vs {mask.shape}")
     if (signs & ~mask).any():
-        raise ValueError(
+        raise InputError(
             f"{name}: non-canonical ternary planes, a sign bit is set where the mask is 0; clear it with signs &= mask"
         )
     return signs, mask
@@ -126,7 +127,7 @@ def _launch(kernel, work, *args, tasks=False):
 
 def _check_int32(bound, what):
     if bound > INT32_MAX:
-        raise ValueError(f"{what}: results up to {bound} do not fit the int32 output; split the reduction axis")
+        raise InputError(f"{what}: results up to {bound} do not fit the int32 output; split the reduction axis")
 
 
 # ---------------------------------------------------------------------------------------
@@ -355,7 +356,7 @@ def _subtract_correction(out, corr):
 def _pair(value, what):
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ValueError(f"{what} must be an int or a pair (height, width), got {value!r}")
+            raise InputError(f"{what} must be an int or a pair (height, width), got {value!r}")
         return operator.index(value[0]), operator.index(value[1])
     value = operator.index(value)
     return value, value
@@ -388,16 +389,16 @@ def conv2d_padding(padding, in_size, kernel_size, stride):
                 pads.append((total // 2, total - total // 2))
             pads = tuple(pads)
         else:
-            raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+            raise InputError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
     else:
         ph, pw = _pair(padding, "padding")
         if ph < 0 or pw < 0:
-            raise ValueError(f"padding must be >= 0, got {padding!r}")
+            raise InputError(f"padding must be >= 0, got {padding!r}")
         pads = ((ph, ph), (pw, pw))
     out_size = []
     for size, k, s, (lo, hi) in zip(in_size, kernel_size, stride, pads):
         if size + lo + hi < k:
-            raise ValueError(
+            raise InputError(
                 f"kernel size {tuple(kernel_size)} is larger than the padded input "
                 f"{tuple(sz + p0 + p1 for sz, (p0, p1) in zip(in_size, pads))}; pad more or use a smaller kernel"
             )
@@ -446,11 +447,11 @@ def binary_conv2d(x, w, c, stride=1, padding=0, bitorder="little"):
     w = _words(w, "binary_conv2d: w", c, 4, bitorder)
     sh, sw = _pair(stride, "stride")
     if sh < 1 or sw < 1:
-        raise ValueError(f"stride must be >= 1, got {stride!r}")
+        raise InputError(f"stride must be >= 1, got {stride!r}")
     nb, h, wd, cw = x.shape
     nout, kh, kw, _ = w.shape
     if kh < 1 or kw < 1:
-        raise ValueError(f"binary_conv2d: kernel size must be at least 1x1, got w shape {w.shape}")
+        raise InputError(f"binary_conv2d: kernel size must be at least 1x1, got w shape {w.shape}")
     ((top, bottom), (left, right)), (oh, ow) = conv2d_padding(padding, (h, wd), (kh, kw), (sh, sw))
     taps = kh * kw * c
     _check_int32(taps, "binary_conv2d")
@@ -537,14 +538,14 @@ def _bitplane_gemm(planes, w, out):
 def _check_unsigned(x, bits, what):
     x = np.asarray(x)
     if x.dtype not in (np.uint8, np.uint16):
-        raise TypeError(f"{what}: expected uint8 or uint16 inputs, got {x.dtype}; quantize to unsigned integers first")
+        raise InputTypeError(f"{what}: expected uint8 or uint16 inputs, got {x.dtype}; quantize to unsigned integers first")
     bits = operator.index(bits)
     if not 1 <= bits <= x.dtype.itemsize * 8:
-        raise ValueError(f"{what}: bits must be in 1..{x.dtype.itemsize * 8} for {x.dtype} inputs, got {bits}")
+        raise InputError(f"{what}: bits must be in 1..{x.dtype.itemsize * 8} for {x.dtype} inputs, got {bits}")
     if x.ndim != 2:
-        raise ValueError(f"{what}: expected a 2-D array (M, K), got shape {x.shape}")
+        raise InputError(f"{what}: expected a 2-D array (M, K), got shape {x.shape}")
     if bits < x.dtype.itemsize * 8 and x.size and int(x.max()) >> bits:
-        raise ValueError(f"{what}: inputs must be < 2**{bits}, got max {int(x.max())}; raise bits or clip the inputs")
+        raise InputError(f"{what}: inputs must be < 2**{bits}, got max {int(x.max())}; raise bits or clip the inputs")
     return np.ascontiguousarray(x), bits
 
 
@@ -594,7 +595,7 @@ def bitplane_gemm_planes(planes, w, n, bitorder="little"):
     w = _words(w, "bitplane_gemm: w", n, 2, bitorder)
     bound = (2 ** planes.shape[0] - 1) * n
     if bound > 2**63 - 1:
-        raise ValueError(f"bitplane_gemm: results up to {bound} do not fit int64; use fewer planes or split n")
+        raise InputError(f"bitplane_gemm: results up to {bound} do not fit int64; use fewer planes or split n")
     dtype = np.int32 if bound <= INT32_MAX else np.int64
     out = np.empty((planes.shape[1], w.shape[0]), dtype=dtype)
     if out.size:
@@ -633,7 +634,7 @@ def bitplane_gemm(x, w, n, bits=8, bitorder="little"):
     n = _length(n)
     x, bits = _check_unsigned(x, bits, "bitplane_gemm")
     if x.shape[1] != n:
-        raise ValueError(f"bitplane_gemm: x has {x.shape[1]} columns but n = {n}")
+        raise InputError(f"bitplane_gemm: x has {x.shape[1]} columns but n = {n}")
     return bitplane_gemm_planes(pack_planes(x, bits), w, n, bitorder)
 
 
@@ -801,25 +802,25 @@ def threshold_pack(acc, thresholds, flip=None):
     """
     acc = np.asarray(acc)
     if acc.dtype not in (np.int32, np.int64):
-        raise TypeError(f"threshold_pack: expected int32 or int64 accumulators, got {acc.dtype}")
+        raise InputTypeError(f"threshold_pack: expected int32 or int64 accumulators, got {acc.dtype}")
     if acc.ndim == 0:
-        raise ValueError("threshold_pack: expected accumulators of shape (..., C), got a scalar")
+        raise InputError("threshold_pack: expected accumulators of shape (..., C), got a scalar")
     c = acc.shape[-1]
     thresholds = np.asarray(thresholds)
     if thresholds.dtype.kind not in "iu":
-        raise TypeError(
+        raise InputTypeError(
             f"threshold_pack: expected integer thresholds, got {thresholds.dtype}; "
             "round them first: np.ceil(t) for acc >= t, np.floor(t) for flipped channels (acc <= t)"
         )
     if thresholds.shape != (c,):
-        raise ValueError(f"threshold_pack: expected {c} thresholds (one per channel), got shape {thresholds.shape}")
+        raise InputError(f"threshold_pack: expected {c} thresholds (one per channel), got shape {thresholds.shape}")
     if thresholds.dtype == np.uint64 and thresholds.size and int(thresholds.max()) > 2**63 - 1:
-        raise ValueError("threshold_pack: thresholds above 2**63 - 1 are not supported")
+        raise InputError("threshold_pack: thresholds above 2**63 - 1 are not supported")
     if flip is None:
         flip = np.zeros(c, dtype=bool)
     flip = np.asarray(flip)
     if flip.dtype != bool or flip.shape != (c,):
-        raise ValueError(f"threshold_pack: flip must be a bool array of shape ({c},), got {flip.dtype} {flip.shape}")
+        raise InputError(f"threshold_pack: flip must be a bool array of shape ({c},), got {flip.dtype} {flip.shape}")
     rows = int(np.prod(acc.shape[:-1], dtype=np.int64))
     flat = np.ascontiguousarray(acc.reshape(rows, c))
     out = np.zeros((rows, n_words(c)), dtype=np.uint64)

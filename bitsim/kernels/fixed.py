@@ -39,6 +39,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..errors import InputError, InputTypeError, RangeError
 from ..formats import fixed as _fixed
 from ..formats.fixed import MAX_SHIFT, FixedFormat
 from ..formats.modes import Counts, Overflow, Rounding
@@ -140,14 +141,14 @@ def _saturate_int32(acc, out):
 
 def _check_fixed_format(fmt, name):
     if not isinstance(fmt, FixedFormat):
-        raise TypeError(f"{name} must be a bitsim.formats.fixed.FixedFormat, got {type(fmt).__name__}")
+        raise InputTypeError(f"{name} must be a bitsim.formats.fixed.FixedFormat, got {type(fmt).__name__}")
 
 
 def _shift_of(acc_frac_bits, fmt):
     delta = int(acc_frac_bits) - fmt.frac_bits
     if abs(delta) > MAX_SHIFT:
         way = f"2**-{delta}" if delta > 0 else f"2**{-delta}"
-        raise ValueError(f"rescaling by {way} exceeds the largest shift {MAX_SHIFT}; choose closer frac_bits")
+        raise InputError(f"rescaling by {way} exceeds the largest shift {MAX_SHIFT}; choose closer frac_bits")
     return delta
 
 
@@ -159,7 +160,7 @@ def _requantize_into(acc, delta, fmt, counts):
                    OVERFLOW_CODES[fmt.overflow], fmt.bits, out.reshape(-1))
     if over:
         if fmt.overflow is Overflow.ERROR:
-            raise OverflowError(
+            raise RangeError(
                 f"{over} value(s) overflow {fmt.name}; widen the format or choose overflow='saturate' or 'wrap'"
             )
         if counts is not None:
@@ -222,7 +223,7 @@ def requantize(acc, acc_frac_bits, fmt, rng=None, counts=None):
     _check_fixed_format(fmt, "fmt")
     acc = np.asarray(acc)
     if acc.dtype.kind not in "iu":
-        raise TypeError(
+        raise InputTypeError(
             f"requantize expects integer accumulators, got {acc.dtype}; quantize floats with "
             "bitsim.formats.fixed.quantize(...) instead"
         )
@@ -375,7 +376,7 @@ def max_abs(x, fmt, name):
     big, bad = _launch(_max_abs_rows, x.size, x, fmt.min_code, fmt.max_code)
     if bad.any():
         row = int(np.argmax(bad))
-        raise ValueError(
+        raise InputError(
             f"{name}: row {row} holds codes outside the {fmt.bits}-bit range {fmt.min_code}..{fmt.max_code} "
             f"of {fmt.name}; saturate them first (bitsim.formats.fixed.saturate(codes, fmt))"
         )
@@ -544,7 +545,7 @@ def plan(fmt_a, fmt_b, k, route="auto", max_abs=None):
         ``'integer'``, ``'blas-float32'`` or ``'blas-float64'``.
     """
     if route not in ("auto", "integer", "blas"):
-        raise ValueError(f"route must be 'auto', 'integer' or 'blas', got {route!r}")
+        raise InputError(f"route must be 'auto', 'integer' or 'blas', got {route!r}")
     if route == "integer":
         return "integer"
     if route == "auto" and HAS_AVX2:
@@ -557,7 +558,7 @@ def plan(fmt_a, fmt_b, k, route="auto", max_abs=None):
     if k * p <= FLOAT64_EXACT:
         return "blas-float64"
     if route == "blas":
-        raise ValueError(
+        raise InputError(
             f"a float BLAS product of {fmt_a.name} x {fmt_b.name} codes over K={k} is not provably exact "
             f"(K * 2**{fmt_a.bits + fmt_b.bits - 2} > 2**53); use route='integer' or 'auto'"
         )
@@ -580,12 +581,12 @@ def _blas_gemm(a, b, fmt_a, fmt_b, how):
 def _codes(x, fmt, name):
     x = np.asarray(x)
     if x.dtype.kind not in "iu" or x.dtype != fmt.dtype:
-        raise TypeError(
+        raise InputTypeError(
             f"{name}: expected {fmt.dtype} fixed-point codes of {fmt.name}, got {x.dtype}; "
             "quantize with bitsim.formats.fixed.quantize(x, fmt)"
         )
     if x.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array of codes (rows, K), got shape {x.shape}")
+        raise InputError(f"{name}: expected a 2-D array of codes (rows, K), got shape {x.shape}")
     return np.ascontiguousarray(x)
 
 
@@ -658,7 +659,7 @@ def matmul(a, fmt_a, b, fmt_b, out_fmt=None, *, acc_dtype=np.int32, route="auto"
     _check_fixed_format(fmt_b, "fmt_b")
     for fmt, name in ((fmt_a, "fmt_a"), (fmt_b, "fmt_b")):
         if fmt.bits > 16:
-            raise ValueError(
+            raise InputError(
                 f"{name}: matmul takes 8- or 16-bit codes (int8/int16); {fmt.name} has {fmt.bits} bits. "
                 "Requantize the operand to at most 16 bits first"
             )
@@ -666,11 +667,11 @@ def matmul(a, fmt_a, b, fmt_b, out_fmt=None, *, acc_dtype=np.int32, route="auto"
         _check_fixed_format(out_fmt, "out_fmt")
     acc_dtype = np.dtype(acc_dtype)
     if acc_dtype not in (np.int32, np.int64):
-        raise TypeError(f"acc_dtype must be numpy.int32 or numpy.int64, got {acc_dtype}")
+        raise InputTypeError(f"acc_dtype must be numpy.int32 or numpy.int64, got {acc_dtype}")
     a = _codes(a, fmt_a, "matmul: a")
     b = _codes(b, fmt_b, "matmul: b")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"matmul: a has K={a.shape[1]} columns but b has K={b.shape[1]}; b holds one row per output "
             "column (pass the weight matrix as (out, in), i.e. transposed)"
         )

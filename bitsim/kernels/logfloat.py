@@ -30,6 +30,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from ..errors import InputError, InputTypeError, RangeError
 from ..formats.fixed import FixedFormat
 from ..formats.log import LOG_SQRT2_THRESHOLD, LogFormat, LogRounding
 from ..formats.modes import Counts, NonFinite, Overflow, Rounding, Underflow
@@ -219,26 +220,26 @@ def _quantize_fixed_array(x, bits, frac, scale, rounding, out):
 
 def _check_log_format(fmt):
     if not isinstance(fmt, LogFormat):
-        raise TypeError(f"expected a bitsim.formats.log.LogFormat, got {type(fmt).__name__}")
+        raise InputTypeError(f"expected a bitsim.formats.log.LogFormat, got {type(fmt).__name__}")
     if fmt.rounding not in LOG_ROUNDING:
-        raise ValueError(f"the jitted log coder takes rounding 'linear', 'log' or 'truncate', "
+        raise InputError(f"the jitted log coder takes rounding 'linear', 'log' or 'truncate', "
                          f"got {fmt.rounding.value!r}")
     if fmt.overflow is not Overflow.SATURATE or fmt.underflow is Underflow.ERROR:
-        raise ValueError("the jitted log coder saturates above the window and flushes or saturates below it; "
+        raise InputError("the jitted log coder saturates above the window and flushes or saturates below it; "
                          "use overflow='saturate' and underflow='flush' or 'saturate'")
 
 
 def _check_fixed_format(fmt):
     if not isinstance(fmt, FixedFormat):
-        raise TypeError(f"expected a bitsim.formats.fixed.FixedFormat, got {type(fmt).__name__}")
+        raise InputTypeError(f"expected a bitsim.formats.fixed.FixedFormat, got {type(fmt).__name__}")
     if fmt.rounding not in FIXED_ROUNDING or fmt.overflow is not Overflow.SATURATE or fmt.bits > 31:
-        raise ValueError("the jitted fixed-point coder takes deterministic rounding, overflow='saturate' and at "
+        raise InputError("the jitted fixed-point coder takes deterministic rounding, overflow='saturate' and at "
                          f"most 31 bits; got {fmt!r}")
 
 
 def _raise_nonfinite(n, fmt):
     if n:
-        raise ValueError(f"{n} NaN or infinite value(s) cannot be coded in {fmt.name}; remove them first")
+        raise InputError(f"{n} NaN or infinite value(s) cannot be coded in {fmt.name}; remove them first")
 
 
 def encode_log(x, fmt=LogFormat(), counts=None):
@@ -271,7 +272,7 @@ def quantize_fixed(x, fmt, counts=None):
     """Jitted :func:`bitsim.formats.fixed.quantize` of float32 values (same codes, same counts)."""
     _check_fixed_format(fmt)
     if fmt.nonfinite is not NonFinite.ERROR:
-        raise ValueError("the jitted fixed-point coder rejects infinities; use nonfinite='error'")
+        raise InputError("the jitted fixed-point coder rejects infinities; use nonfinite='error'")
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty(x.shape, np.int64)
     ev = _quantize_fixed_array(x.reshape(-1), fmt.bits, fmt.frac_bits, 2.0**fmt.frac_bits,
@@ -411,12 +412,12 @@ def _float_matmul(x, w_t, bias, out):
 def _weights(w, k, bias):
     w = np.asarray(w)
     if w.dtype != np.float32 or w.ndim != 2 or w.shape[1] != k:
-        raise ValueError(f"weights must be a float32 (N, {k}) matrix (one row per output), got {w.dtype} {w.shape}")
+        raise InputError(f"weights must be a float32 (N, {k}) matrix (one row per output), got {w.dtype} {w.shape}")
     if not np.isfinite(w).all():
-        raise ValueError("weights must be finite")
+        raise InputError("weights must be finite")
     b = np.zeros(w.shape[0], np.float32) if bias is None else np.asarray(bias)
     if b.dtype != np.float32 or b.shape != (w.shape[0],):
-        raise ValueError(f"bias must be float32 of shape ({w.shape[0]},), got {b.dtype} {b.shape}")
+        raise InputError(f"bias must be float32 of shape ({w.shape[0]},), got {b.dtype} {b.shape}")
     return np.ascontiguousarray(w.T), b
 
 
@@ -439,9 +440,9 @@ def log_matmul(codes, fmt, w, bias=None, counts=None):
     """
     codes = np.asarray(codes)
     if codes.dtype != np.uint8 or codes.ndim != 2:
-        raise TypeError(f"codes must be a 2-D uint8 array of log codes, got {codes.dtype} {codes.shape}")
+        raise InputTypeError(f"codes must be a 2-D uint8 array of log codes, got {codes.dtype} {codes.shape}")
     if codes.size and int(codes.max()) >> fmt.bits:
-        raise ValueError(f"code {int(codes.max())} does not fit the {fmt.bits}-bit {fmt.name} code")
+        raise InputError(f"code {int(codes.max())} does not fit the {fmt.bits}-bit {fmt.name} code")
     w_t, b = _weights(w, codes.shape[1], bias)
     lo, hi, special = column_bounds(w_t)
     out = np.empty((codes.shape[0], w_t.shape[1]), np.float32)
@@ -458,7 +459,7 @@ def float_matmul(x, w, bias=None):
     """``out[i, j] = (sum over k ascending of w[j, k] * x[i, k]) + bias[j]`` in float32 (products rounded)."""
     x = np.asarray(x)
     if x.dtype != np.float32 or x.ndim != 2:
-        raise TypeError(f"x must be a 2-D float32 array, got {x.dtype} {x.shape}")
+        raise InputTypeError(f"x must be a 2-D float32 array, got {x.dtype} {x.shape}")
     w_t, b = _weights(w, x.shape[1], bias)
     out = np.empty((x.shape[0], w_t.shape[1]), np.float32)
     _float_matmul(np.ascontiguousarray(x), w_t, b, out)
@@ -689,7 +690,7 @@ def _run(ids, starts, lengths, tx, wh_t, whbits_t, wh_lo, wh_hi, wh_special, b, 
 
 def _coded_state(state):
     if state not in ("float32", "coded"):
-        raise ValueError(f"state must be 'float32' (coded only where a matrix product reads it) or 'coded' "
+        raise InputError(f"state must be 'float32' (coded only where a matrix product reads it) or 'coded' "
                          f"(stored coded), got {state!r}")
     return state == "coded"
 
@@ -756,13 +757,13 @@ def run_gru_lm(params, ids, starts, lengths, act=None, x_act=None, counts=None, 
     """
     x_act = act if x_act is None else x_act
     if type(x_act) is not type(act):
-        raise ValueError("x_act and act must both be None, both LogFormat or both FixedFormat")
+        raise InputError("x_act and act must both be None, both LogFormat or both FixedFormat")
     margs = _mode_args(act)
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     starts = np.ascontiguousarray(starts, np.int64)
     lengths = np.ascontiguousarray(lengths, np.int64)
     if len(starts) and (int((starts + lengths).max()) > len(ids) - 1 or int(starts.min()) < 0):
-        raise ValueError("a stream runs past the text: need 0 <= starts and starts + lengths <= len(ids) - 1")
+        raise InputError("a stream runs past the text: need 0 <= starts and starts + lengths <= len(ids) - 1")
     tx, row_events = x_table(params["E"], params["Wx"], x_act)
     pred = np.full(len(ids), -1, np.int64)
     events = np.zeros(4, np.int64)
@@ -941,14 +942,14 @@ def run_fixed_weights(codes, fmts, reset, ids, starts, lengths, act, x_act=None,
 
     x_act = act if x_act is None else x_act
     if not isinstance(act, FixedFormat) or not isinstance(x_act, FixedFormat):
-        raise TypeError("run_fixed_weights takes fixed-point activation formats (FixedFormat)")
+        raise InputTypeError("run_fixed_weights takes fixed-point activation formats (FixedFormat)")
     _check_fixed_format(act)
     if fmts["E"] != x_act:
-        raise ValueError("the embedding must be coded in the format of x_t")
+        raise InputError("the embedding must be coded in the format of x_t")
     ids = np.ascontiguousarray(ids, np.int64)
     starts, lengths = np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(lengths, np.int64)
     if len(starts) and (int((starts + lengths).max()) > len(ids) - 1 or int(starts.min()) < 0):
-        raise ValueError("a stream runs past the text: need 0 <= starts and starts + lengths <= len(ids) - 1")
+        raise InputError("a stream runs past the text: need 0 <= starts and starts + lengths <= len(ids) - 1")
     hidden = codes["Wh"].shape[1]
     fh, fx = act.frac_bits, x_act.frac_bits
     fwx, fwh, fb = fmts["Wx"].frac_bits, fmts["Wh"].frac_bits, fmts["b"].frac_bits
@@ -970,7 +971,7 @@ def run_fixed_weights(codes, fmts, reset, ids, starts, lengths, act, x_act=None,
                          (bound(act, fmts["Wh"], hidden), big - fh - fwh),
                          (1 << (fmts["b"].bits - 1), big - fb), (bound(act, fmts["Wf"], hidden), fo - fh - fwf)):
         if value.bit_length() + shift > 52:
-            raise OverflowError("these formats give accumulators beyond 2**52 once aligned; use fewer fractional bits")
+            raise RangeError("these formats give accumulators beyond 2**52 once aligned; use fewer fractional bits")
     pred = np.full(len(ids), -1, np.int64)
     last = np.empty((len(starts), hidden), np.float32) if final is None else final
     events = np.zeros(4, np.int64)

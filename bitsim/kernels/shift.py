@@ -37,6 +37,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..errors import InputError, InputTypeError, RangeError
 from ..formats.log import LogFormat, split
 from ..formats.modes import Rounding, parse_enum
 from .fixed import INT32_MAX, ROUNDING_CODES, _launch, _rshift_round, saturate_int32
@@ -208,27 +209,27 @@ def _exact(x, codes, neg, amount, zero, mode, out, transpose):
 def _fixed_codes(x, name):
     x = np.asarray(x)
     if x.dtype not in (np.int8, np.int16, np.int32):
-        raise TypeError(
+        raise InputTypeError(
             f"{name}: expected int8, int16 or int32 fixed-point codes, got {x.dtype}; "
             "quantize with bitsim.formats.fixed.quantize(...)"
         )
     if x.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array of codes (rows, K), got shape {x.shape}")
+        raise InputError(f"{name}: expected a 2-D array of codes (rows, K), got shape {x.shape}")
     return np.ascontiguousarray(x)
 
 
 def _log_codes(codes, fmt, name):
     if not isinstance(fmt, LogFormat):
-        raise TypeError(f"{name} format must be a bitsim.formats.log.LogFormat, got {type(fmt).__name__}")
+        raise InputTypeError(f"{name} format must be a bitsim.formats.log.LogFormat, got {type(fmt).__name__}")
     codes = np.asarray(codes)
     if codes.dtype != np.uint8:
-        raise TypeError(
+        raise InputTypeError(
             f"{name}: expected uint8 log codes, got {codes.dtype}; encode with bitsim.formats.log.encode(x, fmt)"
         )
     if codes.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array of log codes (rows, K), got shape {codes.shape}")
+        raise InputError(f"{name}: expected a 2-D array of log codes (rows, K), got shape {codes.shape}")
     if codes.size and int(codes.max()) >> fmt.bits:
-        raise ValueError(
+        raise InputError(
             f"{name}: code {int(codes.max())} does not fit the {fmt.bits}-bit {fmt.name} code; "
             "encode with the same LogFormat"
         )
@@ -237,7 +238,7 @@ def _log_codes(codes, fmt, name):
 
 def _frac(value, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer number of fractional bits, got {value!r}")
+        raise InputTypeError(f"{name} must be an integer number of fractional bits, got {value!r}")
     return int(value)
 
 
@@ -264,7 +265,7 @@ def _core(fixed, fixed_frac, codes, fmt, acc_frac, rounding, name, transpose):
     live = present & ~zero
     t_max = int(amount[live].max()) if live.any() else 0
     if shift_bound(fixed.dtype, k, t_max) > INT64_MAX:
-        raise OverflowError(
+        raise RangeError(
             f"{name}: a {fixed.dtype} code shifted left by {t_max} bits, summed over K={k}, can overflow int64; "
             f"lower acc_frac (now {acc_frac}) or use a LogFormat with a smaller exp_offset/exp_bits so that "
             f"(container bits - 1) + (emax + acc_frac - x_frac) + log2(K) < 63"
@@ -327,13 +328,13 @@ def _options(acc_frac, default, rounding, acc_dtype):
     acc_frac = default if acc_frac is None else _frac(acc_frac, "acc_frac")
     rounding = parse_enum(Rounding, rounding)
     if rounding is Rounding.STOCHASTIC:
-        raise ValueError(
+        raise InputError(
             "stochastic rounding of shifted terms is not supported; choose 'floor' (a barrel shifter), "
             "'nearest_up' (add half, then shift) or another deterministic mode"
         )
     acc_dtype = np.dtype(acc_dtype)
     if acc_dtype not in (np.int32, np.int64):
-        raise TypeError(f"acc_dtype must be numpy.int32 or numpy.int64, got {acc_dtype}")
+        raise InputTypeError(f"acc_dtype must be numpy.int32 or numpy.int64, got {acc_dtype}")
     return acc_frac, rounding, acc_dtype
 
 
@@ -402,7 +403,7 @@ def fixed_log_matmul(x, x_frac, w, w_fmt, *, acc_frac=None, rounding="floor", ac
     x = _fixed_codes(x, "fixed_log_matmul: x")
     w = _log_codes(w, w_fmt, "fixed_log_matmul: w")
     if x.shape[1] != w.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"fixed_log_matmul: x has K={x.shape[1]} columns but w has K={w.shape[1]}; w holds one row per "
             "output column (pass the weight matrix as (out, in))"
         )
@@ -449,7 +450,7 @@ def log_fixed_matmul(a, a_fmt, w, w_frac, *, acc_frac=None, rounding="floor", ac
     a = _log_codes(a, a_fmt, "log_fixed_matmul: a")
     w = _fixed_codes(w, "log_fixed_matmul: w")
     if a.shape[1] != w.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"log_fixed_matmul: a has K={a.shape[1]} columns but w has K={w.shape[1]}; w holds one row per "
             "output column"
         )

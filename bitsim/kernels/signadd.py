@@ -32,6 +32,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..errors import InputError, InputTypeError, RangeError
 from ..formats.binary import n_words
 from .binary import _launch, _length, _ternary_planes, _words
 
@@ -165,12 +166,12 @@ def signadd_bound(x, k):
 def _activations(x, k):
     x = np.asarray(x)
     if x.dtype not in (np.int8, np.int16, np.int32):
-        raise TypeError(
+        raise InputTypeError(
             f"signadd_gemm: expected int8, int16 or int32 activation codes, got {x.dtype}; "
             "quantize with bitsim.formats.fixed.quantize(...) (integer pixels: x.astype(np.int16))"
         )
     if x.ndim != 2 or x.shape[1] != k:
-        raise ValueError(f"signadd_gemm: expected activations of shape (M, {k}), got {x.shape}")
+        raise InputError(f"signadd_gemm: expected activations of shape (M, {k}), got {x.shape}")
     return np.ascontiguousarray(x)
 
 
@@ -220,9 +221,9 @@ def signadd_gemm(x, signs, n, mask=None, bitorder="little", acc_dtype=None):
         acc_dtype = np.int32 if bound <= INT32_MAX else np.int64
     acc_dtype = np.dtype(acc_dtype)
     if acc_dtype not in (np.int32, np.int64):
-        raise TypeError(f"acc_dtype must be numpy.int32 or numpy.int64, got {acc_dtype}")
+        raise InputTypeError(f"acc_dtype must be numpy.int32 or numpy.int64, got {acc_dtype}")
     if acc_dtype == np.int32 and bound > INT32_MAX:
-        raise OverflowError(
+        raise RangeError(
             f"signadd_gemm: sums up to {bound} do not fit int32; use acc_dtype=numpy.int64 or smaller activations"
         )
     out = np.zeros((x.shape[0], signs.shape[0]), dtype=acc_dtype)

@@ -35,6 +35,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..errors import InputError, InputTypeError
 from ..formats.fixed import FixedFormat
 from .binary import _length, _words
 from .fixed import HAS_AVX2
@@ -303,9 +304,9 @@ def _operand(a, dtype, name):
     if a.dtype != dtype:
         hint = ("convert images with np.asarray(images, dtype=np.uint8)" if dtype == np.uint8 else
                 "unpack ±1 weights with bitsim.kernels.u8.pm1_int8(words, n) or quantize to int8 codes")
-        raise TypeError(f"{name}: expected {np.dtype(dtype)}, got {a.dtype}; {hint}")
+        raise InputTypeError(f"{name}: expected {np.dtype(dtype)}, got {a.dtype}; {hint}")
     if a.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array (rows, K), got shape {a.shape}")
+        raise InputError(f"{name}: expected a 2-D array (rows, K), got shape {a.shape}")
     return np.ascontiguousarray(a)
 
 
@@ -332,13 +333,13 @@ def _int32_product(x, w, route):
         if steps:
             return _avx2_gemm(x, w, steps)
         if route == "avx2":
-            raise ValueError(
+            raise InputError(
                 f"u8s8_matmul: route='avx2' needs 2 * max(x) * max|w| <= 32767 so that no vpmaddubsw pair sum can "
                 f"saturate; here max(x) = {max_x}, max|w| = {max(w_hi, -w_lo)}. Use route='auto' (exact fallback)"
             )
         return _fallback(x, w)
     if route == "avx2":
-        raise ValueError("u8s8_matmul: route='avx2' needs a CPU with AVX2 (and numba targeting the host CPU)")
+        raise InputError("u8s8_matmul: route='avx2' needs a CPU with AVX2 (and numba targeting the host CPU)")
     out = np.empty((m, n), dtype=np.int32)
     _launch(_gemm_portable, m * n * k, x, w, out, tasks=True)
     return out
@@ -388,11 +389,11 @@ def u8s8_matmul(x, w, *, route="auto"):
     array([[  58, -458]], dtype=int32)
     """
     if route not in ("auto", "avx2", "portable"):
-        raise ValueError(f"route must be 'auto', 'avx2' or 'portable', got {route!r}")
+        raise InputError(f"route must be 'auto', 'avx2' or 'portable', got {route!r}")
     x = _operand(x, np.uint8, "u8s8_matmul: x")
     w = _operand(w, np.int8, "u8s8_matmul: w")
     if x.shape[1] != w.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"u8s8_matmul: x has K={x.shape[1]} columns but w has K={w.shape[1]}; w holds one row per output "
             "column (pass the weight matrix as (out, in))"
         )

@@ -25,6 +25,7 @@ import numpy as np
 from bitsim.formats import binary
 from bitsim.formats.rng import as_rng
 
+from ..errors import InputError
 from ._fused import sign_pm1
 from .init import uniform
 from .layers import Layer, Param, _check_2d, _check_nhwc, _window, conv_backward, conv_forward, conv_output_hw
@@ -39,7 +40,7 @@ def _check_exact(x, n, dtype, layer):
     bound = int(np.abs(x.astype(np.int64)).max()) * n
     limit = EXACT_LIMIT.get(np.dtype(dtype))
     if limit is not None and bound >= limit:
-        raise ValueError(
+        raise InputError(
             f"{layer}: integer inputs up to {bound // n} over {n} terms can reach {bound} >= {limit}, "
             f"beyond the exact integers of {np.dtype(dtype)}; use dtype=float64 or smaller inputs"
         )
@@ -60,7 +61,7 @@ class _Binarized:
         else:
             wb = np.empty(self.W.value.shape, self.dtype)
             if sign_pm1(np.ascontiguousarray(self.W.value).reshape(-1), wb.reshape(-1)):
-                raise ValueError(f"{self}: latent weights contain NaN; the training diverged")
+                raise InputError(f"{self}: latent weights contain NaN; the training diverged")
         self._wb = wb
         return wb
 

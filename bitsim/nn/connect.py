@@ -60,6 +60,7 @@ from bitsim.kernels.shift import fixed_log_matmul
 from bitsim.kernels.fixed import _launch
 from bitsim.kernels.signadd import signadd_gemm
 
+from ..errors import InputError, InputTypeError
 from .init import uniform
 from .layers import Layer, Param, _check_2d, _check_nhwc, _window, col2im, conv_output_hw, im2col
 
@@ -332,10 +333,10 @@ def sample_weights(w, kind="binary", stochastic=True, rng=None):
     SampledWeights
     """
     if kind not in WEIGHT_KINDS:
-        raise ValueError(f"weight kind must be one of {WEIGHT_KINDS}, got {kind!r}")
+        raise InputError(f"weight kind must be one of {WEIGHT_KINDS}, got {kind!r}")
     w = np.ascontiguousarray(w)
     if w.ndim != 2 or w.dtype.kind != "f":
-        raise ValueError(f"expected a 2-D float array of latent weights, got {w.dtype} {w.shape}")
+        raise InputError(f"expected a 2-D float array of latent weights, got {w.dtype} {w.shape}")
     n, k = w.shape
     u = draws(as_rng(rng), w.size) if stochastic else np.zeros(k, np.uint32)  # one row of unused draws
     kw, nw = -(-k // 64), -(-n // 64)
@@ -343,7 +344,7 @@ def sample_weights(w, kind="binary", stochastic=True, rng=None):
     signs, mask = np.empty((n, kw), np.uint64), np.empty((n, kw), np.uint64)
     signs_t, mask_t = np.empty((k, nw), np.uint64), np.empty((k, nw), np.uint64)
     if _launch(_SAMPLERS[kind, bool(stochastic)], 4 * w.size, w, u, values, signs, mask):
-        raise ValueError("latent weights contain NaN; the training diverged (lower the learning rate)")
+        raise InputError("latent weights contain NaN; the training diverged (lower the learning rate)")
     _launch(_pack_columns, w.size, values, signs_t, mask_t)
     return SampledWeights(kind, (n, k), signs, mask, signs_t, mask_t, values)
 
@@ -426,15 +427,15 @@ def dynamic_fixed(v, bits=16, rounding="nearest_even", rng=None, counts=None, fr
     """
     bits = int(bits)
     if not 2 <= bits <= 16:
-        raise ValueError(f"dynamic fixed point takes 2..16 bits, got {bits}")
+        raise InputError(f"dynamic fixed point takes 2..16 bits, got {bits}")
     rounding = parse_enum(Rounding, rounding)
     if rounding not in (Rounding.NEAREST_EVEN, Rounding.STOCHASTIC):
-        raise ValueError("dynamic fixed point rounds 'nearest_even' or 'stochastic'")
+        raise InputError("dynamic fixed point rounds 'nearest_even' or 'stochastic'")
     v = np.ascontiguousarray(v)
     flat = v.reshape(-1)
     m, bad = _max_abs(flat)
     if bad:
-        raise ValueError("NaN or infinity in a tensor to quantize; the training diverged (lower the learning rate)")
+        raise InputError("NaN or infinity in a tensor to quantize; the training diverged (lower the learning rate)")
     f = frac_bits_for(m, bits) if frac_bits is None else int(frac_bits)
     stochastic = rounding is Rounding.STOCHASTIC
     u = draws(as_rng(rng), flat.size) if stochastic else np.zeros(1, np.uint32)
@@ -558,10 +559,10 @@ class QBP:
 
     def __post_init__(self):
         if self.underflow not in UNDERFLOW_MODES:
-            raise ValueError(f"underflow must be one of {UNDERFLOW_MODES}, got {self.underflow!r}")
+            raise InputError(f"underflow must be one of {UNDERFLOW_MODES}, got {self.underflow!r}")
         for name in ("err_bits", "act_bits"):
             if not 2 <= getattr(self, name) <= 16:
-                raise ValueError(f"{name} must be 2..16, got {getattr(self, name)}")
+                raise InputError(f"{name} must be 2..16, got {getattr(self, name)}")
         parse_enum(Rounding, self.err_rounding)
         self.log_format  # validates exp_bits and exp_offset
 
@@ -589,11 +590,11 @@ def qbp_log_codes(x, qbp=QBP(), rng=None, counts=None):
     fmt = qbp.log_format
     x = np.asarray(x)
     if x.dtype.kind != "f":
-        raise TypeError(f"qbp_log_codes expects float values (the exact fixed-point values), got {x.dtype}")
+        raise InputTypeError(f"qbp_log_codes expects float values (the exact fixed-point values), got {x.dtype}")
     x = np.ascontiguousarray(x, dtype=np.float32)
     flat = x.reshape(-1)
     if _max_abs(flat)[1]:
-        raise ValueError("NaN or infinity in the layer input; the training diverged")
+        raise InputError("NaN or infinity in the layer input; the training diverged")
     u = draws(as_rng(rng), flat.size)
     out = np.empty(x.shape, np.uint8)
     sat, flushed = _launch(_log_codes, flat.size, flat.view(np.uint32), u, fmt.emin, fmt.emax, fmt.exp_bits,
@@ -651,9 +652,9 @@ class _Connect:
 
     def _init_connect(self, kind, stochastic, rng, qbp, qbp_rng, input_grad, inference):
         if kind not in WEIGHT_KINDS:
-            raise ValueError(f"weights must be one of {WEIGHT_KINDS}, got {kind!r}")
+            raise InputError(f"weights must be one of {WEIGHT_KINDS}, got {kind!r}")
         if inference not in ("deterministic", "latent", "stochastic"):
-            raise ValueError(f"inference must be 'deterministic', 'latent' or 'stochastic', got {inference!r}")
+            raise InputError(f"inference must be 'deterministic', 'latent' or 'stochastic', got {inference!r}")
         self.kind, self.stochastic = kind, bool(stochastic)
         self.rng = as_rng(rng) if (stochastic or rng is not None) else None
         self.qbp = qbp
@@ -878,7 +879,7 @@ def _optimizer_mults(optimizer, size):
         return Mults(4 * size, size)
     if isinstance(optimizer, SGD):  # lr*g; momentum: momentum*v, and nesterov g + momentum*v
         return Mults(size * (1 + (optimizer.momentum != 0) + bool(optimizer.nesterov)))
-    raise TypeError(f"no multiplication count for optimizer {type(optimizer).__name__}")
+    raise InputTypeError(f"no multiplication count for optimizer {type(optimizer).__name__}")
 
 
 def layer_mults(layer, shape, batch, float_equivalent=False):
@@ -915,7 +916,7 @@ def layer_mults(layer, shape, batch, float_equivalent=False):
         return Mults(mkn), Mults(mkn * (2 if dx else 1)), out
     if isinstance(layer, BatchNorm):
         if layer.shift:
-            raise TypeError("no multiplication count for shift-based batch norm; use BatchNorm(shift=False)")
+            raise InputTypeError("no multiplication count for shift-based batch norm; use BatchNorm(shift=False)")
         c = layer.n_features
         div_m = 0 if _pow2(size // c) else 1  # means: a division by the m values per feature
         running = 2 * c * ((not _pow2(1 - layer.momentum)) + (not _pow2(layer.momentum)))
@@ -930,7 +931,7 @@ def layer_mults(layer, shape, batch, float_equivalent=False):
         return Mults(0, scale), Mults(scale), tuple(shape)
     if isinstance(layer, (ReLU, HardTanh, Sign, Flatten, MaxPool2d)):
         return Mults(), Mults(), layer.output_shape(tuple(shape))
-    raise TypeError(f"no multiplication count for layer {type(layer).__name__}")
+    raise InputTypeError(f"no multiplication count for layer {type(layer).__name__}")
 
 
 def loss_mults(loss, batch, classes):
@@ -943,7 +944,7 @@ def loss_mults(loss, batch, classes):
         return Mults(size, (1 + size) * (not _pow2(count)))
     if isinstance(loss, SoftmaxCrossEntropy):  # exp, log and the grad / N
         return Mults(0, size * (not _pow2(batch)))
-    raise TypeError(f"no multiplication count for loss {type(loss).__name__}")
+    raise InputTypeError(f"no multiplication count for loss {type(loss).__name__}")
 
 
 def count_multiplications(model, input_shape, batch, loss=None, optimizer=None):

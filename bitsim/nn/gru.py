@@ -27,6 +27,7 @@ import math
 import numba
 import numpy as np
 
+from ..errors import InputError
 from .init import generator, glorot_uniform, uniform
 from .layers import Layer, Param
 
@@ -43,7 +44,7 @@ def _check_ids(ids, layer):
     """``ids`` as an integer array, or a ValueError naming the layer's valid range."""
     ids = np.asarray(ids)
     if ids.dtype.kind not in "iu" or (ids.size and (ids.min() < 0 or ids.max() >= layer.n_vocab)):
-        raise ValueError(f"{layer} expects integer ids in 0..{layer.n_vocab - 1}")
+        raise InputError(f"{layer} expects integer ids in 0..{layer.n_vocab - 1}")
     return ids
 
 
@@ -144,7 +145,7 @@ class GRU(Layer):
 
     def __init__(self, n_in, hidden, reset="before", *, init_rng=None, dtype=np.float32):
         if reset not in RESET_FORMS:
-            raise ValueError(f"reset must be one of {RESET_FORMS}, got {reset!r}")
+            raise InputError(f"reset must be one of {RESET_FORMS}, got {reset!r}")
         self.n_in, self.hidden, self.reset, self.dtype = int(n_in), int(hidden), reset, np.dtype(dtype)
         self.weight_bits = 8 * self.dtype.itemsize
         h = self.hidden
@@ -168,11 +169,11 @@ class GRU(Layer):
     def forward(self, x, h0=None, training=True):
         x = np.asarray(x).astype(self.dtype, copy=False)
         if x.ndim != 3 or x.shape[2] != self.n_in:
-            raise ValueError(f"{self} expects (N, T, {self.n_in}) sequences, got {x.shape}")
+            raise InputError(f"{self} expects (N, T, {self.n_in}) sequences, got {x.shape}")
         n, steps, h = x.shape[0], x.shape[1], self.hidden
         state = np.zeros((n, h), self.dtype) if h0 is None else np.asarray(h0).astype(self.dtype, copy=True)
         if state.shape != (n, h):
-            raise ValueError(f"h0 must have shape ({n}, {h}), got {state.shape}")
+            raise InputError(f"h0 must have shape ({n}, {h}), got {state.shape}")
         ax = np.ascontiguousarray(x @ self.Wx.value.T + self.b.value)  # (N, T, 3H)
         hs = np.empty((n, steps, h), self.dtype)
         prev = np.empty((n, steps, h), self.dtype)
@@ -302,7 +303,7 @@ def _backward(grad, wh, prev, gates, inner, before, da, dhn, dh0, one):
 def from_torch(gru, weight_ih, weight_hh, bias_ih, bias_hh):
     """Load PyTorch ``torch.nn.GRU`` layer-0 parameters (as arrays) into a ``reset='after'`` :class:`GRU`."""
     if gru.reset != "after":
-        raise ValueError("PyTorch's GRU applies the reset gate after the product; build GRU(..., reset='after')")
+        raise InputError("PyTorch's GRU applies the reset gate after the product; build GRU(..., reset='after')")
     h = gru.hidden
     bias_ih, bias_hh = np.asarray(bias_ih, np.float64), np.asarray(bias_hh, np.float64)
     b = bias_ih.copy()

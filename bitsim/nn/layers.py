@@ -28,6 +28,7 @@ from bitsim.formats.rng import as_rng, threshold32
 from bitsim.kernels._launch import launch
 
 from . import _patches
+from ..errors import InputError
 from .init import glorot_uniform
 
 PARALLEL_MIN_WORK = 2**16  # elements below which the patch and pooling loops stay on the calling thread
@@ -64,12 +65,12 @@ def _as_float(x):
 def _pair(value, what, least=1):
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ValueError(f"{what} must be an int or a pair (height, width), got {value!r}")
+            raise InputError(f"{what} must be an int or a pair (height, width), got {value!r}")
         pair = int(value[0]), int(value[1])
     else:
         pair = int(value), int(value)
     if min(pair) < least:
-        raise ValueError(f"{what} must be at least {least} in both directions, got {value!r}")
+        raise InputError(f"{what} must be at least {least} in both directions, got {value!r}")
     return pair
 
 
@@ -81,10 +82,10 @@ def _lossless(value, target, key):
     """``value`` cast to ``target``'s dtype and shape, refusing casts that change a value."""
     value = np.asarray(value)
     if value.shape != target.shape:
-        raise ValueError(f"state entry {key!r} has shape {value.shape}, expected {target.shape}")
+        raise InputError(f"state entry {key!r} has shape {value.shape}, expected {target.shape}")
     cast = value.astype(target.dtype)
     if not np.array_equal(cast.astype(value.dtype), value, equal_nan=value.dtype.kind == "f"):
-        raise ValueError(
+        raise InputError(
             f"state entry {key!r} ({value.dtype}) does not convert exactly to {target.dtype}; "
             f"cast the state to {target.dtype} yourself or build the layer with a matching dtype"
         )
@@ -121,7 +122,7 @@ class Param:
         if clip is not None:
             lo, hi = float(clip[0]), float(clip[1])
             if not lo < hi:
-                raise ValueError(f"clip must be (low, high) with low < high, got {clip!r}")
+                raise InputError(f"clip must be (low, high) with low < high, got {clip!r}")
             clip = (lo, hi)
         self.clip = clip
         self.lr_scale = float(lr_scale)
@@ -182,7 +183,7 @@ class Layer:
         targets = {p.name: p.value for p in self.params()}
         targets.update(self.buffers())
         if set(state) != set(targets):
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__}.load_state: expected keys {sorted(targets)}, got {sorted(state)}"
             )
         for key, target in targets.items():
@@ -205,13 +206,13 @@ class Layer:
 
 def _check_2d(x, n, layer):
     if x.ndim != 2 or x.shape[1] != n:
-        raise ValueError(f"{layer} expects input of shape (N, {n}), got {x.shape}; add Flatten() before it")
+        raise InputError(f"{layer} expects input of shape (N, {n}), got {x.shape}; add Flatten() before it")
 
 
 def _check_nhwc(x, c, layer):
     if x.ndim != 4 or (c is not None and x.shape[3] != c):
         want = f"(N, H, W, {c})" if c is not None else "(N, H, W, C)"
-        raise ValueError(f"{layer} expects NHWC input of shape {want}, got {x.shape}")
+        raise InputError(f"{layer} expects NHWC input of shape {want}, got {x.shape}")
 
 
 def im2col(x, kernel, stride, padding):
@@ -230,7 +231,7 @@ def im2col(x, kernel, stride, padding):
     _check_nhwc(x, None, "im2col")
     n, h, w, c = x.shape
     if h + 2 * ph < kh or w + 2 * pw < kw:
-        raise ValueError(f"kernel {kernel} is larger than the padded input {(h + 2 * ph, w + 2 * pw)}")
+        raise InputError(f"kernel {kernel} is larger than the padded input {(h + 2 * ph, w + 2 * pw)}")
     oh, ow = conv_output_hw((h, w), kernel, stride, padding)
     cols = np.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
     launch(_patches.im2col, cols.size, np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, oh, ow, cols,
@@ -248,7 +249,7 @@ def col2im(cols, x_shape, kernel, stride, padding):
     n, h, w, c = x_shape
     oh, ow = conv_output_hw((h, w), kernel, stride, padding)
     if cols.shape != (n * oh * ow, kh * kw * c):
-        raise ValueError(f"col2im: patches of shape {(n * oh * ow, kh * kw * c)} expected for an input of shape "
+        raise InputError(f"col2im: patches of shape {(n * oh * ow, kh * kw * c)} expected for an input of shape "
                          f"{tuple(x_shape)}, kernel {kernel}, stride {stride} and padding {padding}; got {cols.shape}")
     out = np.zeros((n, h, w, c), dtype=cols.dtype)
     launch(_patches.col2im, cols.size, np.ascontiguousarray(cols), kh, kw, sh, sw, ph, pw, oh, ow, out,
@@ -412,7 +413,7 @@ class MaxPool2d(Layer):
         (kh, kw), (sh, sw) = self.kernel, self.stride
         n, h, w, c = x.shape
         if h < kh or w < kw:
-            raise ValueError(f"{self}: pooling window {self.kernel} is larger than the input {(h, w)}")
+            raise InputError(f"{self}: pooling window {self.kernel} is larger than the input {(h, w)}")
         oh, ow = conv_output_hw((h, w), self.kernel, self.stride, (0, 0))
         y = np.empty((n, oh, ow, c), x.dtype)
         self._argmax = np.empty((n, oh, ow, c), np.int32)
@@ -423,7 +424,7 @@ class MaxPool2d(Layer):
     def backward(self, grad):
         argmax = self._cached("_argmax")
         if grad.shape != argmax.shape:
-            raise ValueError(f"{self}: gradient of shape {argmax.shape} expected (the last output), got {grad.shape}")
+            raise InputError(f"{self}: gradient of shape {argmax.shape} expected (the last output), got {grad.shape}")
         (kh, kw), (sh, sw) = self.kernel, self.stride
         dx = np.zeros(self._x_shape, dtype=grad.dtype)
         launch(_patches.max_pool_backward, dx.size, np.ascontiguousarray(grad), argmax, kh, kw, sh, sw, dx,
@@ -502,7 +503,7 @@ class BatchNorm(Layer):
     def forward(self, x, training=True):
         x = np.asarray(x).astype(self.dtype, copy=False)
         if x.ndim not in (2, 4) or x.shape[-1] != self.n_features:
-            raise ValueError(f"{self} expects (N, {self.n_features}) or (N, H, W, {self.n_features}), got {x.shape}")
+            raise InputError(f"{self} expects (N, {self.n_features}) or (N, H, W, {self.n_features}), got {x.shape}")
         axes = tuple(range(x.ndim - 1))
         if training:
             mu = x.mean(axis=axes)
@@ -551,12 +552,12 @@ class BatchNorm(Layer):
         chunks = [np.asarray(x).astype(self.dtype, copy=False) for x in chunks]
         for x in chunks:
             if x.ndim not in (2, 4) or x.shape[-1] != self.n_features:
-                raise ValueError(f"{self} expects (N, {self.n_features}) or (N, H, W, {self.n_features}), "
+                raise InputError(f"{self} expects (N, {self.n_features}) or (N, H, W, {self.n_features}), "
                                  f"got {x.shape}")
         rows = [x.reshape(-1, self.n_features) for x in chunks]
         n = sum(len(r) for r in rows)
         if n == 0:
-            raise ValueError(f"BatchNorm.set_population needs at least one input row, got {len(chunks)} empty chunks")
+            raise InputError(f"BatchNorm.set_population needs at least one input row, got {len(chunks)} empty chunks")
         mean = (sum(r.sum(axis=0, dtype=np.float64) for r in rows) / n).astype(self.dtype)
         centred = [r - mean for r in rows]
         var = sum((c * self._approx(c)).sum(axis=0, dtype=np.float64) for c in centred) / n
@@ -588,7 +589,7 @@ class Dropout(Layer):
 
     def __init__(self, p, rng):
         if not 0.0 <= float(p) < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+            raise InputError(f"dropout probability must be in [0, 1), got {p}")
         self.p = float(p)
         self.rng = as_rng(rng)
 

@@ -6,6 +6,8 @@ float dtype.
 
 import numpy as np
 
+from ..errors import InputError
+
 
 def _scores_labels(scores, labels):
     scores = np.asarray(scores)
@@ -13,9 +15,9 @@ def _scores_labels(scores, labels):
         scores = scores.astype(np.float32)
     labels = np.asarray(labels)
     if scores.ndim != 2 or labels.shape != scores.shape[:1]:
-        raise ValueError(f"expected scores (N, classes) and labels (N,), got {scores.shape} and {labels.shape}")
+        raise InputError(f"expected scores (N, classes) and labels (N,), got {scores.shape} and {labels.shape}")
     if labels.dtype.kind not in "iu" or (labels.size and (labels.min() < 0 or labels.max() >= scores.shape[1])):
-        raise ValueError(f"labels must be integers in 0..{scores.shape[1] - 1}")
+        raise InputError(f"labels must be integers in 0..{scores.shape[1] - 1}")
     return scores, labels.astype(np.intp)
 
 
@@ -67,7 +69,7 @@ class SquaredHinge:
 
     def __init__(self, mean="batch"):
         if mean not in ("batch", "all"):
-            raise ValueError(f"mean must be 'batch' or 'all', got {mean!r}")
+            raise InputError(f"mean must be 'batch' or 'all', got {mean!r}")
         self.mean = mean
 
     def __call__(self, scores, labels):

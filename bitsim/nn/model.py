@@ -5,6 +5,7 @@ import numpy as np
 from bitsim.formats.rng import as_rng
 from bitsim.io import load_bundle, save_bundle
 
+from ..errors import InputError
 from .blas import one_blas_thread
 from .layers import BatchNorm
 
@@ -38,10 +39,10 @@ def batches(x, y, batch_size, rng=None, drop_last=False):
         Skip the last batch when it is smaller than ``batch_size``.
     """
     if len(x) != len(y):
-        raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
+        raise InputError(f"x and y differ in length: {len(x)} and {len(y)}")
     batch_size = int(batch_size)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     order = batch_order(len(x), rng)
     stop = len(order) - len(order) % batch_size if drop_last else len(order)
     for start in range(0, stop, batch_size):
@@ -83,7 +84,7 @@ class Sequential:
             if grad is None:
                 learning = [layer for layer in self.layers[:i] if layer.params()]
                 if learning:
-                    raise ValueError(f"{self.layers[i]} computes no input gradient, but {learning[0]} before it has "
+                    raise InputError(f"{self.layers[i]} computes no input gradient, but {learning[0]} before it has "
                                      f"parameters to train; build it with input_grad=True")
                 return None
         return grad
@@ -108,10 +109,10 @@ class Sequential:
         batch_size : int
         """
         if len(x) == 0:
-            raise ValueError("calibrate needs at least one example")
+            raise InputError("calibrate needs at least one example")
         batch_size = int(batch_size)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         chunks = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
         last = max((i for i, layer in enumerate(self.layers) if isinstance(layer, BatchNorm)), default=-1)
         for layer in self.layers[:last + 1]:
@@ -133,13 +134,13 @@ class Sequential:
         for key in state:
             index, _, name = key.partition(".")
             if not index.isdigit() or int(index) >= len(self.layers) or not name:
-                raise ValueError(f"state key {key!r} does not name a layer of this {len(self.layers)}-layer model")
+                raise InputError(f"state key {key!r} does not name a layer of this {len(self.layers)}-layer model")
             per_layer[int(index)][name] = np.asarray(state[key])
         for i, (layer, part) in enumerate(zip(self.layers, per_layer)):
             try:
                 layer.load_state(part)
             except ValueError as err:
-                raise ValueError(f"layer {i}: {err}") from None
+                raise InputError(f"layer {i}: {err}") from None
 
     def save(self, path, meta=None):
         """Write :meth:`state` as ``path.npz`` + ``path.json`` (no pickle, atomic, with checksums).

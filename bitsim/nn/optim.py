@@ -29,6 +29,7 @@ first AP2. See :class:`ShiftAdaMax` for what is and is not approximated.
 import numpy as np
 
 from . import _fused
+from ..errors import InputError
 from .layers import ap2
 
 
@@ -58,7 +59,7 @@ class ExponentialDecay:
         self.lr0, self.lr_final = float(lr0), float(lr_final)
         self.n_steps, self.every = int(n_steps), int(every)
         if self.lr0 <= 0 or self.lr_final <= 0 or self.n_steps < 1 or self.every < 1:
-            raise ValueError("ExponentialDecay needs lr0 > 0, lr_final > 0, n_steps >= 1 and every >= 1")
+            raise InputError("ExponentialDecay needs lr0 > 0, lr_final > 0, n_steps >= 1 and every >= 1")
 
     def __call__(self, t):
         k = int(t) // self.every
@@ -76,7 +77,7 @@ class StepDecay:
     def __init__(self, lr0, factor, every):
         self.lr0, self.factor, self.every = float(lr0), float(factor), int(every)
         if self.every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
+            raise InputError(f"every must be >= 1, got {every}")
 
     def __call__(self, t):
         return self.lr0 * self.factor ** (int(t) // self.every)
@@ -146,7 +147,7 @@ class Optimizer:
             i, name = key.split(".", 1)
             p = self.params[int(i)]
             if np.shape(value) != p.value.shape:
-                raise ValueError(f"optimizer slot {key!r} has shape {np.shape(value)}, parameter has {p.value.shape}")
+                raise InputError(f"optimizer slot {key!r} has shape {np.shape(value)}, parameter has {p.value.shape}")
             self.slots[int(i)][name] = np.array(value, dtype=p.value.dtype)
 
     def _describe(self):
@@ -171,7 +172,7 @@ class SGD(Optimizer):
         super().__init__(params, lr, weight_decay)
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
         if self.nesterov and self.momentum <= 0:
-            raise ValueError("Nesterov momentum needs momentum > 0")
+            raise InputError("Nesterov momentum needs momentum > 0")
 
     def _update(self, p, g, lr, slots):
         if self.momentum:

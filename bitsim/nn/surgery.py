@@ -33,6 +33,7 @@ import numpy as np
 
 from bitsim.formats.rng import bernoulli
 
+from ..errors import InputError
 from .layers import Conv2d, Dense, _check_nhwc, conv_backward, conv_forward
 
 PRUNE_LOW, SPLICE_HIGH = 0.9, 1.1
@@ -59,13 +60,13 @@ class PruneRule:
 
     def __post_init__(self):
         if self.gamma < 0 or self.power < 0 or self.iter_stop < 0:
-            raise ValueError(f"gamma, power and iter_stop must be >= 0, got {self}")
+            raise InputError(f"gamma, power and iter_stop must be >= 0, got {self}")
 
     def probability(self, t):
         """``(1 + gamma * t) ** -power`` for ``t < iter_stop``, else 0 (float64)."""
         t = int(t)
         if t < 0:
-            raise ValueError(f"surgery iteration must be >= 0, got {t}")
+            raise InputError(f"surgery iteration must be >= 0, got {t}")
         if t >= self.iter_stop:
             return 0.0
         return float((1.0 + self.gamma * t) ** -self.power)
@@ -82,7 +83,7 @@ def moments(values):
     v = np.abs(np.concatenate([np.asarray(x, dtype=np.float64).ravel() for x in values]))
     v = v[v != 0]
     if v.size == 0:
-        raise ValueError("every weight of the layer is zero; there is nothing to prune")
+        raise InputError("every weight of the layer is zero; there is nothing to prune")
     mu = float(v.mean())
     return mu, float(np.sqrt(np.mean((v - mu) ** 2)))
 
@@ -153,7 +154,7 @@ class _Masked:
     def resume_surgery(self, rule):
         """Set ``rule`` keeping the thresholds already in ``stats`` (after loading a checkpoint)."""
         if np.isnan(self.stats).any():
-            raise ValueError(f"{type(self).__name__}: no thresholds in the state to resume from; "
+            raise InputError(f"{type(self).__name__}: no thresholds in the state to resume from; "
                              "call start_surgery(rule) instead")
         self.rule = rule
 
@@ -228,7 +229,7 @@ class MaskedDense(_Masked, Dense):
     def forward(self, x, training=True):
         x = np.asarray(x).astype(self.dtype, copy=False)
         if x.ndim != 2 or x.shape[1] != self.n_in:
-            raise ValueError(f"{self} expects input of shape (N, {self.n_in}), got {x.shape}; add Flatten() before it")
+            raise InputError(f"{self} expects input of shape (N, {self.n_in}), got {x.shape}; add Flatten() before it")
         self._x = x
         self._w = self.weight()
         y = x @ self._w.T

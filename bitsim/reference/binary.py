@@ -8,6 +8,7 @@ only after checking that they fit.
 
 import numpy as np
 
+from ..errors import RangeError
 from ..formats.binary import pack_bits, unpack
 from ..formats.ternary import unpack_ternary
 
@@ -15,7 +16,7 @@ from ..formats.ternary import unpack_ternary
 def _to(values, dtype):
     info = np.iinfo(dtype)
     if values.size and (values.min() < info.min or values.max() > info.max):
-        raise OverflowError(f"result does not fit {np.dtype(dtype)}")
+        raise RangeError(f"result does not fit {np.dtype(dtype)}")
     return values.astype(dtype)
 
 

@@ -5,6 +5,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..errors import InputError, RangeError
 from ..formats.log import LogRounding
 from ..formats.modes import Overflow, Rounding, Underflow
 
@@ -47,7 +48,7 @@ def overflow_int(v, bits, overflow):
         return (hi if v > hi else lo), "saturated"
     if overflow is Overflow.WRAP:
         return (v - lo) % (1 << bits) + lo, "wrapped"
-    raise OverflowError(v)
+    raise RangeError(v)
 
 
 def fixed_quantize_one(x, fmt, u=None):
@@ -65,7 +66,7 @@ def log_encode_one(x, fmt, u=None):
     """Encode one float32 as a log code, from ``math.frexp`` and exact rational comparisons."""
     x = float(np.float32(x))
     if math.isnan(x):
-        raise ValueError("NaN")
+        raise InputError("NaN")
     sign = 1 if math.copysign(1.0, x) < 0 else 0
     w = fmt.exp_bits
     zero_code = (sign << w) | fmt.zero_field
@@ -88,13 +89,13 @@ def log_encode_one(x, fmt, u=None):
         e += int(up)
         if e > fmt.emax:
             if fmt.overflow is Overflow.ERROR:
-                raise OverflowError(x)
+                raise RangeError(x)
             e = fmt.emax
         if e < fmt.emin:
             if fmt.underflow is Underflow.FLUSH:
                 return zero_code
             if fmt.underflow is Underflow.ERROR:
-                raise ArithmeticError(x)
+                raise RangeError(x)
             e = fmt.emin
     return (sign << w) | ((e - fmt.exp_offset) % (1 << w))
 

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ..errors import RangeError
 from ..formats import fixed, log
 from ..formats.log import LogFormat
 
@@ -124,7 +125,7 @@ def gru_lm(params, ids, starts, lengths, act=None, x_act=None, counts=None, fina
 def to_float32(acc, frac_bits):
     """``float32(acc * 2**-frac_bits)`` of a Python int (exact in float64 below 2**53)."""
     if abs(int(acc)) >= 2**53:
-        raise OverflowError("accumulator beyond 2**53")
+        raise RangeError("accumulator beyond 2**53")
     return F32(math.ldexp(float(int(acc)), -int(frac_bits)))
 
 

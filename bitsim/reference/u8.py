@@ -7,6 +7,8 @@ product (numpy does not use BLAS for integers, so no float rounding is involved)
 
 import numpy as np
 
+from ..errors import InputTypeError
+
 __all__ = ["u8s8_matmul"]
 
 
@@ -25,5 +27,5 @@ def u8s8_matmul(x, w):
     x = np.asarray(x)
     w = np.asarray(w)
     if x.dtype != np.uint8 or w.dtype != np.int8:
-        raise TypeError(f"u8s8_matmul oracle expects uint8 x and int8 w, got {x.dtype} and {w.dtype}")
+        raise InputTypeError(f"u8s8_matmul oracle expects uint8 x and int8 w, got {x.dtype} and {w.dtype}")
     return x.astype(np.int64) @ w.astype(np.int64).T
