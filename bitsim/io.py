@@ -1,8 +1,10 @@
 """Safe files: atomic writes, checksums, and arrays saved as ``.npz`` + JSON without pickle.
 
 A saved bundle is two files side by side: ``NAME.npz`` (arrays, loaded with ``allow_pickle=False``)
-and ``NAME.json`` (a manifest: kind, format version, bitsim version, metadata, and the SHA-256 of the
-``.npz`` and of every array). Loading checks all of them and says what is wrong.
+and ``NAME.json`` (a manifest: kind, format version, bitsim version, metadata, the SHA-256 of the
+``.npz`` and of every array, and the SHA-256 of the manifest's own canonical content). Loading checks
+the manifest against its schema (:data:`BUNDLE_SCHEMA`, printed in ``docs/formats.md``) and every
+checksum before it uses anything, and says what is wrong.
 """
 
 import hashlib
@@ -16,8 +18,21 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .errors import DamagedFileError, InputTypeError, MissingFileError
+from .schema import ANY, SHA256, SHAPE, MapOf, OneOf, Str, validate
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+BUNDLE_SCHEMA = {
+    "kind": Str(),
+    "format_version": OneOf(FORMAT_VERSION),
+    "bitsim_version": Str(),
+    "npz": Str(r"[^/\\]+\.npz", "a file name ending in .npz"),
+    "npz_sha256": SHA256,
+    "arrays": MapOf({"shape": SHAPE, "dtype": Str(r"[<>|][biuf][0-9]{1,2}", "a NumPy dtype string such as '<f4'"),
+                     "sha256": SHA256}, key=Str(r"[^/\\]{1,200}", "an array name without slashes")),
+    "meta": MapOf(ANY),
+    "manifest_sha256": SHA256,
+}
 
 
 def sha256_bytes(data):
@@ -46,17 +61,39 @@ def _c_order(a):
     return a if a.flags.c_contiguous else a.copy(order="C")
 
 
+def current_umask():
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def canonical_sha256(value):
+    """SHA-256 of JSON ``value`` in canonical form: sorted keys, no spaces, ASCII, floats as ``repr``."""
+    return sha256_bytes(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode())
+
+
 def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same directory, then rename it into place."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory, then rename it into place.
+
+    The file gets the permissions a plain ``open(path, 'w')`` would give (``0o666`` less the umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if err.filename is None:  # a full disk or a quota names no file: name the one being written
+            raise type(err)(err.errno, err.strerror, str(path)) from None
+        raise
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -83,7 +120,7 @@ def npz_bytes(arrays):
         for name in sorted(arrays):
             a = np.asarray(arrays[name])
             if a.dtype.kind == "O":
-                raise TypeError(f"array {name!r} has dtype object, which cannot be saved without pickle")
+                raise InputTypeError(f"array {name!r} has dtype object, which cannot be saved without pickle")
             member = io.BytesIO()
             np.lib.format.write_array(member, _c_order(a), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
@@ -122,46 +159,108 @@ def save_bundle(path, arrays, kind, meta=None):
                           "sha256": array_sha256(np.asarray(a))} for name, a in sorted(arrays.items())},
         "meta": meta or {},
     }
+    manifest = json.loads(json.dumps(manifest))  # as it will be read back: tuples become lists
+    manifest["manifest_sha256"] = canonical_sha256(manifest)
     atomic_write_bytes(base.with_suffix(".npz"), data)
     atomic_write_bytes(base.with_suffix(".json"), (json.dumps(manifest, indent=1) + "\n").encode())
     return base.with_suffix(".json")
 
 
+def read_json(path, what="file"):
+    """Parse a JSON file, raising :class:`DamagedFileError` (not a decoder error) when it is not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"no {what} {path}")
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise DamagedFileError(path, f"not valid JSON ({str(err)[:100]}); the file is damaged") from None
+
+
+def check_manifest_sha256(manifest, path):
+    """Raise :class:`DamagedFileError` unless ``manifest['manifest_sha256']`` is the SHA-256 of the rest."""
+    rest = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    if canonical_sha256(rest) != manifest["manifest_sha256"]:
+        raise DamagedFileError(path, "its content does not match its manifest_sha256: the file was edited or "
+                                     "damaged after bitsim wrote it; write it again with bitsim")
+
+
+def read_npz(path, expected):
+    """The arrays of a ``.npz`` (no pickle), checked against ``{name: (shape, dtype, sha256)}``."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                raise ValueError("a .npy file, not a .npz archive")
+            names = sorted(npz.files)
+            if names != sorted(expected):
+                raise DamagedFileError(path, f"holds arrays {names[:10]}, expected {sorted(expected)[:10]}")
+            arrays = {name: npz[name] for name in names}
+    except DamagedFileError:
+        raise
+    except Exception as err:  # zipfile, zlib, numpy header and EOF errors of a damaged archive
+        raise DamagedFileError(path, f"cannot be read as a .npz archive ({type(err).__name__}: "
+                                     f"{str(err)[:100]})") from None
+    for name, (shape, dtype, digest) in expected.items():
+        a = arrays[name]
+        if list(a.shape) != list(shape) or a.dtype.str != dtype or array_sha256(a) != digest:
+            raise DamagedFileError(path, f"array {name!r} ({a.dtype.str}{list(a.shape)}) does not match its "
+                                         f"manifest entry ({dtype}{list(shape)} and its SHA-256)")
+    return arrays
+
+
+def read_manifest(path, kind=None):
+    """The verified JSON manifest of a bundle (schema, own checksum, kind), without reading its arrays.
+
+    Returns
+    -------
+    dict
+        The manifest; its ``meta`` is the bundle's metadata.
+    """
+    manifest_path = _base(path).with_suffix(".json")
+    if not manifest_path.exists():
+        raise MissingFileError(f"no manifest {manifest_path}; a bitsim model is a .json file beside a .npz file")
+    manifest = read_json(manifest_path, "manifest")
+    if isinstance(manifest, dict) and manifest.get("format_version") not in (FORMAT_VERSION, None):
+        raise DamagedFileError(manifest_path, f"format version {manifest.get('format_version')!r}; this bitsim reads "
+                                              f"version {FORMAT_VERSION}: save the model again with this bitsim")
+    validate(manifest, BUNDLE_SCHEMA, manifest_path)
+    check_manifest_sha256(manifest, manifest_path)
+    if kind is not None and manifest["kind"] != kind:
+        raise DamagedFileError(manifest_path, f"holds {manifest['kind']!r}, expected {kind!r}")
+    return manifest
+
+
 def load_bundle(path, kind=None):
-    """Load a bundle written by :func:`save_bundle`, verifying kind, version and every checksum.
+    """Load a bundle written by :func:`save_bundle`, verifying schema, kind, version and every checksum.
+
+    Nothing is used before it is verified: the manifest against :data:`BUNDLE_SCHEMA` and its own
+    SHA-256, then the ``.npz`` file's SHA-256, then every array's shape, dtype and SHA-256.
 
     Returns
     -------
     arrays : dict of str to numpy.ndarray
     meta : dict
+
+    Raises
+    ------
+    MissingFileError
+        The manifest or the ``.npz`` beside it is missing.
+    DamagedFileError
+        Anything fails a check; the message names the file and the field.
     """
     base = _base(path)
     manifest_path = base.with_suffix(".json")
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"no manifest {manifest_path}; a bitsim model is a .json file beside a .npz file")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{manifest_path} is not valid JSON ({err}); the file is damaged, save the model again")
-    if kind is not None and manifest.get("kind") != kind:
-        raise ValueError(f"{manifest_path} holds {manifest.get('kind')!r}, expected {kind!r}")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{manifest_path} has format version {manifest.get('format_version')}, this bitsim reads {FORMAT_VERSION}"
-        )
+    manifest = read_manifest(manifest_path, kind)
     npz_path = base.with_suffix(".npz")
-    if not npz_path.exists():
-        raise FileNotFoundError(f"{npz_path} is missing; it must sit beside {manifest_path.name}")
+    if manifest["npz"] != npz_path.name:
+        raise DamagedFileError(manifest_path, f"names {manifest['npz']!r} as its arrays, expected {npz_path.name!r}")
+    if not npz_path.is_file():
+        raise MissingFileError(f"{npz_path} is missing; it must sit beside {manifest_path.name}")
     if sha256_file(npz_path) != manifest["npz_sha256"]:
-        raise ValueError(f"{npz_path} does not match the checksum in {manifest_path.name}; the file was changed or damaged")
-    with np.load(npz_path, allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
-    if set(arrays) != set(manifest["arrays"]):
-        raise ValueError(f"{npz_path} holds arrays {sorted(arrays)}, the manifest lists {sorted(manifest['arrays'])}")
-    for name, spec in manifest["arrays"].items():
-        if array_sha256(arrays[name]) != spec["sha256"]:
-            raise ValueError(f"array {name!r} in {npz_path} does not match its checksum")
-    return arrays, manifest["meta"]
+        raise DamagedFileError(npz_path, f"does not match the checksum in {manifest_path.name}; "
+                                         "the file was changed or damaged")
+    expected = {name: (spec["shape"], spec["dtype"], spec["sha256"]) for name, spec in manifest["arrays"].items()}
+    return read_npz(npz_path, expected), manifest["meta"]
 
 
 def _base(path):

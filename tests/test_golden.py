@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitsim.golden import GoldenError, compare, export, format_report, passed
-from bitsim.golden.compare import parse_bin, parse_memh
+from bitsim.golden.manifest import parse_bin, parse_memh
 from bitsim.golden.export import memh_text, raw_bytes, to_words
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,14 +110,18 @@ def test_tampered_files_never_match(golden, tmp_path_factory, pick, action, wher
         assert verdict.status in ("mismatch", "malformed"), (action, verdict)
 
 
+HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
 def plain_words(data):
-    """$readmemh words by the plainest reading; None for anything that is not plain hex words."""
+    """$readmemh words by the plainest reading (a hex digit, then hex digits or Verilog's '_' separators);
+    None for anything that is not such words."""
     words = []
     for line in data.split(b"\n"):
         for token in line.split(b"//")[0].split():
-            if not all(c in b"0123456789abcdefABCDEF" for c in token):
+            if token[0] not in HEX_DIGITS or not all(c in HEX_DIGITS + b"_" for c in token):
                 return None
-            words.append(int(token, 16))
+            words.append(int(token.replace(b"_", b""), 16))
     return words
 
 
@@ -145,7 +149,7 @@ def test_damaged_golden_is_an_error(golden, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(golden, bad)
     (bad / "stage0.acc.bin").write_bytes(b"\x00" * 4)
-    with pytest.raises(GoldenError, match="does not match its checksum"):
+    with pytest.raises(GoldenError, match="golden file damaged: stage0.acc.bin: sha256"):
         compare(bad, golden, ["stage0.acc"])
     with pytest.raises(GoldenError, match="no manifest.json"):
         compare(tmp_path, golden)

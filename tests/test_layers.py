@@ -8,7 +8,7 @@ import pytest
 import bitsim
 
 ROOT = Path(bitsim.__file__).parent
-RANK = {"__version__": 0, "io": 0, "datasets": 0, "formats": 1, "kernels": 2, "reference": 3, "nn": 4, "methods": 5, "deploy": 6,
+RANK = {"__version__": 0, "errors": 0, "schema": 0, "io": 0, "outputs": 0, "datasets": 0, "formats": 1, "kernels": 2, "reference": 3, "nn": 4, "methods": 5, "deploy": 6,
         "golden": 6, "explain": 7, "tour": 7, "cli": 7, "__init__": 7}
 
 

@@ -28,15 +28,19 @@ accumulators, so the integer model gives the same bit as the float model for eve
 accumulator value, not just approximately.
 """
 
+from pathlib import Path
+
 import numpy as np
 
 from .. import __version__
+from ..errors import InputError, InputTypeError
 from ..formats import binary
 from ..io import load_bundle, save_bundle
 from ..kernels.binary import binary_conv2d, bitplane_gemm, threshold_pack, xnor_gemm
 from ..kernels.u8 import pm1_int8, u8s8_matmul
 from ..nn import layers as L
 from ..nn.binary import BinaryConv2d, BinaryDense
+from ..schema import OBJECT, Int, ListOf, OneOf, Str, field_error, validate
 
 KIND = "bitsim.deploy.IntegerModel"
 
@@ -72,7 +76,7 @@ class _Bitplane(Stage):
 
     def __init__(self, w, bits, gemm):
         if gemm not in FIRST_LAYER_GEMMS:
-            raise ValueError(f"first-layer gemm must be one of {FIRST_LAYER_GEMMS}, got {gemm!r}")
+            raise InputError(f"first-layer gemm must be one of {FIRST_LAYER_GEMMS}, got {gemm!r}")
         self.w, self.bits, self.gemm = np.ascontiguousarray(w, dtype=np.uint64), int(bits), gemm
         self._w8 = None
 
@@ -97,11 +101,11 @@ class BitplaneDense(_Bitplane):
     def run(self, x):
         x = np.asarray(x)
         if x.dtype != np.uint8:
-            raise TypeError(f"the first layer takes uint8 inputs (0..255), got {x.dtype}; convert images with "
+            raise InputTypeError(f"the first layer takes uint8 inputs (0..255), got {x.dtype}; convert images with "
                             "np.asarray(images, dtype=np.uint8)")
         x = x.reshape(x.shape[0], -1)
         if x.shape[1] != self.n:
-            raise ValueError(f"the first layer takes {self.n} inputs per example, got {x.shape[1]}")
+            raise InputError(f"the first layer takes {self.n} inputs per example, got {x.shape[1]}")
         return self.product(x, self.n)
 
     def meta(self):
@@ -153,7 +157,7 @@ class BitplaneConv(_Bitplane):
     def run(self, x):
         x = np.asarray(x)
         if x.dtype != np.uint8:
-            raise TypeError(f"the first layer takes uint8 NHWC images, got {x.dtype}")
+            raise InputTypeError(f"the first layer takes uint8 NHWC images, got {x.dtype}")
         cols, (oh, ow) = L.im2col(x, self.kernel, self.stride, self.padding)
         acc = self.product(np.ascontiguousarray(cols), cols.shape[1])
         return acc.reshape(x.shape[0], oh, ow, -1)
@@ -189,7 +193,7 @@ class Threshold(Stage):
     def __init__(self, thresholds, flip):
         thresholds = np.asarray(thresholds)
         if thresholds.size and (thresholds.min() < -(2**31) or thresholds.max() > 2**31 - 1):
-            raise ValueError("thresholds must fit int32; the accumulators of this layer are too wide")
+            raise InputError("thresholds must fit int32; the accumulators of this layer are too wide")
         self.thresholds = thresholds.astype(np.int32)
         self.flip = np.asarray(flip, dtype=bool)
 
@@ -285,14 +289,14 @@ class IntegerModel:
 
     @classmethod
     def load(cls, path):
-        """Load a model saved by :meth:`save`, verifying its checksums."""
+        """Load a model saved by :meth:`save`, verifying its checksums, its schema and its shapes."""
         arrays, meta = load_bundle(path, KIND)
+        where = Path(path).with_suffix(".json")
+        check_model(meta, arrays, where)
         stages = []
         for i, spec in enumerate(meta["stages"]):
             spec = dict(spec)
             kind = spec.pop("type")
-            if kind not in STAGES:
-                raise ValueError(f"unknown stage {kind!r} in {path}; valid stages: {sorted(STAGES)}")
             own = {name.split(".", 1)[1]: a for name, a in arrays.items() if name.split(".", 1)[0] == str(i)}
             stages.append(_rebuild(kind, spec, own))
         return cls(stages, meta["input_shape"])
@@ -320,6 +324,102 @@ def _rebuild(kind, spec, arrays):
     return Affine(arrays["mean"], arrays["scale"], arrays["gain"], arrays["beta"])
 
 
+PAIR = ListOf(Int(1, 4096), 2, 2)
+COUNT = Int(1, 1 << 24)
+# what IntegerModel.save writes for each stage type: the meta fields, then the arrays (name: dtype)
+STAGE_SCHEMAS = {
+    "BitplaneDense": ({"n": COUNT, "bits": Int(1, 8), "outputs": COUNT}, {"w": "<u8"}),
+    "XnorDense": ({"n": COUNT, "outputs": COUNT}, {"w": "<u8"}),
+    "BitplaneConv": ({"c": COUNT, "kernel": PAIR, "stride": PAIR, "padding": ListOf(Int(0, 4096), 2, 2),
+                      "bits": Int(1, 8), "outputs": COUNT}, {"w": "<u8"}),
+    "XnorConv": ({"c": COUNT, "stride": PAIR, "padding": ListOf(Int(0, 4096), 2, 2), "outputs": COUNT,
+                  "kernel": PAIR}, {"w": "<u8"}),
+    "MaxPool": ({"kernel": PAIR, "stride": PAIR}, {}),
+    "Threshold": ({"channels": COUNT}, {"thresholds": "<i4", "flip": "|b1"}),
+    "Flatten": ({"c": COUNT}, {}),
+    "Affine": ({}, {"mean": "<f4", "scale": "<f4", "gain": "<f4", "beta": "<f4"}),
+}
+MODEL_SCHEMA = {"stages": ListOf(OBJECT, 1, 10_000), "input_shape": ListOf(COUNT, 1, 3), "bitsim_version": Str()}
+
+
+def check_model(meta, arrays, path):
+    """Check an integer model's metadata and arrays against :data:`STAGE_SCHEMAS` and chain its shapes.
+
+    Each stage must read what the one before it writes: uint8 inputs of ``input_shape`` first,
+    then int32 accumulators or packed bits of a known shape, with every weight array of the
+    shape and packing its ``n``, ``c``, kernel and ``outputs`` say. Raises
+    :class:`~bitsim.errors.DamagedFileError` naming ``path``, the field and what was expected.
+    """
+    validate(meta, MODEL_SCHEMA, path, "$.meta")
+    names = set(arrays)
+    shape, kind = tuple(meta["input_shape"]), "u8"  # kind of the running tensor: u8, acc, bits or scores
+    for i, spec in enumerate(meta["stages"]):
+        at = f"$.meta.stages[{i}]"
+        validate(spec.get("type"), OneOf(*STAGE_SCHEMAS), path, f"{at}.type")
+        fields, dtypes = STAGE_SCHEMAS[spec["type"]]
+        validate(spec, {"type": Str(), **fields}, path, at)
+        for name, dtype in dtypes.items():
+            key = f"{i}.{name}"
+            if key not in arrays:
+                raise field_error(path, at, f"{spec['type']} needs the array {key!r}, which the .npz lacks")
+            if arrays[key].dtype.str != dtype:
+                raise field_error(path, at, f"array {key!r} has dtype {arrays[key].dtype.str}, expected {dtype}")
+            names.discard(key)
+        shape, kind = stage_output(spec, {n: arrays[f"{i}.{n}"] for n in dtypes}, shape, kind, path, at)
+    if names:
+        raise field_error(path, "$.meta.stages", f"arrays {sorted(names)[:5]} belong to no stage")
+
+
+def stage_output(spec, arrays, shape, kind, path, at):
+    """The shape and kind of what stage ``spec`` writes, given what it reads; raise where they do not fit."""
+    def need(condition, message):
+        if not condition:
+            raise field_error(path, at, message)
+
+    def weights(expected):
+        need(arrays["w"].shape == expected, f"weights of shape {arrays['w'].shape}, expected {expected}")
+
+    t = spec["type"]
+    if t in ("BitplaneDense", "XnorDense"):
+        n, out = spec["n"], spec["outputs"]
+        need(kind == ("u8" if t == "BitplaneDense" else "bits"),
+             f"{t} cannot read the {kind} output of the stage before it")
+        need(int(np.prod(shape)) == n, f"n = {n}, but the stage before it gives {int(np.prod(shape))} values")
+        weights((out, binary.n_words(n)))
+        need(not (arrays["w"][:, -1] & ~binary.padding_mask(n)).any(), "padding bits of the weights are not zero")
+        return (out,), "acc"
+    if t in ("BitplaneConv", "XnorConv"):
+        c, out, kernel = spec["c"], spec["outputs"], tuple(spec["kernel"])
+        need(kind == ("u8" if t == "BitplaneConv" else "bits") and len(shape) == 3 and shape[-1] == c,
+             f"{t} with c = {c} cannot read the {kind} tensor of shape {shape} before it")
+        if t == "BitplaneConv":
+            weights((out, binary.n_words(kernel[0] * kernel[1] * c)))
+        else:
+            weights((out,) + kernel + (binary.n_words(c),))
+        hw = L.conv_output_hw(shape[:2], kernel, spec["stride"], spec["padding"])
+        need(min(hw) >= 1, f"a {kernel} window does not fit the input of shape {shape}")
+        return hw + (out,), "acc"
+    if t == "MaxPool":
+        need(kind == "acc" and len(shape) == 3, f"MaxPool reads NHWC accumulators, got {kind} of shape {shape}")
+        hw = L.conv_output_hw(shape[:2], spec["kernel"], spec["stride"], (0, 0))
+        need(min(hw) >= 1, f"a {spec['kernel']} window does not fit the input of shape {shape}")
+        return hw + shape[2:], "acc"
+    if t == "Threshold":
+        c = spec["channels"]
+        need(kind == "acc" and shape[-1] == c, f"{c} thresholds cannot follow the {kind} tensor of shape {shape}")
+        need(arrays["thresholds"].shape == (c,) and arrays["flip"].shape == (c,),
+             f"thresholds and flip of shapes {arrays['thresholds'].shape}, {arrays['flip'].shape}, expected ({c},)")
+        return shape, "bits"
+    if t == "Flatten":
+        need(kind == "bits" and len(shape) == 3 and shape[-1] == spec["c"],
+             f"Flatten with c = {spec['c']} cannot read the {kind} tensor of shape {shape}")
+        return (int(np.prod(shape)),), "bits"
+    need(kind == "acc" and len(shape) == 1, f"Affine reads accumulators of one axis, got {kind} of shape {shape}")
+    for name, a in arrays.items():
+        need(a.shape == shape, f"array {name} of shape {a.shape}, expected {shape}")
+    return shape, "scores"
+
+
 def fold_threshold(bn, lo, hi):
     """Integer thresholds equivalent to ``sign(bn(acc))`` for integer ``acc`` in ``[lo, hi]``.
 
@@ -338,7 +438,7 @@ def fold_threshold(bn, lo, hi):
         return bn.forward(acc.astype(np.float32)[None, :], training=False)[0]
 
     if max(abs(lo), abs(hi)) >= 2**24:
-        raise ValueError(f"accumulators up to {max(abs(lo), abs(hi))} are not exact in float32")
+        raise InputError(f"accumulators up to {max(abs(lo), abs(hi))} are not exact in float32")
     flip = value(hi_v) < value(lo_v)
     # increasing channels: smallest a in [lo, hi + 1] with positive(a); decreasing: largest a in [lo - 1, hi]
     left = np.where(flip, lo_v - 1, lo_v)
@@ -403,11 +503,11 @@ def compile_model(model, input_shape, input_bits=8):
             i += 1
             continue
         if not isinstance(layer, (BinaryDense, BinaryConv2d)):
-            raise ValueError(f"cannot compile layer {kept[i][0]} ({name}) here; compile supports blocks of "
+            raise InputError(f"cannot compile layer {kept[i][0]} ({name}) here; compile supports blocks of "
                              f"{', '.join(SUPPORTED)} in the BNN order (see bitsim.deploy.binary)")
         wb = binary.binarize(layer.W.value)  # inference weights: the deterministic sign of the latent W
         if layer.b is not None:
-            raise ValueError(f"layer {kept[i][0]} ({name}) has a bias; binary layers followed by BatchNorm need none")
+            raise InputError(f"layer {kept[i][0]} ({name}) has a bias; binary layers followed by BatchNorm need none")
         if isinstance(layer, BinaryDense):
             n = layer.n_in
             stage = BitplaneDense(binary.pack(wb), n, input_bits) if first else XnorDense(binary.pack(wb), n)
@@ -440,7 +540,7 @@ def compile_model(model, input_shape, input_bits=8):
             elif i == len(layers):
                 emit(_bn_affine(bn), i - 1)
             else:
-                raise ValueError(f"BatchNorm at layer {kept[i - 1][0]} must be followed by Sign, or end the network")
+                raise InputError(f"BatchNorm at layer {kept[i - 1][0]} must be followed by Sign, or end the network")
         elif i < len(layers) and isinstance(layers[i], L.Sign):
             emit(Threshold(np.zeros(shape[-1], np.int64), np.zeros(shape[-1], bool)), i)
             i += 1
@@ -463,7 +563,7 @@ def check_exact(model, compiled, x):
         ``all_equal``.
     """
     if not getattr(compiled, "origins", None):
-        raise ValueError("check_exact needs a model fresh from compile_model (it records which layer each stage mirrors)")
+        raise InputError("check_exact needs a model fresh from compile_model (it records which layer each stage mirrors)")
     x = np.asarray(x)
     h = x.reshape((x.shape[0],) + compiled.input_shape).astype(np.float32)
     reference = []

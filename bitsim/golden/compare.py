@@ -10,25 +10,21 @@ golden directory's ``manifest.json`` says what each must hold. Every tensor gets
                 an unsupported ``@address`` directive, the wrong size (truncated or extra words)
 ``checksum``    a DUT file whose SHA-256 differs from the one its own manifest lists
 
-Only ``match`` passes; nothing else ever counts as a match.
+Only ``match`` passes; nothing else ever counts as a match. Before any DUT file is read, the whole
+golden directory is verified (:func:`bitsim.golden.manifest.verify`): a damaged golden file raises
+:class:`~bitsim.errors.GoldenError` and is never reported as a mismatch of the design.
 """
 
 import fnmatch
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .export import MANIFEST
-
-HEX = re.compile(r"^[0-9a-fA-F_]+$")
-
-
-class GoldenError(Exception):
-    """The golden directory itself is missing, damaged or not a bitsim golden export."""
+from ..errors import GoldenError
+from .manifest import MANIFEST, element_count, parse_bin, parse_memh, verify
 
 
 @dataclass
@@ -39,68 +35,6 @@ class Verdict:
     mismatches: int = 0
     words: int = 0
     first: dict = field(default_factory=dict)
-
-
-def load_manifest(golden_dir):
-    """Read and check a golden directory's manifest."""
-    path = Path(golden_dir) / MANIFEST
-    if not path.is_file():
-        raise GoldenError(f"{golden_dir} has no {MANIFEST}; export golden vectors with `bitsim export` first")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise GoldenError(f"{path} is not valid JSON ({err})") from None
-    if manifest.get("bitsim_golden") != 1 or "tensors" not in manifest:
-        raise GoldenError(f"{path} is not a bitsim golden manifest (version 1)")
-    return manifest
-
-
-def parse_memh(text, count, bits):
-    """Parse ``$readmemh`` text into ``count`` unsigned words of ``bits`` bits; raise ValueError saying why not."""
-    words = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("//", 1)[0]
-        for token in line.split():
-            if token.startswith("@"):
-                raise ValueError(f"line {number}: address directive {token!r} is not supported; write words in order")
-            if not HEX.match(token) or token.strip("_") == "":
-                raise ValueError(f"line {number}: {token!r} is not a hex number")
-            value = int(token.replace("_", ""), 16)
-            if value >> bits:
-                raise ValueError(f"line {number}: 0x{value:x} does not fit in {bits} bits")
-            words.append(value)
-    if len(words) != count:
-        kind = "truncated" if len(words) < count else "too long"
-        raise ValueError(f"{kind}: {len(words)} words, expected {count}")
-    return words
-
-
-def parse_bin(data, count, itemsize):
-    """Split little-endian raw bytes into ``count`` unsigned words of ``itemsize`` bytes."""
-    if len(data) != count * itemsize:
-        kind = "truncated" if len(data) < count * itemsize else "too long"
-        raise ValueError(f"{kind}: {len(data)} bytes, expected {count * itemsize} ({count} x {itemsize})")
-    return [int.from_bytes(data[i:i + itemsize], "little") for i in range(0, len(data), itemsize)]
-
-
-def golden_words(golden_dir, entry):
-    """The golden tensor's words, read from its own files and verified against the manifest's checksums."""
-    golden_dir = Path(golden_dir)
-    count, bits = int(np.prod(entry["shape"], dtype=np.int64)), entry["bits"]
-    for kind in ("bin", "memh"):
-        spec = entry["files"].get(kind)
-        if not spec:
-            continue
-        path = golden_dir / spec["path"]
-        if not path.is_file():
-            raise GoldenError(f"golden file {path} is missing")
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != spec["sha256"]:
-            raise GoldenError(f"golden file {path} does not match its checksum; export the golden vectors again")
-        if kind == "bin":
-            return parse_bin(data, count, max(1, bits // 8))
-        return parse_memh(data.decode("ascii"), count, bits)
-    raise GoldenError(f"tensor {entry['name']} has neither a .bin nor a .memh golden file")
 
 
 def decode_word(entry, index, value):
@@ -138,20 +72,19 @@ def describe_difference(entry, flat_index, expected, actual):
 
 
 def dut_checksums(dut_dir):
-    """``{file name: sha256}`` from a DUT manifest, if the DUT directory has one."""
+    """``{file name: sha256}`` from a manifest in the DUT directory (a copy of the golden one), if it has one.
+
+    A DUT manifest that cannot be read lists nothing: the DUT's files are then compared word by word.
+    """
     path = Path(dut_dir) / MANIFEST
     if not path.is_file():
         return {}
     try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {MANIFEST: "unreadable"}
-    sums = {}
-    for entry in manifest.get("tensors", []):
-        for spec in entry.get("files", {}).values():
-            if "sha256" in spec:
-                sums[spec["path"]] = spec["sha256"]
-    return sums
+        manifest = json.loads(path.read_bytes())
+        return {spec["path"]: spec["sha256"] for entry in manifest["tensors"] for spec in entry["files"].values()
+                if isinstance(spec.get("sha256"), str) and isinstance(spec.get("path"), str)}
+    except (ValueError, UnicodeDecodeError, RecursionError, TypeError, KeyError, AttributeError):
+        return {}
 
 
 def compare(golden_dir, dut_dir, patterns=None, formats=("memh", "bin")):
@@ -169,7 +102,7 @@ def compare(golden_dir, dut_dir, patterns=None, formats=("memh", "bin")):
     -------
     list of Verdict
     """
-    manifest = load_manifest(golden_dir)
+    manifest, golden = verify(golden_dir)
     dut_dir = Path(dut_dir)
     if not dut_dir.is_dir():
         raise GoldenError(f"DUT directory {dut_dir} does not exist")
@@ -180,14 +113,13 @@ def compare(golden_dir, dut_dir, patterns=None, formats=("memh", "bin")):
         names = ", ".join(e["name"] for e in manifest["tensors"])
         raise GoldenError(f"no tensor matches {patterns}; the tensors are: {names}")
     verdicts = []
-    for entry in entries:
-        verdicts.append(_compare_one(golden_dir, dut_dir, entry, sums, formats))
-    return verdicts
+    return [compare_one(golden[entry["name"]], dut_dir, entry, sums, formats) for entry in entries]
 
 
-def _compare_one(golden_dir, dut_dir, entry, sums, formats):
+def compare_one(expected, dut_dir, entry, sums, formats=("memh", "bin")):
+    """The :class:`Verdict` for one tensor: its verified golden words ``expected`` against the DUT's file."""
     name = entry["name"]
-    count, bits = int(np.prod(entry["shape"], dtype=np.int64)), entry["bits"]
+    count, bits = element_count(entry), entry["bits"]
     for kind in formats:
         path = dut_dir / f"{name}.{kind}"
         if path.is_file():
@@ -207,7 +139,6 @@ def _compare_one(golden_dir, dut_dir, entry, sums, formats):
         return Verdict(name, "malformed", f"{path.name}: not ASCII text", words=count)
     except ValueError as err:
         return Verdict(name, "malformed", f"{path.name}: {err}", words=count)
-    expected = golden_words(golden_dir, entry)
     wrong = [i for i, (e, a) in enumerate(zip(expected, actual)) if e != a]
     if not wrong:
         return Verdict(name, "match", path.name, words=count)

@@ -13,17 +13,18 @@ section 8, for the exact file rules.
 """
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
-from ..io import array_sha256, atomic_write_bytes, npz_bytes, sha256_bytes
+from ..errors import GoldenError, InputError, InputTypeError, OutputExistsError
+from ..io import array_sha256, atomic_write_bytes, canonical_sha256, npz_bytes, sha256_bytes
+from ..outputs import check_replaceable, mkdtemp_beside, swap_into_place
+from .manifest import MANIFEST, VERSION, load_manifest
 
-MANIFEST = "manifest.json"
+KIND = "bitsim golden vectors"
 FORMATS = ("memh", "bin", "npz")
 PACKING = {"word_bits": 64, "bitorder": "little", "one_means": "+1", "padding_bits": 0,
            "note": "element i of a row at bit i % 64 of word i // 64"}
@@ -91,11 +92,32 @@ def _reduction(stage):
     return int(np.prod(stage.kernel if hasattr(stage, "kernel") else stage.w.shape[1:3])) * stage.c
 
 
-def export(compiled, x, out_dir, formats=FORMATS, options=None, overwrite=False):
+def golden_kind(directory):
+    """:data:`KIND` when ``directory`` holds a golden export that passes its manifest's checks, else None."""
+    try:
+        load_manifest(directory)
+    except GoldenError:
+        return None
+    return KIND
+
+
+def owned_files(directory):
+    """The files a golden export in ``directory`` consists of: its manifest and every file it lists."""
+    manifest = load_manifest(directory)
+    files = {MANIFEST} | {spec["path"] for e in manifest["tensors"] for spec in e["files"].values()}
+    return sorted(files)
+
+
+def export(compiled, x, out_dir, formats=FORMATS, options=None, overwrite=False, inputs=()):
     """Write golden vectors for ``compiled`` on inputs ``x`` into ``out_dir``, atomically.
 
     The directory is built under a temporary name beside ``out_dir`` and renamed into place only when
     every file is written, so an error never leaves a half-written directory.
+
+    An existing ``out_dir`` is replaced only with ``overwrite``, and only when it is itself a golden
+    export (its manifest passes its checks), it holds no file besides those its manifest lists, and
+    it holds none of ``inputs`` (:func:`bitsim.outputs.check_replaceable`). The old directory stays
+    in place until the new one is complete.
 
     Parameters
     ----------
@@ -107,7 +129,9 @@ def export(compiled, x, out_dir, formats=FORMATS, options=None, overwrite=False)
     options : dict, optional
         Recorded in the manifest (e.g. the model path and the input source).
     overwrite : bool
-        Replace an existing ``out_dir``.
+        Replace an existing golden export at ``out_dir``.
+    inputs : iterable of paths
+        Files the export reads (the model, the input file); ``out_dir`` may not hold them.
 
     Returns
     -------
@@ -117,16 +141,21 @@ def export(compiled, x, out_dir, formats=FORMATS, options=None, overwrite=False)
     formats = tuple(formats)
     unknown = set(formats) - set(FORMATS)
     if unknown:
-        raise ValueError(f"unknown golden formats {sorted(unknown)}; choose from {list(FORMATS)}")
+        raise InputError(f"unknown golden formats {sorted(unknown)}; choose from {list(FORMATS)}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} exists; choose another --out or pass --overwrite")
+    if out_dir.exists() or out_dir.is_symlink():
+        if not overwrite:
+            raise OutputExistsError(f"{out_dir} exists; choose another --out, or pass --overwrite to replace "
+                                    "an earlier golden export there")
+        owned = owned_files(out_dir) if golden_kind(out_dir) else ()
+        check_replaceable(out_dir, KIND, owned, inputs, kind_of=golden_kind)
     x = np.asarray(x)
     if x.dtype != np.uint8:
-        raise TypeError(f"inputs must be uint8, got {x.dtype}")
+        raise InputTypeError(f"inputs must be uint8, got {x.dtype}")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise InputError(f"inputs of shape {x.shape}: give at least one example, one per row")
     tensors = stage_tensors(compiled, x)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = mkdtemp_beside(out_dir)
     try:
         entries, arrays = [], {}
         for name, stage, role, a, length in tensors:
@@ -153,7 +182,7 @@ def export(compiled, x, out_dir, formats=FORMATS, options=None, overwrite=False)
                 entry["files"]["npz"] = {"path": "golden.npz", "key": name}
             entries.append(entry)
         manifest = {
-            "bitsim_golden": 1, "bitsim_version": __version__, "examples": int(x.shape[0]),
+            "bitsim_golden": VERSION, "bitsim_version": __version__, "examples": int(x.shape[0]),
             "model_stages": [type(s).__name__ for s in compiled.stages], "options": options or {},
             "formats": list(formats),
             "rules": {
@@ -169,10 +198,10 @@ def export(compiled, x, out_dir, formats=FORMATS, options=None, overwrite=False)
             data = npz_bytes(arrays)
             (tmp / "golden.npz").write_bytes(data)
             manifest["npz_sha256"] = sha256_bytes(data)
+        manifest = json.loads(json.dumps(manifest))  # as it will be read back: tuples become lists
+        manifest["manifest_sha256"] = canonical_sha256(manifest)
         atomic_write_bytes(tmp / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        swap_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -44,9 +44,9 @@ def small_model(hidden=130, seed=5):
 
 def simulate(golden, dut, stage, rows, flip=None, build=None):
     """Compile and run the testbench on stage ``stage`` (XnorDense) and ``stage + 1`` (Threshold)."""
-    import json
+    from bitsim.golden import verify
 
-    manifest = json.loads((golden / "manifest.json").read_text())
+    manifest, _ = verify(golden)  # the testbench reads golden files: they must be undamaged
     tensors = {t["name"]: t for t in manifest["tensors"]}
     n = tensors[f"stage{stage}.weights"]["packing"]["length"]
     words = tensors[f"stage{stage}.weights"]["shape"][1]
@@ -84,20 +84,23 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=8, help="MNIST test images to run (default 8)")
     parser.add_argument("--flip-row", type=int, help="fault injection: flip an output bit of this row")
     parser.add_argument("--flip-bit", type=int, default=0, help="fault injection: the bit to flip")
-    parser.add_argument("--build", default="build/hardware", help="working directory (default build/hardware)")
+    parser.add_argument("--build", default="build/hardware",
+                        help="working directory (default build/hardware); an existing one must be this script's")
     args = parser.parse_args(argv)
 
     from bitsim.datasets import load_mnist
     from bitsim.deploy import IntegerModel
     from bitsim.golden import compare, export, format_report, passed
+    from bitsim.outputs import is_empty_dir, prepare_run_dir
 
     if shutil.which("iverilog") is None or shutil.which("vvp") is None:
         sys.exit("Icarus Verilog is not installed: apt-get install iverilog")
     compiled = IntegerModel.load(args.model) if args.model else small_model()
     images = load_mnist()["x_test"][: args.rows]
     build = Path(args.build)
+    earlier = build.exists() and not is_empty_dir(build)
+    prepare_run_dir(build, "bitsim hardware example", ("golden", "dut", "sim"), overwrite=earlier)
     golden, dut = build / "golden", build / "dut"
-    shutil.rmtree(build, ignore_errors=True)
     export(compiled, images, golden, options={"model": args.model or "random 784-130-130-10", "rows": args.rows})
     kinds = [type(s).__name__ for s in compiled.stages]
     stage = next(i for i in range(1, len(kinds) - 1) if kinds[i] == "XnorDense" and kinds[i + 1] == "Threshold")
@@ -109,4 +112,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bitsim.errors import BitsimError
+
+    try:
+        sys.exit(main())
+    except BitsimError as err:
+        sys.exit(f"run.py: error: {err}")
