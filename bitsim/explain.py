@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .errors import InputError
 from .formats import binary, fixed, log, parse_format
 from .formats.modes import Counts, Rounding
 
@@ -30,7 +31,7 @@ def float32_lines(x32):
 
 def _error_line(decoded, x):
     err = float(decoded) - float(x)
-    rel = f" (relative {100 * err / float(x):+.4g}%)" if float(x) != 0 else ""
+    rel = f" (relative {100 * err / float(x) + 0.0:+.4g}%)" if np.isfinite(x) and float(x) != 0 else ""
     return f"error        {float(decoded)!r} - {float(x)!r} = {err:.6g}{rel}"
 
 
@@ -127,6 +128,33 @@ def explain_ternary(x, threshold=0.5):
     return lines
 
 
+# the options of each family of formats, and how the families are named in messages
+OPTIONS = {"log": ("rounding", "overflow", "underflow", "nonfinite"), "fixed": ("rounding", "overflow", "nonfinite")}
+FAMILIES = {"log": "log codes (logN, e.g. log8)", "fixed": "fixed point (QI.F or fixB:F, e.g. Q3.4)"}
+
+
+def check_options(spec, options):
+    """Raise :class:`InputError` unless every option in ``options`` applies to the format ``spec``.
+
+    Parameters
+    ----------
+    spec : str
+        A format name understood by :func:`bitsim.formats.parse_format`.
+    options : iterable of str
+        Option names, e.g. ``['rounding', 'underflow']``.
+    """
+    fmt = parse_format(spec)
+    family = "log" if isinstance(fmt, log.LogFormat) else "fixed" if isinstance(fmt, fixed.FixedFormat) else None
+    for name in options:
+        families = [f for f, names in OPTIONS.items() if name in names]
+        if not families:
+            known = sorted({n for names in OPTIONS.values() for n in names})
+            raise InputError(f"unknown option {name!r}; the formats take {', '.join(known)}")
+        if family not in families:
+            raise InputError(f"option {name!r} does not apply to {fmt if family is None else fmt.name}: it applies "
+                             f"to {' and '.join(FAMILIES[f] for f in families)} only; leave it out")
+
+
 def explain(spec, value, **options):
     """Return the worked example for encoding ``value`` in the format ``spec``, as text.
 
@@ -136,8 +164,15 @@ def explain(spec, value, **options):
         A format name understood by :func:`bitsim.formats.parse_format`, e.g. ``'log8'``, ``'Q3.4'``.
     value : float
     **options
-        Format options such as ``rounding='log'``.
+        Format options: ``rounding``, ``overflow`` and ``nonfinite`` (log codes and fixed point) and
+        ``underflow`` (log codes), e.g. ``rounding='log'``.
+
+    Raises
+    ------
+    InputError
+        An unknown format, or an option that does not apply to it.
     """
+    check_options(spec, options)
     fmt = parse_format(spec, **options)
     value = float(value)
     if fmt == "binary":

@@ -42,10 +42,10 @@ def test_explain_shows_fields_code_and_rule(capsys):
 
 def test_bad_input_is_an_error_message_not_a_traceback():
     result = run("explain", "log99", "1")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "log codes have 3..8 bits" in result.stderr and "Traceback" not in result.stderr
     result = run("explain", "Q3.4", "1", "--rounding", "banker")
-    assert result.returncode == 1 and "choose one of" in result.stderr
+    assert result.returncode == 2 and "choose one of" in result.stderr
 
 
 def test_tour_runs(capsys):

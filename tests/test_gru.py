@@ -3,6 +3,7 @@ their oracles bit for bit, reproducible training with exact resume, and the tabl
 
 import json
 import math
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -89,18 +90,27 @@ def test_embedding_gradient_sums_rows():
     assert_array_equal(e.E.grad, want)
 
 
+GRU_TORCH = Path(__file__).parent / "golden" / "gru_torch.json"
+
+
+def golden_float32(entry):
+    """A float32 array of tests/golden/gru_torch.json: its shape and its values as 8-hex-digit bit patterns."""
+    words = np.array([int(w, 16) for w in entry["float32_bits"].split()], dtype=np.uint32)
+    return words.view(F32).reshape(entry["shape"])
+
+
 def test_reset_after_matches_torch():
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    ref = torch.nn.GRU(5, 7, batch_first=True)
-    g = from_torch(GRU(5, 7, reset="after"), *(p.detach().numpy() for p in
-                                               (ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0, ref.bias_hh_l0)))
-    x = np.random.default_rng(2).standard_normal((3, 11, 5)).astype(F32)
-    h0 = np.random.default_rng(3).standard_normal((3, 7)).astype(F32) * 0.5
-    with torch.no_grad():
-        want, last = ref(torch.from_numpy(x), torch.from_numpy(h0)[None])
-    assert_allclose(g.forward(x, h0), want.numpy(), rtol=1e-5, atol=2e-6)
-    assert_allclose(g.h_last, last.numpy()[0], rtol=1e-5, atol=2e-6)
+    """torch.nn.GRU(5, 7, batch_first=True)'s forward, stored by tests/golden/make_gru_torch_golden.py: the same
+    weights loaded through from_torch give the same output sequence and last state."""
+    golden = json.loads(GRU_TORCH.read_text())
+    weights = golden["weights"]
+    g = from_torch(GRU(5, 7, reset="after"), *(golden_float32(weights[name]) for name in
+                                               ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")))
+    x, h0 = golden_float32(golden["x"]), golden_float32(golden["h0"])
+    want, last = golden_float32(golden["output"]), golden_float32(golden["h_last"])
+    assert x.shape == (3, 11, 5) and h0.shape == (3, 7) and want.shape == (3, 11, 7) and last.shape == (3, 7)
+    assert_allclose(g.forward(x, h0), want, rtol=1e-5, atol=2e-6)
+    assert_allclose(g.h_last, last, rtol=1e-5, atol=2e-6)
 
 
 # ---------------------------------------------------------------------------------------
@@ -474,4 +484,4 @@ def test_table_command_on_a_tiny_model(corpus, tmp_path, capsys):
 def test_table_command_without_a_model_says_how_to_make_one(tmp_path, capsys):
     status = main(["gru", "table", str(tmp_path / "none" / "best.json"), "--quiet"])
     err = capsys.readouterr().err
-    assert status == 1 and "no trained model" in err and "bitsim train gru --out" in err
+    assert status == 2 and "no trained model" in err and "bitsim train gru --out" in err

@@ -6,10 +6,10 @@
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
+from ..errors import CheckFailed
 from ..io import atomic_write_bytes
 from ..methods.bnn import (CLI_HELP, BNNConfig, add_train_arguments, error, float_forward, mnist_splits,
                            plot_history, time_forward, train)
@@ -135,13 +135,20 @@ def pipeline(cfg, out_dir=None, progress=True, resume=False, log=print):
 
 
 def train_cli(args):
-    """``bitsim train bnn``: train, compile, check, save, report."""
+    """``bitsim train bnn``: train, compile, check, save, report.
+
+    ``--out`` follows the rule of :mod:`bitsim.outputs`: a non-empty directory needs ``--resume`` or ``--overwrite``.
+    """
+    from ..outputs import prepare_run_dir
+
     cfg = BNNConfig(hidden=args.hidden, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
                     lr_start=args.lr_start, lr_end=args.lr_end, optimizer=args.optimizer, shift_bn=args.shift_bn,
                     dropout_in=args.dropout_in, dropout_hidden=args.dropout_hidden, lr_scale=args.lr_scale,
                     translate=args.translate, bn_stats=args.bn_stats, calibration_size=args.calibration_size,
                     train_size=args.train_size, validation_size=args.validation_size, seed=args.seed)
-    out = Path(args.out)
+    owned = [f"{name}.{ext}" for name in ("best", "checkpoint", "optimizer", "integer") for ext in ("json", "npz")]
+    out = prepare_run_dir(args.out, "bitsim train bnn", owned + ["history.json", "training.png", "report.json"],
+                          resume=args.resume, overwrite=args.overwrite)
     print(f"training {cfg}")
     model, compiled, history, rep = pipeline(cfg, out, progress=not args.no_progress, resume=args.resume)
     compiled.save(out / "integer")
@@ -156,7 +163,7 @@ def train_cli(args):
         "float_seconds": rep["float_seconds"], "integer_seconds": rep["integer_seconds"],
         "memory": rep["memory"], "training_seconds": total, "epochs": len(history)}, indent=1) + "\n").encode())
     if not rep["exact"]["all_equal"]:
-        raise ArithmeticError("the integer model differs from the float model; see the rows above")
+        raise CheckFailed("the integer model differs from the float model; see the rows above")
 
 
 __all__ = ["pipeline", "compile_and_check", "summary_rows", "format_summary", "weight_memory", "report", "format_report",

@@ -16,6 +16,7 @@ from ..methods.surgery import (CLI_HELP, LAYER_NAMES, PAPER, add_train_arguments
                                train)
 from ..nn.surgery import masked_layers
 from . import sparse
+from ..errors import CheckFailed
 
 CLI_FIELDS = {"dense_iters", "conv_iters", "fc_iters", "retrain_iters", "c", "iter_stop", "gamma", "power", "lr",
               "surgery_lr", "retrain_lr", "batch_size", "translate", "train_size", "test_size", "validation_size",
@@ -23,13 +24,24 @@ CLI_FIELDS = {"dense_iters", "conv_iters", "fc_iters", "retrain_iters", "c", "it
 
 
 def train_cli(args):
-    """``bitsim train surgery``: train, prune, retrain; export sparse models; check them; report."""
+    """``bitsim train surgery``: train, prune, retrain; export sparse models; check them; report.
+
+    ``--out`` follows the rule of :mod:`bitsim.outputs`: a non-empty directory needs ``--resume`` or ``--overwrite``.
+    """
+    from ..outputs import check_not_input, prepare_run_dir
+
     changes = {k: getattr(args, k) for k in CLI_FIELDS if getattr(args, k, None) is not None}
     cfg = default_config(args.model, **changes)
-    out = Path(args.out or f"runs/surgery-{cfg.model}")
     formats = [] if args.formats == "none" else [f.strip() for f in args.formats.split(",") if f.strip()]
     for f in formats:
         sparse.check_format(f)
+    out = Path(args.out or f"runs/surgery-{cfg.model}")
+    if args.overwrite and args.reference and out.is_dir():
+        check_not_input(out, [Path(args.reference).with_suffix(suffix) for suffix in (".json", ".npz")])
+    bundles = ("checkpoint", "optimizer", "track", "reference", "final", "sparse", "sparse-*")
+    owned = [f"{name}.{ext}" for name in bundles for ext in ("json", "npz")]
+    out = prepare_run_dir(out, "bitsim train surgery", owned + ["history.json", "surgery.png", "report.json"],
+                          resume=args.resume, overwrite=args.overwrite)
     print(f"training {cfg}")
     started = time.perf_counter()
     data = load_mnist()
@@ -86,7 +98,7 @@ def train_cli(args):
     print(f"saved           {out / 'final.json'}, {out / 'sparse.json'}, {out / 'report.json'}"
           + (f", {plot}" if plot else "; install the plot extra for surgery.png"))
     if not all(r["exact"] for r in rows):
-        raise ArithmeticError("an export did not match: see the table above")
+        raise CheckFailed("an export did not match: see the table above")
 
 
 __all__ = ["train_cli", "add_train_arguments", "CLI_HELP"]

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 
+from ..errors import DamagedFileError, InputError
 from ..io import atomic_write_bytes, load_bundle, save_bundle
 
 
@@ -15,15 +16,15 @@ LEGACY = {"bn_stats": "running", "calibration_size": 10_000, "translate": 0}
 def check_bn_stats(bn_stats, calibration_size):
     """Raise ValueError unless ``bn_stats`` is one of :data:`BN_STATS` and ``calibration_size`` >= 1."""
     if bn_stats not in BN_STATS:
-        raise ValueError(f"unknown bn_stats {bn_stats!r}; choose one of {BN_STATS}")
+        raise InputError(f"unknown bn_stats {bn_stats!r}; choose one of {BN_STATS}")
     if calibration_size < 1:
-        raise ValueError(f"calibration_size must be >= 1, got {calibration_size}")
+        raise InputError(f"calibration_size must be >= 1, got {calibration_size}")
 
 
 def check_translate(translate):
     """``translate`` (the largest random shift of a training image) as an int; ValueError unless an integer >= 0."""
     if isinstance(translate, (bool, np.bool_)) or not isinstance(translate, (int, np.integer)) or translate < 0:
-        raise ValueError(f"translate must be a whole number of pixels >= 0 (0: no shifts), got {translate!r}")
+        raise InputError(f"translate must be a whole number of pixels >= 0 (0: no shifts), got {translate!r}")
     return int(translate)
 
 
@@ -87,7 +88,7 @@ def check_same_options(saved, config, out, legacy=None):
     changed = [f"{key}: {before[key]!r} -> {value!r}" for key, value in now.items()
                if key in before and before[key] != value]
     if changed:
-        raise ValueError(f"{out} was started with other options ({'; '.join(changed)}); resume with the "
+        raise InputError(f"{out} was started with other options ({'; '.join(changed)}); resume with the "
                          f"options saved in {out / 'checkpoint.json'}, or train into a new directory")
 
 
@@ -187,7 +188,11 @@ def load_trained(path, build, config_cls, command):
     """
     state, meta = load_bundle(path, "bitsim.nn.Sequential")
     if "config" not in meta:
-        raise ValueError(f"{path} has no configuration in its manifest; was it written by {command}?")
-    model = build(config_cls.from_dict(meta["config"]))
+        raise InputError(f"{path} has no configuration in its manifest; was it written by {command}?")
+    try:
+        cfg = config_cls.from_dict(meta["config"])
+    except InputError as err:
+        raise DamagedFileError(path, f"its saved configuration is not valid: {err}") from None
+    model = build(cfg)
     model.load_state(state)
     return model, meta

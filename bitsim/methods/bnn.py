@@ -21,18 +21,20 @@ uninterrupted run would have used.
 """
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..datasets import load_mnist, random_shifts, translate
+from ..errors import InputError
 from ..formats.binary import binarize
 from ..formats.rng import Philox
 from ..io import save_png
 from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatten, Sequential, ShiftAdaMax, Sign,
                   SquaredHinge, glorot_lr_scale)
 from ..nn.blas import one_blas_thread
+from .config import SIZE, RunConfig
 from ._epochs import (BN_STATS, LEGACY, add_precise_errors, check_bn_stats, check_translate, end_of_epoch,
                       load_trained, resume_run, running_errors, translate_key)
 
@@ -41,8 +43,10 @@ LR_SCALES = ("glorot", "none")
 
 
 @dataclass
-class BNNConfig:
+class BNNConfig(RunConfig):
     """Options of a BNN MNIST run (the defaults are the README's 30-minute reproduction)."""
+
+    LIMITS = {"hidden": SIZE, "layers": (1, 64), "epochs": (1, None), "batch_size": SIZE, "seed": (0, None)}
 
     hidden: int = 1024
     layers: int = 3
@@ -62,21 +66,17 @@ class BNNConfig:
     validation_size: int = 10_000
     seed: int = 1
 
-    def __post_init__(self):
+    def check(self):
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+            raise InputError(f"unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
         if self.lr_scale not in LR_SCALES:
-            raise ValueError(f"unknown lr_scale {self.lr_scale!r}; choose one of {LR_SCALES}")
+            raise InputError(f"unknown lr_scale {self.lr_scale!r}; choose one of {LR_SCALES}")
         check_bn_stats(self.bn_stats, self.calibration_size)
         check_split(self.train_size, self.validation_size)
         self.translate = check_translate(self.translate)
         if self.hidden < 1 or self.layers < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("hidden, layers, epochs and batch_size must be positive")
+            raise InputError("hidden, layers, epochs and batch_size must be positive")
 
-    @classmethod
-    def from_dict(cls, d):
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def epoch_key(seed, epoch, stream):
@@ -107,10 +107,10 @@ def build_mlp(cfg, input_size=784, classes=10):
 def check_split(train_size, validation_size):
     """Raise ValueError unless the sizes fit MNIST's training images as :func:`mnist_splits` cuts them."""
     if not 0 <= validation_size <= 10_000:
-        raise ValueError(f"validation_size must be 0..10000 (the last 10,000 training images), got {validation_size}")
+        raise InputError(f"validation_size must be 0..10000 (the last 10,000 training images), got {validation_size}")
     most = 60_000 if validation_size == 0 else 50_000
     if not 1 <= train_size <= most:
-        raise ValueError(f"train_size must be 1..{most} with validation_size {validation_size} (MNIST's classic "
+        raise InputError(f"train_size must be 1..{most} with validation_size {validation_size} (MNIST's classic "
                          f"split: 50,000 train + 10,000 validation; validation_size 0 frees all 60,000)")
 
 
@@ -329,13 +329,17 @@ CLI_HELP = "Binarized Neural Network MLP on MNIST: train, compile to packed inte
 
 
 def add_train_arguments(parser):
-    """Options of ``bitsim train bnn``; the defaults are the README's 30-minute reproduction."""
+    """Options of ``bitsim train bnn``; the defaults are the README's 30-minute reproduction.
+
+    ``parser`` is a :class:`bitsim.cli.Parser`, which knows the types ``"positive_int"`` and ``"nonnegative_int"``.
+    """
     d = BNNConfig()
     parser.add_argument("--dataset", choices=["mnist"], default="mnist")
-    parser.add_argument("--hidden", type=int, default=d.hidden, help=f"units per hidden layer (default {d.hidden})")
-    parser.add_argument("--layers", type=int, default=d.layers, help=f"hidden layers (default {d.layers})")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--hidden", type="positive_int", default=d.hidden,
+                        help=f"units per hidden layer (default {d.hidden})")
+    parser.add_argument("--layers", type="positive_int", default=d.layers, help=f"hidden layers (default {d.layers})")
+    parser.add_argument("--epochs", type="positive_int", default=d.epochs)
+    parser.add_argument("--batch-size", type="positive_int", default=d.batch_size)
     parser.add_argument("--lr-start", type=float, default=d.lr_start)
     parser.add_argument("--lr-end", type=float, default=d.lr_end)
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=d.optimizer)
@@ -349,8 +353,11 @@ def add_train_arguments(parser):
     add_bn_stats_arguments(parser, d)
     add_split_arguments(parser, d)
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--out", default="runs/bnn", help="output directory (checkpoints, models, plot)")
+    parser.add_argument("--out", default="runs/bnn", help="output directory (checkpoints, models, plot); it must be "
+                                                          "empty or absent unless --resume or --overwrite is given")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier `bitsim train bnn` run in OUT (only its files are deleted)")
     parser.add_argument("--no-progress", action="store_true")
 
 

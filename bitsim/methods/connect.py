@@ -37,18 +37,20 @@ resumed from a checkpoint continues with exactly the bits an uninterrupted run w
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..datasets import random_shifts, translate
+from ..errors import InputError
 from ..formats.log import decode
 from ..formats.rng import Philox, Xorshift32, make_rng
-from ..io import atomic_write_bytes, save_png
+from ..io import atomic_write_bytes, read_manifest, save_png
 from ..nn import SGD, Adam, BatchNorm, Dense, ExponentialDecay, ReLU, Sequential, SquaredHinge, glorot_lr_scale
 from ..nn.connect import QBP, ConnectDense, Mults, count_multiplications, qbp_float_emulation, to_float32
 from ..nn.blas import one_blas_thread
+from .config import SIZE, RunConfig
 from ._epochs import (LEGACY, add_precise_errors, calibrated, check_bn_stats, check_translate, end_of_epoch,
                       load_trained, resume_run, running_errors)
 from .bnn import add_bn_stats_arguments, add_split_arguments, add_translate_argument, check_split, mnist_splits
@@ -64,8 +66,10 @@ PLOT_PATH = "docs/img/connect_mnist.png"
 
 
 @dataclass
-class ConnectConfig:
+class ConnectConfig(RunConfig):
     """Options of a run (the defaults are the README's 30-minute BinaryConnect + QBP reproduction)."""
+
+    LIMITS = {"hidden": SIZE, "layers": (1, 64), "epochs": (1, None), "batch_size": SIZE, "seed": (0, None)}
 
     weights: str = "binary"
     qbp: bool = False
@@ -92,24 +96,24 @@ class ConnectConfig:
     validation_size: int = 10_000
     seed: int = 1
 
-    def __post_init__(self):
+    def check(self):
         if self.weights not in WEIGHTS:
-            raise ValueError(f"unknown weights {self.weights!r}; choose one of {WEIGHTS}")
+            raise InputError(f"unknown weights {self.weights!r}; choose one of {WEIGHTS}")
         if self.qbp and self.weights == "float":
-            raise ValueError("quantized back-propagation needs binary or ternary weights (--weights binary|ternary)")
+            raise InputError("quantized back-propagation needs binary or ternary weights (--weights binary|ternary)")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+            raise InputError(f"unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
         if self.inference not in INFERENCE:
-            raise ValueError(f"inference must be one of {INFERENCE}, got {self.inference!r}")
+            raise InputError(f"inference must be one of {INFERENCE}, got {self.inference!r}")
         if self.rng not in ("philox", "xorshift32"):
-            raise ValueError(f"rng must be 'philox' or 'xorshift32', got {self.rng!r}")
+            raise InputError(f"rng must be 'philox' or 'xorshift32', got {self.rng!r}")
         check_bn_stats(self.bn_stats, self.calibration_size)
         check_split(self.train_size, self.validation_size)
         self.translate = check_translate(self.translate)
         if self.hidden < 1 or not 1 <= self.layers <= MAX_LAYERS or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"hidden, epochs and batch_size must be positive and layers 1..{MAX_LAYERS}")
+            raise InputError(f"hidden, epochs and batch_size must be positive and layers 1..{MAX_LAYERS}")
         if self.seed < 1:
-            raise ValueError("seed must be >= 1 (xorshift32 cannot start from 0)")
+            raise InputError("seed must be >= 1 (xorshift32 cannot start from 0)")
         if self.qbp:
             self.qbp_format()
 
@@ -126,10 +130,6 @@ class ConnectConfig:
             return "full precision"
         return f"{'Binary' if self.weights == 'binary' else 'Ternary'}Connect{' + QBP' if self.qbp else ''}"
 
-    @classmethod
-    def from_dict(cls, d):
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def stream_key(seed, epoch, stream):
@@ -355,7 +355,7 @@ def qbp_check(model, cfg, x, y):
         Per layer: ``exact`` (bool), ``max_diff`` and ``max_bound`` against the emulation, ``within``.
     """
     if not cfg.qbp:
-        raise ValueError("qbp_check needs a model trained with qbp")
+        raise InputError("qbp_check needs a model trained with qbp")
     saved = model.state()  # the training-mode forward moves the batch norms' running averages
     rekey(model, cfg, 2**19)  # streams no epoch of a run uses
     layers = connect_layers(model)
@@ -441,8 +441,8 @@ def plot_runs(run_dirs, path):
     top, low, widths = 0.0, 0.8, set()
     for d in run_dirs:
         d = Path(d)
-        history = json.loads((d / "history.json").read_text())
-        cfg = ConnectConfig.from_dict(json.loads((d / "checkpoint.json").read_text())["meta"]["config"])
+        saved = read_manifest(d / "checkpoint", "bitsim.nn.Sequential")["meta"]
+        cfg, history = ConnectConfig.from_dict(saved["config"]), saved["history"]
         widths.add("-".join(map(str, [784] + [cfg.hidden] * cfg.layers + [10])))
         color = colors[cfg.weights]
         errors = [100 * h["test_error"] for h in history]
@@ -470,28 +470,34 @@ CLI_HELP = "BinaryConnect / TernaryConnect with quantized back-propagation (inte
 
 
 def add_train_arguments(parser):
-    """Options of ``bitsim train connect``."""
+    """Options of ``bitsim train connect``.
+
+    ``parser`` is a :class:`bitsim.cli.Parser`, which knows the types ``"positive_int"`` and ``"nonnegative_int"``.
+    """
     d = ConnectConfig()
     parser.add_argument("--dataset", choices=["mnist"], default="mnist")
     parser.add_argument("--weights", choices=WEIGHTS, default=d.weights,
                         help="binary / ternary Connect layers, or the float baseline (default binary)")
     parser.add_argument("--qbp", action="store_true", help="quantized back-propagation (integer shifts)")
     parser.add_argument("--deterministic", action="store_true", help="deterministic weights instead of sampled")
-    parser.add_argument("--hidden", type=int, default=d.hidden, help=f"units per hidden layer (default {d.hidden})")
-    parser.add_argument("--layers", type=int, default=d.layers, help=f"hidden layers (default {d.layers})")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--hidden", type="positive_int", default=d.hidden,
+                        help=f"units per hidden layer (default {d.hidden})")
+    parser.add_argument("--layers", type="positive_int", default=d.layers, help=f"hidden layers (default {d.layers})")
+    parser.add_argument("--epochs", type="positive_int", default=d.epochs, help=f"default {d.epochs}")
+    parser.add_argument("--batch-size", type="positive_int", default=d.batch_size)
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=d.optimizer)
     parser.add_argument("--lr-start", type=float, default=d.lr_start)
     parser.add_argument("--lr-end", type=float, default=d.lr_end)
-    parser.add_argument("--exp-bits", type=int, default=d.exp_bits,
+    parser.add_argument("--exp-bits", type="positive_int", default=d.exp_bits,
                         help=f"exponent bits of the log codes of x (default {d.exp_bits})")
     parser.add_argument("--exp-offset", type=int, default=d.exp_offset,
                         help=f"exponent window offset (default {d.exp_offset}: 2^-4..2^2 with 3 bits)")
     parser.add_argument("--underflow", choices=["stochastic", "flush", "saturate"], default=d.underflow)
-    parser.add_argument("--err-bits", type=int, default=d.err_bits, help="bits of the fixed-point error term")
+    parser.add_argument("--err-bits", type="positive_int", default=d.err_bits,
+                        help="bits of the fixed-point error term")
     parser.add_argument("--err-rounding", choices=["nearest_even", "stochastic"], default=d.err_rounding)
-    parser.add_argument("--act-bits", type=int, default=d.act_bits, help="bits of the fixed-point activations")
+    parser.add_argument("--act-bits", type="positive_int", default=d.act_bits,
+                        help="bits of the fixed-point activations")
     parser.add_argument("--rng", choices=["philox", "xorshift32"], default=d.rng,
                         help="generator of every random decision (xorshift32: hardware friendly)")
     parser.add_argument("--inference", choices=INFERENCE, default=d.inference,
@@ -500,8 +506,11 @@ def add_train_arguments(parser):
     add_bn_stats_arguments(parser, d)
     add_split_arguments(parser, d)
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--out", default=None, help="output directory (default runs/connect-WEIGHTS)")
+    parser.add_argument("--out", default=None, help="output directory (default runs/connect-WEIGHTS); it must be "
+                                                    "empty or absent unless --resume or --overwrite is given")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier `bitsim train connect` run in OUT (only its files are deleted)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--plot", nargs="+", metavar="RUN_DIR",
                         help=f"do not train: plot the test error of these runs into OUT (default {PLOT_PATH})")
@@ -510,7 +519,12 @@ def add_train_arguments(parser):
 
 
 def train_cli(args):
-    """``bitsim train connect``: train, check QBP, count multiplications, save, report."""
+    """``bitsim train connect``: train, check QBP, count multiplications, save, report.
+
+    ``--out`` follows the rule of :mod:`bitsim.outputs`: a non-empty directory needs ``--resume`` or ``--overwrite``.
+    """
+    from ..outputs import prepare_run_dir
+
     if args.plot:
         path = plot_runs(args.plot, args.out or PLOT_PATH)
         print(f"wrote {path}" if path else "matplotlib is missing: pip install 'bitsim[plot]'")
@@ -530,7 +544,9 @@ def train_cli(args):
         print(format_mults(multiplication_rows(cfg), f"{cfg.name}: real multiplications per training step "
                                                      f"(batch {cfg.batch_size}, {cfg.optimizer}):"))
         return
-    out = Path(args.out or f"runs/connect-{cfg.weights}")
+    owned = [f"{name}.{ext}" for name in ("best", "checkpoint", "optimizer") for ext in ("json", "npz")]
+    out = prepare_run_dir(args.out or f"runs/connect-{cfg.weights}", "bitsim train connect",
+                          owned + ["history.json", "report.json"], resume=args.resume, overwrite=args.overwrite)
     print(f"training {cfg.name}: {cfg}")
     model, history = train(cfg, out_dir=out, progress=not args.no_progress, resume=args.resume)
     (xt, yt), (xv, yv), (xs, ys) = mnist_splits(cfg)

@@ -21,12 +21,13 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..datasets import char_vocab, encode_chars, load_shakespeare, split_text
+from ..errors import InputError, MissingFileError
 from ..formats import fixed, log
 from ..formats.fixed import FixedFormat
 from ..formats.log import LogFormat
@@ -37,6 +38,7 @@ from ..kernels.logfloat import run_fixed_weights, run_gru_lm
 from ..nn import Adam, Dense, ExponentialDecay, SoftmaxCrossEntropy
 from ..nn.gru import GRU, RESET_FORMS, Embedding, OneHot
 from ..nn.blas import one_blas_thread
+from .config import SIZE, RunConfig
 from ._epochs import end_of_epoch, resume_run
 
 MODEL_KIND = "bitsim.methods.loggru.CharGRU"
@@ -44,8 +46,11 @@ INPUTS = ("embedding", "onehot")
 
 
 @dataclass
-class GRUConfig:
+class GRUConfig(RunConfig):
     """Options of a character-level GRU run (the defaults are the README's reproduction, under 30 minutes)."""
+
+    LIMITS = {"embed": SIZE, "hidden": SIZE, "epochs": (1, None), "batch_size": SIZE, "seq_len": SIZE,
+              "eval_streams": SIZE, "seed": (0, None)}
 
     embed: int = 32
     input: str = "embedding"
@@ -62,23 +67,19 @@ class GRUConfig:
     eval_streams: int = 64
     seed: int = 1
 
-    def __post_init__(self):
+    def check(self):
         if self.reset not in RESET_FORMS:
-            raise ValueError(f"reset must be one of {RESET_FORMS}, got {self.reset!r}")
+            raise InputError(f"reset must be one of {RESET_FORMS}, got {self.reset!r}")
         if self.input not in INPUTS:
-            raise ValueError(f"input must be one of {INPUTS}, got {self.input!r}")
+            raise InputError(f"input must be one of {INPUTS}, got {self.input!r}")
         for name in ("embed", "hidden", "epochs", "batch_size", "seq_len", "eval_streams"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise InputError(f"{name} must be positive, got {getattr(self, name)}")
         if self.train_chars < 0 or self.val_chars < 0:
-            raise ValueError("train_chars and val_chars must be >= 0 (0 means the whole split)")
+            raise InputError("train_chars and val_chars must be >= 0 (0 means the whole split)")
         if self.lr_start <= 0 or self.lr_end <= 0 or self.clip <= 0:
-            raise ValueError("lr_start, lr_end and clip must be positive")
+            raise InputError("lr_start, lr_end and clip must be positive")
 
-    @classmethod
-    def from_dict(cls, d):
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def epoch_key(seed, epoch):
@@ -103,7 +104,7 @@ class CharGRU:
 
     def __init__(self, vocab, embed=32, hidden=64, reset="before", seed=1, dtype=np.float32, input="embedding"):
         if input not in INPUTS:
-            raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
+            raise InputError(f"input must be one of {INPUTS}, got {input!r}")
         init = Philox(seed)
         self.input = input
         if input == "onehot":
@@ -155,7 +156,7 @@ class CharGRU:
         """Rebuild a model saved by :meth:`save`; returns ``(model, meta)``."""
         state, meta = load_bundle(path, MODEL_KIND)
         if "model" not in meta:
-            raise ValueError(f"{path} has no model description in its manifest; save it with CharGRU.save")
+            raise InputError(f"{path} has no model description in its manifest; save it with CharGRU.save")
         model = cls(**meta["model"])
         model.load_state(state)
         return model, meta
@@ -281,7 +282,7 @@ def train(cfg, out_dir=None, text=None, progress=True, resume=False, stop_after=
     model = CharGRU(len(vocab), cfg.embed, cfg.hidden, cfg.reset, cfg.seed, input=cfg.input)
     steps = ((len(train_ids) - 1) // cfg.batch_size) // cfg.seq_len
     if steps < 1:
-        raise ValueError(f"{len(train_ids)} training characters give no chunk of {cfg.batch_size} x {cfg.seq_len}; "
+        raise InputError(f"{len(train_ids)} training characters give no chunk of {cfg.batch_size} x {cfg.seq_len}; "
                          "lower batch_size or seq_len")
     schedule = ExponentialDecay(cfg.lr_start, cfg.lr_end, cfg.epochs, every=steps)
     opt = Adam(model.params(), lr=schedule)
@@ -362,7 +363,7 @@ def log_for(values, bits, top=None):
     """The ``bits``-bit log code of a vector: ``LogFormat()`` (exponents -63..63) for 8 bits; for 3..7 bits the
     window of ``2**(bits-1) - 1`` exponents whose top is the largest exponent the values encode to (``top``)."""
     if not 3 <= bits <= 8:
-        raise ValueError(f"log codes have 3..8 bits (sign + 2..7 exponent bits), got {bits}")
+        raise InputError(f"log codes have 3..8 bits (sign + 2..7 exponent bits), got {bits}")
     if bits == 8:
         return LogFormat()
     if top is None:
@@ -382,7 +383,7 @@ def activation_formats(params, kind, bits):
         return log_for(None, bits, top=0), log_for(params["E"], bits)
     if kind == "fixed":
         return FixedFormat(bits, bits - 1), fixed_for(params["E"], bits)
-    raise ValueError(f"unknown activation code {kind!r}; choose float32, log or fixed")
+    raise InputError(f"unknown activation code {kind!r}; choose float32, log or fixed")
 
 
 def mode_spec(name):
@@ -394,7 +395,7 @@ def mode_spec(name):
         return "log", int(low[3:])
     if low.startswith("fix") and low[3:].isdigit():
         return "fixed", int(low[3:])
-    raise ValueError(f"unknown mode {name!r}; use FP32, LogN (3..8) or FixN (2..24)")
+    raise InputError(f"unknown mode {name!r}; use FP32, LogN (3..8) or FixN (2..24)")
 
 
 def coded_weights(params, kind, bits):
@@ -441,7 +442,7 @@ def run_mode(params, ids, starts, lengths, name, weights="float32", counts=None,
     if weights == "float32" or kind == "float32":
         return run_gru_lm(params, ids, starts, lengths, act, x_act, counts, state=state), formats
     if weights != "coded":
-        raise ValueError(f"weights must be 'float32' or 'coded', got {weights!r}")
+        raise InputError(f"weights must be 'float32' or 'coded', got {weights!r}")
     codes, fmts = coded_weights(params, kind, bits)
     formats.update({k: _fmt_name(f) for k, f in fmts.items()})
     if kind == "log":
@@ -701,13 +702,13 @@ def _json_ready(rep):
 def table_cli(args):
     """``bitsim gru table [MODEL]``: print Table 1 beside the paper's; write the JSON and the plot."""
     if not Path(args.model).with_suffix(".json").exists():
-        raise FileNotFoundError(f"no trained model at {args.model}; train one first with `bitsim train gru --out "
+        raise MissingFileError(f"no trained model at {args.model}; train one first with `bitsim train gru --out "
                                 f"{Path(args.model).parent}` (about 15 minutes on 2 cores), or name the model's .json")
     model, meta = CharGRU.load(args.model)
     text = load_shakespeare()
     vocab = char_vocab(text)
     if "vocab" in meta and meta["vocab"] != "".join(vocab):
-        raise ValueError(f"{args.model} was trained on another vocabulary; retrain it with bitsim train gru")
+        raise InputError(f"{args.model} was trained on another vocabulary; retrain it with bitsim train gru")
     _, _, _, test_ids = shakespeare(text)
     log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
     rep = table(model, test_ids, args.streams, args.repeats, args.chars, not args.no_sweep, log, args.state)
@@ -749,37 +750,52 @@ CLI_HELP = ("character-level GRU on Shakespeare: float32 training, then Log8 / F
 
 
 def add_train_arguments(parser):
-    """Options of ``bitsim train gru``; the defaults are the README's reproduction."""
+    """Options of ``bitsim train gru``; the defaults are the README's reproduction.
+
+    ``parser`` is a :class:`bitsim.cli.Parser`, which knows the types ``"positive_int"`` and ``"nonnegative_int"``.
+    """
     d = GRUConfig()
     parser.add_argument("--dataset", choices=["shakespeare"], default="shakespeare")
     parser.add_argument("--input", choices=INPUTS, default=d.input,
                         help="a learned embedding of the characters (default) or their one-hot vectors, which "
                              "every code of x_t holds exactly")
-    parser.add_argument("--embed", type=int, default=d.embed,
+    parser.add_argument("--embed", type="positive_int", default=d.embed,
                         help=f"embedding width (default {d.embed}; not used with --input onehot)")
-    parser.add_argument("--hidden", type=int, default=d.hidden, help=f"GRU units (default {d.hidden})")
+    parser.add_argument("--hidden", type="positive_int", default=d.hidden, help=f"GRU units (default {d.hidden})")
     parser.add_argument("--reset", choices=RESET_FORMS, default=d.reset,
                         help="reset gate before the product (the paper's form, default) or after it (PyTorch's)")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="contiguous streams per update")
-    parser.add_argument("--seq-len", type=int, default=d.seq_len, help="characters per update (truncated BPTT)")
+    parser.add_argument("--epochs", type="positive_int", default=d.epochs)
+    parser.add_argument("--batch-size", type="positive_int", default=d.batch_size, help="contiguous streams per update")
+    parser.add_argument("--seq-len", type="positive_int", default=d.seq_len,
+                        help="characters per update (truncated BPTT)")
     parser.add_argument("--lr-start", type=float, default=d.lr_start)
     parser.add_argument("--lr-end", type=float, default=d.lr_end)
     parser.add_argument("--clip", type=float, default=d.clip, help="global gradient-norm limit")
-    parser.add_argument("--train-chars", type=int, default=d.train_chars, help="use only the first N training "
-                                                                               "characters (0: all)")
+    parser.add_argument("--train-chars", type="nonnegative_int", default=d.train_chars,
+                        help="use only the first N training characters (0: all)")
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--out", default="runs/gru", help="output directory (checkpoints, model, history)")
+    parser.add_argument("--out", default="runs/gru", help="output directory (checkpoints, model, history); it must "
+                                                          "be empty or absent unless --resume or --overwrite is given")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier `bitsim train gru` run in OUT, with the table and plot `bitsim gru "
+                             "table` wrote there (only those files are deleted)")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def train_cli(args):
-    """``bitsim train gru``: train in float32, save ``OUT/best`` and report the float model."""
+    """``bitsim train gru``: train in float32, save ``OUT/best`` and report the float model.
+
+    ``--out`` follows the rule of :mod:`bitsim.outputs`: a non-empty directory needs ``--resume`` or ``--overwrite``.
+    """
+    from ..outputs import prepare_run_dir
+
     cfg = GRUConfig(embed=args.embed, input=args.input, hidden=args.hidden, reset=args.reset, epochs=args.epochs,
                     batch_size=args.batch_size, seq_len=args.seq_len, lr_start=args.lr_start, lr_end=args.lr_end,
                     clip=args.clip, train_chars=args.train_chars, seed=args.seed)
-    out = Path(args.out)
+    owned = [f"{name}.{ext}" for name in ("best", "checkpoint", "optimizer") for ext in ("json", "npz")]
+    out = prepare_run_dir(args.out, "bitsim train gru", owned + ["history.json", "table.json", "bits.png"],
+                          resume=args.resume, overwrite=args.overwrite)
     print(f"training {cfg}")
     t0 = time.perf_counter()
     model, history = train(cfg, out_dir=out, progress=not args.no_progress, resume=args.resume)

@@ -34,19 +34,21 @@ exactly the bits an uninterrupted run would have used.
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..datasets import load_mnist, random_shifts, translate
+from ..errors import InputError
 from ..formats.rng import Philox
 from ..io import atomic_write_bytes, load_bundle, save_bundle, save_png
 from ..nn import SGD, Flatten, MaxPool2d, ReLU, Sequential, SoftmaxCrossEntropy
 from ..nn.init import uniform
 from ..nn.surgery import MaskedConv2d, MaskedDense, PruneRule, masked_layers
 from ..nn.blas import one_blas_thread
-from ._epochs import LEGACY, check_same_options, check_translate, translate_key
+from .config import SIZE, RunConfig
+from ._epochs import LEGACY, check_same_options, check_translate, load_trained, translate_key
 
 STAGES = ("dense", "conv", "fc", "retrain")
 SCALE = np.float32(1 / 256)  # Caffe's MNIST input scale 0.00390625, exact in float32
@@ -63,12 +65,14 @@ PAPER = {
 
 
 @dataclass
-class SurgeryConfig:
+class SurgeryConfig(RunConfig):
     """Options of a surgery run (the defaults of each model are in :data:`DEFAULTS`).
 
     ``c`` and ``iter_stop`` hold one value per prunable layer, in model order; ``iter_stop`` counts
     iterations of the layer's own stage.
     """
+
+    LIMITS = {"batch_size": SIZE, "seed": (0, None)}
 
     model: str = "lenet5"
     dense_iters: int = 10_000
@@ -95,33 +99,29 @@ class SurgeryConfig:
     checkpoint_every: int = 2_000
     seed: int = 1
 
-    def __post_init__(self):
+    def check(self):
         if self.model not in LAYER_NAMES:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {sorted(LAYER_NAMES)}")
+            raise InputError(f"unknown model {self.model!r}; choose one of {sorted(LAYER_NAMES)}")
         self.c = tuple(float(v) for v in self.c)
         self.iter_stop = tuple(int(v) for v in self.iter_stop)
         n = len(LAYER_NAMES[self.model])
         if len(self.c) != n or len(self.iter_stop) != n:
-            raise ValueError(f"{self.model} has {n} prunable layers {LAYER_NAMES[self.model]}: give {n} values of "
+            raise InputError(f"{self.model} has {n} prunable layers {LAYER_NAMES[self.model]}: give {n} values of "
                              f"c and of iter_stop, got {len(self.c)} and {len(self.iter_stop)}")
         if not 1 <= self.train_size <= 60_000 or not 1 <= self.test_size <= 10_000:
-            raise ValueError("train_size must be 1..60000 and test_size 1..10000 (the MNIST sets)")
+            raise InputError("train_size must be 1..60000 and test_size 1..10000 (the MNIST sets)")
         if not 0 <= self.validation_size < 60_000:
-            raise ValueError(f"validation_size must be 0..59999 (held out of the 60000 training images), "
+            raise InputError(f"validation_size must be 0..59999 (held out of the 60000 training images), "
                              f"got {self.validation_size}")
         if self.batch_size < 1 or self.batch_size > min(self.train_size, 60_000 - self.validation_size):
-            raise ValueError(f"batch_size must be 1..train_size, got {self.batch_size}")
+            raise InputError(f"batch_size must be 1..train_size, got {self.batch_size}")
         for name in ("dense_iters", "conv_iters", "fc_iters", "retrain_iters"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
+                raise InputError(f"{name} must be >= 0")
         if self.eval_every < 1 or self.checkpoint_every < 1:
-            raise ValueError("eval_every and checkpoint_every must be >= 1")
+            raise InputError("eval_every and checkpoint_every must be >= 1")
         self.translate = check_translate(self.translate)
 
-    @classmethod
-    def from_dict(cls, d):
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 DEFAULTS = {
@@ -135,7 +135,7 @@ DEFAULTS = {
 def default_config(model, **changes):
     """The documented configuration of ``model`` with ``changes`` applied."""
     if model not in DEFAULTS:
-        raise ValueError(f"unknown model {model!r}; choose one of {sorted(DEFAULTS)}")
+        raise InputError(f"unknown model {model!r}; choose one of {sorted(DEFAULTS)}")
     return SurgeryConfig(**{**DEFAULTS[model], **changes})
 
 
@@ -174,7 +174,7 @@ def build_model(name, seed=1):
         layers = [MaskedConv2d(1, 20, 5, input_grad=False), MaxPool2d(2), MaskedConv2d(20, 50, 5), MaxPool2d(2),
                   Flatten(), MaskedDense(800, 500), ReLU(), MaskedDense(500, 10)]
     else:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(LAYER_NAMES)}")
+        raise InputError(f"unknown model {name!r}; choose one of {sorted(LAYER_NAMES)}")
     model = Sequential(layers)
     for layer, label in zip(masked_layers(model), LAYER_NAMES[name]):
         _xavier(layer, init)
@@ -186,7 +186,7 @@ def inputs(model_name, x):
     """uint8 images ``(N, 28, 28)`` as the model's float32 input: ``pixel / 256``, flat or NHWC."""
     x = np.asarray(x)
     if x.dtype != np.uint8 or x.shape[1:] != (28, 28):
-        raise ValueError(f"expected uint8 MNIST images (N, 28, 28), got {x.dtype} {x.shape}")
+        raise InputError(f"expected uint8 MNIST images (N, 28, 28), got {x.dtype} {x.shape}")
     shape = (len(x), 784) if model_name == "lenet300" else (len(x), 28, 28, 1)
     return x.reshape(shape).astype(np.float32) * SCALE
 
@@ -335,7 +335,7 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     if reference is not None:
         meta = model.load(reference)
         if meta.get("config", {}).get("model") != cfg.model:
-            raise ValueError(f"{reference} is not a {cfg.model} model")
+            raise InputError(f"{reference} is not a {cfg.model} model")
         plan = [p for p in plan if p[1] != "dense"]
         g = int(meta.get("g", 0))  # batches continue as in a run that trained this reference
     g0 = g + sum(p[2] for p in plan if p[1] == "dense")  # the first row of track is iteration g0
@@ -443,13 +443,9 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
 
 def load_model(path):
     """Rebuild a surgery model saved by :func:`train` (``final.json``, ``reference.json``, ``checkpoint.json``)."""
-    state, meta = load_bundle(path, "bitsim.nn.Sequential")
-    if "config" not in meta:
-        raise ValueError(f"{path} has no surgery configuration; was it written by bitsim train surgery?")
-    cfg = SurgeryConfig.from_dict(meta["config"])
-    model = build_model(cfg.model, cfg.seed)
-    model.load_state(state)
-    return model, cfg, meta
+    model, meta = load_trained(path, lambda cfg: build_model(cfg.model, cfg.seed), SurgeryConfig,
+                               "bitsim train surgery")
+    return model, SurgeryConfig.from_dict(meta["config"]), meta
 
 
 def plot_history(history, track, names, sizes, path, paper=None):
@@ -522,12 +518,16 @@ def _ints(text):
 
 
 def add_train_arguments(parser):
-    """Options of ``bitsim train surgery``; omitted options take the model's documented defaults."""
+    """Options of ``bitsim train surgery``; omitted options take the model's documented defaults.
+
+    ``parser`` is a :class:`bitsim.cli.Parser`, which knows the types ``"positive_int"`` and ``"nonnegative_int"``.
+    """
     parser.add_argument("--model", choices=sorted(LAYER_NAMES), default="lenet5")
-    parser.add_argument("--dense-iters", type=int, help="reference training iterations (default per model)")
-    parser.add_argument("--conv-iters", type=int, help="surgery iterations of the convolutional layers")
-    parser.add_argument("--fc-iters", type=int, help="surgery iterations of the fully connected layers")
-    parser.add_argument("--retrain-iters", type=int, help="iterations with every mask fixed")
+    parser.add_argument("--dense-iters", type="nonnegative_int", help="reference training iterations (default per "
+                                                                       "model)")
+    parser.add_argument("--conv-iters", type="nonnegative_int", help="surgery iterations of the convolutional layers")
+    parser.add_argument("--fc-iters", type="nonnegative_int", help="surgery iterations of the fully connected layers")
+    parser.add_argument("--retrain-iters", type="nonnegative_int", help="iterations with every mask fixed")
     parser.add_argument("--c", type=_floats, help="threshold offset per prunable layer, comma separated")
     parser.add_argument("--iter-stop", type=_ints, help="last mask-update iteration per layer, comma separated")
     parser.add_argument("--gamma", type=float, help="mask-update probability (1 + gamma t)^-power (default 1e-4)")
@@ -535,27 +535,33 @@ def add_train_arguments(parser):
     parser.add_argument("--lr", type=float, help="base learning rate of the dense stage (default 0.01)")
     parser.add_argument("--surgery-lr", type=float, help="base learning rate of the surgery stages")
     parser.add_argument("--retrain-lr", type=float, help="base learning rate of the retraining stage (default 0.001)")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--translate", type=int, metavar="N",
+    parser.add_argument("--batch-size", type="positive_int")
+    parser.add_argument("--translate", type="nonnegative_int", metavar="N",
                         help="shift every training image by a random whole number of pixels, up to N in each "
                              "direction, drawn anew each epoch (docs/formats.md section 5; default per model)")
-    parser.add_argument("--train-size", type=int, help="training images (default all 60000)")
-    parser.add_argument("--test-size", type=int, help="test images evaluated during training (default 10000; "
-                                                      "the final report always uses all 10000)")
-    parser.add_argument("--validation-size", type=int,
+    parser.add_argument("--train-size", type="positive_int", help="training images (default all 60000)")
+    parser.add_argument("--test-size", type="positive_int",
+                        help="test images evaluated during training (default 10000; the final report always uses "
+                             "all 10000)")
+    parser.add_argument("--validation-size", type="nonnegative_int",
                         help="hold out the last N training images and report their error during training instead "
                              "of the test error (for choosing c without the test set; default 0)")
-    parser.add_argument("--eval-every", type=int, help="iterations between test-error evaluations")
-    parser.add_argument("--checkpoint-every", type=int)
+    parser.add_argument("--eval-every", type="positive_int", help="iterations between test-error evaluations")
+    parser.add_argument("--checkpoint-every", type="positive_int")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--reference", help="start from this reference model (reference.json of an earlier run)")
     parser.add_argument("--formats", default="ternary,log8,fixed8",
                         help="quantized sparse exports to build and check (comma separated; 'none' for none)")
-    parser.add_argument("--act-bits", type=int, default=8, help="activation bits of the integer models (default 8)")
-    parser.add_argument("--check-images", type=int, help="test images checked against the Python-integer oracle "
-                                                         "(default 200 for lenet300, 30 for lenet5)")
-    parser.add_argument("--out", help="output directory (default runs/surgery-MODEL)")
+    parser.add_argument("--act-bits", type="positive_int", default=8,
+                        help="activation bits of the integer models (default 8)")
+    parser.add_argument("--check-images", type="positive_int",
+                        help="test images checked against the Python-integer oracle (default 200 for lenet300, "
+                             "30 for lenet5)")
+    parser.add_argument("--out", help="output directory (default runs/surgery-MODEL); it must be empty or absent "
+                                      "unless --resume or --overwrite is given")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier `bitsim train surgery` run in OUT (only its files are deleted)")
     parser.add_argument("--no-progress", action="store_true")
 
 
