@@ -10,7 +10,7 @@ from bitsim.formats.rng import Xorshift32
 from bitsim.reference.formats import fixed_quantize_one, rshift_round_one
 from strategies import float32s, seeds
 
-apy = pytest.importorskip("apytypes")
+import apytypes as apy
 
 DETERMINISTIC = [r for r in Rounding if r is not Rounding.STOCHASTIC]
 APY_ROUNDING = {
