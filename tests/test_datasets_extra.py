@@ -1,35 +1,13 @@
 """CIFAR-10 and SVHN loaders, on small files in the real formats written here."""
 
 import pickle
-import struct
 
 import numpy as np
 import pytest
 from scipy.io import savemat
 
 from bitsim.datasets import load_cifar10, load_svhn, read_cifar10_batch, read_svhn_mat
-
-
-class Py2Pickler(pickle._Pickler):
-    """Writes bytes as Python 2 ``str`` (BINSTRING opcodes), as the CIFAR-10 files were written."""
-
-    dispatch = pickle._Pickler.dispatch.copy()
-
-    def save_py2_str(self, obj):
-        n = len(obj)
-        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_py2_str
-
-
-def py2_pickle(obj):
-    import io
-
-    buffer = io.BytesIO()
-    Py2Pickler(buffer, protocol=2).dump(obj)
-    # numpy 1.x (the files' era) names its reconstructor numpy.core.multiarray
-    return buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+from fuzzing import py2_pickle
 
 
 def images(n, seed):
