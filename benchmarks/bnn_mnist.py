@@ -37,7 +37,7 @@ import numba  # noqa: E402
 from bitsim.datasets import load_mnist  # noqa: E402
 from bitsim.deploy import IntegerModel, compile_model  # noqa: E402
 from bitsim.formats import binary  # noqa: E402
-from bitsim.deploy import bnn as job  # noqa: E402
+from bitsim.deploy import costs as job  # noqa: E402
 from bitsim.methods import bnn  # noqa: E402
 from bitsim.nn import BatchNorm, BinaryDense, Sign, SquaredHinge  # noqa: E402
 from bitsim.nn.blas import one_blas_thread  # noqa: E402

@@ -10,86 +10,35 @@ GEMM, one bit each for binary operands), the same logical shape done by numpy's 
 matmul (conv: float32 im2col + matmul), measured in the same run with kernel and baseline
 runs interleaved so that both see the same machine load, and numpy's int32 matmul, which is
 what a naive integer simulator would do. numpy does not use BLAS for integers and runs at
-well under 1 G MAC/s, so when a case has more than ``NAIVE_MAX_MACS`` MACs the integer
-baseline runs on its first rows only and its throughput is marked ``est.``.
+well under 1 G MAC/s, so when a case has more than ``harness.NAIVE_MAX_MACS`` MACs the integer
+baseline runs on its first rows only and its throughput is marked ``~`` (estimated).
 
-The shift-add and fixed-point GEMM cases live in ``kernels_int.py`` (runnable on its own too) and are
-appended to this table. To add a case, append a :class:`Case` to the list that :func:`cases` returns: ``setup`` builds the operands once, ``run`` calls the kernel,
-``baseline`` the float32 equivalent, and ``naive`` (optional) the integer one, on operands
-that ``setup`` may have cut to ``naive_macs`` MACs.
+The shift-add and fixed-point GEMM cases of ``kernels_int.py`` and the uint8 x int8 GEMM cases of
+``kernels_u8.py`` (each runnable on its own too) are appended to this table. To add a case, append a
+:class:`harness.Case` to the list that :func:`cases` returns: ``setup`` builds the operands once,
+``run`` calls the kernel, ``baseline`` the float32 equivalent, and ``naive`` (optional) the integer
+one, on operands that ``setup`` may have cut to ``naive_macs`` MACs.
 """
 
-import argparse
-import json
-import os
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes, for a smoke run (under ~20 s)")
-    parser.add_argument("--threads", type=int, default=None, help="threads for numba and for numpy's BLAS")
-    parser.add_argument("--json", metavar="FILE", help="also write one JSON record per row to FILE")
-    parser.add_argument("--only", metavar="SUBSTRING", help="run only the cases whose name contains SUBSTRING")
-    return parser.parse_args(argv)
-
-
-ARGS = parse_args() if __name__ == "__main__" else parse_args([])
-if ARGS.threads:
-    # must be set before numpy loads OpenBLAS, so that the baselines use the same thread count
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import numba  # noqa: E402
+import harness  # noqa: E402  (before numpy: it applies --threads)
 import numpy as np  # noqa: E402
 
-from bitsim.formats.binary import n_words, pack_bits  # noqa: E402
-from bitsim.kernels import binary as kb  # noqa: E402
+from bitsim.formats.binary import pack_bits  # noqa: E402
+from bitsim.kernels import xnor as kb  # noqa: E402
+from harness import Case, bitplane_case, naive_rows, pm1_float, rand_words  # noqa: E402
+from kernels_int import cases as integer_cases  # noqa: E402
+from kernels_u8 import cases as u8_cases  # noqa: E402
 
-NAIVE_MAX_MACS = 1.1e9  # about 2.5 s of numpy int32 matmul
-
-
-@dataclass
-class Case:
-    """One benchmark row.
-
-    ``setup()`` returns a dict of prepared operands shared by the three callables. It must hold
-    ``naive_macs`` when ``naive`` works on fewer MACs than ``macs``; ``bytes`` and
-    ``float32_bytes`` give the operands' memory in the kernel's format and as float32.
-    """
-
-    name: str
-    shape: str
-    macs: int
-    setup: Callable[[], dict]
-    run: Callable[[dict], object]
-    baseline: Callable[[dict], object]
-    naive: Optional[Callable[[dict], object]] = None
-    unit: str = "MAC"
-    extra: dict = field(default_factory=dict)
-
-
-def rand_words(rng, rows, n):
-    words = rng.integers(0, 2**63, size=(rows, n_words(n)), dtype=np.uint64, endpoint=True)
-    if n % 64:
-        words[:, -1] &= np.uint64((1 << (n % 64)) - 1)
-    return words
-
-
-def pm1_float(words, n):
-    bits = np.unpackbits(words.view(np.uint8), axis=-1, bitorder="little")[..., :n]
-    return bits.astype(np.float32) * 2 - 1
-
-
-def naive_rows(m, n_cols, k):
-    """Rows of the left operand that keep the integer baseline under NAIVE_MAX_MACS."""
-    return max(1, min(m, int(NAIVE_MAX_MACS // max(1, n_cols * k))))
+NOTES = [
+    "G/s = G MAC/s (threshold_pack: G comparisons/s); x f32 = kernel speed / numpy float32 matmul",
+    "(conv: float32 im2col + matmul; threshold_pack: numpy compare + packbits) of the same logical shape;",
+    "int = numpy int32 matmul, what a naive integer simulator does, ~ = estimated from its first rows",
+]
 
 
 def gemm_case(m, n_cols, k, seed=0):
@@ -163,25 +112,6 @@ def conv_case(nb, size, c, nout, k=3, stride=1, pad=1, seed=2):
     )
 
 
-def bitplane_case(m, k, n_cols, bits=8, seed=3):
-    def setup():
-        rng = np.random.default_rng(seed)
-        x = rng.integers(0, 2**bits, size=(m, k), dtype=np.uint8)
-        w = rand_words(rng, n_cols, k)
-        wf = pm1_float(w, k)
-        rows = naive_rows(m, n_cols, k)
-        return dict(x=x, w=w, xf=x.astype(np.float32), wft=np.ascontiguousarray(wf.T),
-                    xi=x[:rows].astype(np.int32), wit=wf.T.astype(np.int32), naive_macs=rows * n_cols * k,
-                    bytes=x.nbytes + w.nbytes, float32_bytes=4 * x.size + wf.nbytes)
-
-    return Case(
-        "bitplane_gemm", f"{m}x{k} u{bits} @ {k}x{n_cols} ±1", m * n_cols * k, setup,
-        run=lambda s: kb.bitplane_gemm(s["x"], s["w"], k, bits),
-        baseline=lambda s: s["xf"] @ s["wft"],
-        naive=lambda s: s["xi"] @ s["wit"],
-    )
-
-
 def ternary_case(m, n_cols, k, binary_right=False, seed=4):
     def ternary(rng, rows):
         values = rng.integers(-1, 2, size=(rows, k)).astype(np.int8)
@@ -249,115 +179,11 @@ def cases(quick=False):
     ]
 
 
-def best_times(functions, block=3, min_rounds=3, max_rounds=6, budget=3.0):
-    """Best (minimum) wall time of each function.
-
-    The functions take turns in blocks of ``block`` consecutive calls, so that each one is
-    timed both early and late in the day's machine load, but not right after a switch only:
-    OpenBLAS's and OpenMP's worker threads spin for a while after their call and slow down
-    whatever runs next. The first call of each function is a warm-up (JIT compilation).
-    """
-    for f in functions:
-        f()
-    times = [[] for _ in functions]
-    start = time.perf_counter()
-    for rounds in range(1, max_rounds + 1):
-        for f, ts in zip(functions, times):
-            for _ in range(block):
-                t0 = time.perf_counter()
-                f()
-                ts.append(time.perf_counter() - t0)
-        if rounds >= min_rounds and time.perf_counter() - start > budget:
-            break
-    return [min(ts) for ts in times], len(times[0])
-
-
-def measure(case):
-    s = case.setup()
-    (t_kernel, t_base), runs = best_times([lambda: case.run(s), lambda: case.baseline(s)])
-    record = dict(
-        kernel=case.name, shape=case.shape, unit=case.unit, macs=case.macs, seconds=t_kernel,
-        gmacs=case.macs / t_kernel / 1e9, baseline="numpy float32", baseline_seconds=t_base,
-        baseline_gmacs=case.macs / t_base / 1e9, ratio=t_base / t_kernel, runs=runs,
-        bytes=s["bytes"], float32_bytes=s["float32_bytes"], threads=numba.get_num_threads(),
-    )
-    if case.naive is not None:
-        naive_macs = s.get("naive_macs", case.macs)
-        t0 = time.perf_counter()
-        case.naive(s)
-        t_naive = (time.perf_counter() - t0) * case.macs / naive_macs
-        record.update(naive_seconds=t_naive, naive_gmacs=case.macs / t_naive / 1e9,
-                      naive_ratio=t_naive / t_kernel, naive_estimated=naive_macs < case.macs)
-    return record
-
-
-def cpu_busy():
-    """(busy, total) CPU ticks of the whole machine from /proc/stat, or None off Linux."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + fields[4]
-    return sum(fields[:8]) - idle, sum(fields[:8])
-
-
-def other_load(before, after, own_seconds):
-    """Fraction of the machine's CPU time used by other processes between two cpu_busy() calls."""
-    if before is None or after is None or after[1] == before[1]:
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    busy = (after[0] - before[0]) / tick
-    total = (after[1] - before[1]) / tick
-    return max(0.0, busy - own_seconds) / total
-
-
-def fmt_time(t):
-    return f"{t * 1e3:8.2f} ms" if t < 10 else f"{t:8.1f} s "
-
-
-def print_table(records, file=sys.stdout):
-    head = (f"{'kernel':<24} {'shape':<34} {'time':>11} {'G/s':>8} {'f32 G/s':>8} {'x f32':>7}"
-            f" {'int G/s':>9} {'x int':>8} {'mem vs f32':>10}")
-    print(head, file=file)
-    print("-" * len(head), file=file)
-    for r in records:
-        naive = "-".rjust(9) + " " + "-".rjust(8)
-        if "naive_gmacs" in r:
-            mark = "~" if r["naive_estimated"] else " "
-            naive = f"{mark}{r['naive_gmacs']:8.3f} {r['naive_ratio']:7.0f}x"
-        mem = f"1/{r['float32_bytes'] / r['bytes']:.0f}" if r["bytes"] < r["float32_bytes"] else "1"
-        print(f"{r['kernel']:<24} {r['shape']:<34} {fmt_time(r['seconds'])} {r['gmacs']:8.1f} "
-              f"{r['baseline_gmacs']:8.1f} {r['ratio']:6.2f}x {naive} {mem:>10}", file=file)
-
-
 def main():
-    threads = ARGS.threads or numba.config.NUMBA_NUM_THREADS
-    numba.set_num_threads(threads)
-    print(f"bitsim kernels, {threads} numba thread(s); numpy {np.__version__}, numba {numba.__version__}")
-    print("time = best of the runs of each row (kernel and float32 baseline alternating in blocks, warm-up excluded)")
-    print("G/s = G MAC/s (threshold_pack: G comparisons/s); x f32 = kernel speed / numpy float32 matmul")
-    print("(conv: float32 im2col + matmul; threshold_pack: numpy compare + packbits) of the same logical shape;")
-    print("int = numpy int32 matmul, what a naive integer simulator does, ~ = estimated from its first rows")
-    print()
-    from kernels_int import cases as integer_cases  # shift-add and fixed-point GEMMs, same table
-    from kernels_u8 import cases as u8_cases  # uint8 x int8 GEMM (a BNN's first layer), same table
-
-    records = []
-    for case in cases(ARGS.quick) + integer_cases(ARGS.quick) + u8_cases(ARGS.quick):
-        if ARGS.only and ARGS.only not in case.name:
-            continue
-        print(f"  measuring {case.name} {case.shape} ...", file=sys.stderr, flush=True)
-        before, own = cpu_busy(), sum(os.times()[:4])
-        record = measure(case)
-        record["other_load"] = other_load(before, cpu_busy(), sum(os.times()[:4]) - own)
-        records.append(record)
-    print_table(records)
-    loads = [r["other_load"] for r in records if r["other_load"] is not None]
-    if loads:
-        print(f"\nother processes used {100 * max(loads):.0f}% of the machine's CPU time during the busiest row"
-              f" ({100 * sum(loads) / len(loads):.0f}% on average); rerun if that is not near 0")
-    if ARGS.json:
-        Path(ARGS.json).write_text(json.dumps(records, indent=1) + "\n")
+    args = harness.parse_args(__doc__, quick="small shapes, for a smoke run (under ~20 s)")
+    every = cases(args.quick) + integer_cases(args.quick) + u8_cases(args.quick)
+    records = harness.run("bitsim kernels", NOTES, every, args)
+    harness.print_load(records)
 
 
 if __name__ == "__main__":

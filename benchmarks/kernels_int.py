@@ -4,11 +4,10 @@ Run from the repository root::
 
     python benchmarks/kernels_int.py [--quick] [--threads N] [--json FILE] [--only SUBSTRING]
 
-The cases have the shape of those of ``benchmarks/kernels.py`` (its :class:`Case`, timing and
-table are reused), and ``kernels.py`` appends :func:`cases` to its own table. Columns: the
-kernel's time (best of several runs, JIT warm-up excluded), its G MAC/s, numpy float32 matmul of
-the same logical shape measured in the same run (kernel and baseline alternating), and the
-"naive simulator" baseline, numpy int64 matmul ``a.astype(int64) @ b.astype(int64).T``, which does
+The cases are :class:`harness.Case` rows, timed and printed by ``harness.py``, and ``kernels.py``
+appends :func:`cases` to its own table. Columns: the kernel's time (best of several runs, JIT
+warm-up excluded), its G MAC/s, numpy float32 matmul of the same logical shape measured in the
+same run (kernel and baseline alternating), and the "naive simulator" baseline, numpy int64 matmul ``a.astype(int64) @ b.astype(int64).T``, which does
 not use BLAS: at 4096^3 it would take over an hour, so there it runs on the first rows only and
 its speed is marked ``~`` (estimated).
 
@@ -23,50 +22,28 @@ Operand ranges (realistic for an 8-bit / 16-bit network):
   (|code| < 2^13); products below 2^24, so int32 blocks of 127 products are proven safe.
 """
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes, for a smoke run")
-    parser.add_argument("--threads", type=int, default=None, help="threads for numba and for numpy's BLAS")
-    parser.add_argument("--json", metavar="FILE", help="also write one JSON record per row to FILE")
-    parser.add_argument("--only", metavar="SUBSTRING", help="run only the cases whose name contains SUBSTRING")
-    return parser.parse_args(argv)
-
-
-ARGS = parse_args() if __name__ == "__main__" else parse_args([])
-if ARGS.threads:
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import json  # noqa: E402
-
-import numba  # noqa: E402
+import harness  # noqa: E402  (before numpy: it applies --threads)
 import numpy as np  # noqa: E402
 
 from bitsim.formats.fixed import FixedFormat, quantize  # noqa: E402
 from bitsim.formats.log import LogFormat, decode, encode  # noqa: E402
-from bitsim.kernels import fixed as kf  # noqa: E402
+from bitsim.kernels import intmatmul as kf  # noqa: E402
 from bitsim.kernels import shift as ks  # noqa: E402
-from kernels import Case, measure, print_table  # noqa: E402
-
-NAIVE_MAX_MACS = 1.1e9  # about 1 s of numpy int64 matmul: 1024^3 runs in full
+from harness import Case, naive_rows  # noqa: E402
 
 X8, W8 = FixedFormat(8, 4), FixedFormat(8, 7)
 X16, W16 = FixedFormat(16, 8), FixedFormat(16, 15)
 D16 = FixedFormat(16, 12)
 LOG5 = LogFormat(exp_bits=4, exp_offset=-4)
-
-
-def naive_rows(m, n_cols, k):
-    return max(1, min(m, int(NAIVE_MAX_MACS // max(1, n_cols * k))))
+NOTES = [
+    "G/s = G MAC/s; x f32 = kernel speed / numpy float32 matmul of the same logical shape, same run;",
+    "int = numpy int64 matmul a.astype(int64) @ b.astype(int64).T (no BLAS), ~ = estimated from its first rows",
+]
 
 
 def operands(fixed_a, b, rows):
@@ -141,24 +118,9 @@ def cases(quick=False):
     return out
 
 
-
 def main():
-    threads = ARGS.threads or numba.config.NUMBA_NUM_THREADS
-    numba.set_num_threads(threads)
-    print(f"bitsim integer kernels, {threads} numba thread(s); numpy {np.__version__}, numba {numba.__version__}")
-    print("time = best of the runs of each row (kernel and float32 baseline alternating in blocks, warm-up excluded)")
-    print("G/s = G MAC/s; x f32 = kernel speed / numpy float32 matmul of the same logical shape, same run;")
-    print("int = numpy int64 matmul a.astype(int64) @ b.astype(int64).T (no BLAS), ~ = estimated from its first rows")
-    print()
-    records = []
-    for case in cases(ARGS.quick):
-        if ARGS.only and ARGS.only not in case.name:
-            continue
-        print(f"  measuring {case.name} {case.shape} ...", file=sys.stderr, flush=True)
-        records.append(measure(case))
-    print_table(records)
-    if ARGS.json:
-        Path(ARGS.json).write_text(json.dumps(records, indent=1) + "\n")
+    args = harness.parse_args(__doc__)
+    harness.run("bitsim integer kernels", NOTES, cases(args.quick), args)
 
 
 if __name__ == "__main__":

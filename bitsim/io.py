@@ -5,11 +5,15 @@ and ``NAME.json`` (a manifest: kind, format version, bitsim version, metadata, t
 ``.npz`` and of every array, and the SHA-256 of the manifest's own canonical content). Loading checks
 the manifest against its schema (:data:`BUNDLE_SCHEMA`, printed in ``docs/formats.md``) and every
 checksum before it uses anything, and says what is wrong.
+
+:func:`read_inputs` reads the uint8 inputs of a model from a ``.npy`` or ``.npz`` file the same way:
+checked before use, never unpickled.
 """
 
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -18,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import DamagedFileError, InputTypeError, MissingFileError
+from .errors import BitsimError, DamagedFileError, InputError, InputTypeError, MissingFileError
 from .schema import ANY, SHA256, SHAPE, MapOf, OneOf, Str, validate
 
 FORMAT_VERSION = 2
@@ -266,3 +270,111 @@ def load_bundle(path, kind=None):
 def _base(path):
     path = Path(path)
     return path.with_suffix("") if path.suffix in (".npz", ".json") else path
+
+
+def read_inputs(spec):
+    """The inputs of ``bitsim export`` from a file: the uint8 array of a .npy or .npz file.
+
+    Files are checked before they are used and never unpickled: whatever a file holds, the result is
+    the array or a bitsim error naming the file.
+
+    Parameters
+    ----------
+    spec : str or Path
+        The path of a ``.npy`` file, or of a ``.npz`` file holding exactly one array. The array must
+        be uint8 with one example per row and at least one row. (``bitsim export`` reads the bundled
+        images for ``mnist:test`` and ``mnist:train`` itself.)
+
+    Returns
+    -------
+    numpy.ndarray of uint8
+
+    Raises
+    ------
+    InputError
+        A path that is not .npy or .npz, an unreadable path, a 0-d or empty array, a .npz without
+        exactly one array.
+    InputTypeError
+        An array that is not uint8.
+    MissingFileError
+        The file does not exist.
+    DamagedFileError
+        The file is not the .npy or .npz its name says, or is truncated or damaged.
+    """
+    spec = str(spec)
+    path = Path(spec)
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz"):
+        raise InputError(f"cannot read inputs from {spec!r}; give mnist:test, mnist:train, a .npy or a .npz file")
+    try:
+        with open(path, "rb") as f:
+            x = _read_npy(f, os.fstat(f.fileno()).st_size, path) if suffix == ".npy" else _read_npz(f, path)
+    except BitsimError:
+        raise
+    except FileNotFoundError:
+        raise MissingFileError(f"no input file {path}; give mnist:test, mnist:train or an existing .npy or "
+                               ".npz file") from None
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror or err}") from None
+    except Exception as err:  # whatever numpy or zipfile make of a damaged file
+        raise DamagedFileError(path, f"cannot be read as a {suffix} file ({_one_line(err)}); save the inputs "
+                                     f"again with numpy.{'save' if suffix == '.npy' else 'savez'}") from None
+    if x.ndim == 0:
+        raise InputError(f"{path} holds a single value (a 0-d array); give an array with one example per row")
+    if x.size == 0:
+        raise InputError(f"{path} holds an empty array of shape {x.shape}; give at least one example")
+    return x
+
+
+def _read_npy(stream, size, where):
+    """The uint8 array of the .npy data in ``stream`` (``size`` bytes), checked against its header first."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(stream)
+    except ValueError:
+        raise DamagedFileError(where, "is not a .npy file (it does not start with the .npy magic bytes); "
+                                      "save the inputs with numpy.save") from None
+    read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise DamagedFileError(where, f"is a .npy file of version {version}; save the inputs with numpy.save, "
+                                      "which writes version 1.0 for uint8 arrays")
+    shape, _, dtype = read_header(stream)
+    if dtype != np.uint8:
+        raise InputTypeError(f"{where} holds an array of dtype {dtype}; export needs uint8 inputs (0..255, as the "
+                             "model reads them), e.g. numpy.save(path, x.astype(numpy.uint8))")
+    need, have = math.prod(shape), size - stream.tell()
+    if need != have:
+        raise DamagedFileError(where, f"its header declares a uint8 array of shape {shape} ({need:,} bytes) but "
+                                      f"{have:,} bytes of data follow: the file is truncated or damaged")
+    stream.seek(0)
+    return fmt.read_array(stream, allow_pickle=False)
+
+
+def _read_npz(stream, path):
+    """The one uint8 array of the .npz archive in ``stream``."""
+    if stream.read(6) == b"\x93NUMPY":
+        raise DamagedFileError(path, "is a .npy file, not a .npz archive; rename it to .npy")
+    stream.seek(0)
+    try:
+        archive = zipfile.ZipFile(stream)
+    except zipfile.BadZipFile:
+        raise DamagedFileError(path, "is not a .npz archive (not a zip file); save the inputs with "
+                                     "numpy.savez(path, x=x)") from None
+    with archive:
+        members = archive.infolist()
+        if len(members) != 1:
+            names = [m.filename for m in members]
+            raise InputError(f"{path} holds {len(names)} arrays {names[:5]}; give a .npz with exactly one array")
+        member = members[0]
+        if not member.filename.endswith(".npy"):
+            raise DamagedFileError(path, f"holds {member.filename!r}, not a .npy array; save the inputs with "
+                                         "numpy.savez(path, x=x)")
+        with archive.open(member) as data:
+            return _read_npy(data, member.file_size, f"{path} (array {member.filename[:-4]!r})")
+
+
+
+def _one_line(err):
+    """``TYPE: first line of the message`` of an exception."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

@@ -1,6 +1,6 @@
 """Output directories: bitsim replaces only what it created, and never a directory it reads from.
 
-The rule (README, "Files bitsim writes"):
+The rule (docs/formats.md, section 12; README, "Files, checks and exit statuses"):
 
 * A directory bitsim writes as a whole (a training run, a golden export) names its kind in a marker:
   ``bitsim-output.json`` for runs, ``manifest.json`` for golden exports.

@@ -92,6 +92,11 @@ def describe(schema):
     return repr(schema)
 
 
+def _first(found):
+    """The first problem of an iterable of problems and Nones, or None."""
+    return next((f for f in found if f), None)
+
+
 def problem(value, schema, where="$"):
     """The first place where ``value`` does not fit ``schema``, as ``(field, expected, got)``, or None."""
     if isinstance(schema, Either):
@@ -119,19 +124,12 @@ def problem(value, schema, where="$"):
         if len(value) < schema.min_len or (schema.max_len is not None and len(value) > schema.max_len):
             top = "" if schema.max_len is None else f" and at most {schema.max_len}"
             return where, f"a list of at least {schema.min_len}{top} items", f"{len(value)} items"
-        for i, item in enumerate(value):
-            found = problem(item, schema.item, f"{where}[{i}]")
-            if found:
-                return found
-        return None
+        return _first(problem(item, schema.item, f"{where}[{i}]") for i, item in enumerate(value))
     if isinstance(schema, MapOf):
         if not isinstance(value, dict):
             return where, describe(schema), value
-        for key, item in value.items():
-            found = problem(key, schema.key, f"{where} key {key!r}") or problem(item, schema.value, f"{where}.{key}")
-            if found:
-                return found
-        return None
+        return _first(problem(key, schema.key, f"{where} key {key!r}") or problem(item, schema.value, f"{where}.{key}")
+                      for key, item in value.items())
     expected = schema(value)
     return None if expected is None else (where, expected, value)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from bitsim.formats import log
 from bitsim.formats.log import LogFormat, LogRounding
-from bitsim.kernels.logfloat import run_gru_lm
+from bitsim.kernels.gru import run_gru_lm
 from bitsim.methods import loggru
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from bitsim.datasets import load_mnist
 from bitsim.deploy import IntegerModel, compile_model
-from bitsim.deploy import bnn as job
+from bitsim.jobs import bnn as job
 from bitsim.methods import bnn
 from trainer_checks import record_translations, train_both_statistics
 
@@ -103,7 +103,7 @@ def test_precise_statistics_leave_training_alone_and_keep_calibrated_models(mnis
 
 
 def test_calibrated_evaluation_restores_the_training_state_even_on_errors(mnist):
-    from bitsim.methods._epochs import calibrated
+    from bitsim.methods.epochs import calibrated
 
     model = bnn.build_mlp(tiny())
     x = mnist["x_train"][:300]

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitsim.cli import build_parser, main, read_inputs
+from bitsim.cli import build_parser, main
 from bitsim.errors import (EXIT_STATUSES, BitsimError, CheckFailed, DamagedFileError, InputError, InputTypeError,
                            MissingFileError)
+from bitsim.io import read_inputs
 
 TINY_BNN = ["--hidden", "16", "--layers", "1", "--epochs", "1", "--train-size", "500", "--no-progress"]
 

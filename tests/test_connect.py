@@ -11,11 +11,15 @@ from hypothesis.extra import numpy as hnp
 
 from bitsim import nn
 from bitsim.formats import binary, fixed, log, ternary
+from bitsim.formats.dynamic_fixed import dynamic_fixed
 from bitsim.formats.log import LogFormat
-from bitsim.formats.rng import make_rng
+from bitsim.formats.rng import draws, make_rng
+from bitsim.kernels.sampling import sample_weights
 from bitsim.kernels.signadd import signadd_gemm
 from bitsim.methods import connect as method
 from bitsim.nn import connect as C
+from bitsim.nn.mults import count_multiplications
+from bitsim.nn.qbp import QBP, qbp_float_emulation, qbp_log_codes, qbp_weight_grad
 
 from strategies import float32s, lengths, pm1_arrays, seeds, ternary_arrays
 from trainer_checks import record_translations, train_both_statistics
@@ -66,7 +70,7 @@ def test_signadd_wide_sums_and_errors():
 def test_draws_are_the_generators_own(name):
     a, b = make_rng(name, 77), make_rng(name, 77)
     for size in (1, 2, 3, 10, 0, 5, 4, 4, 1001, 7):
-        np.testing.assert_array_equal(C.draws(a, size), b.uint32(size))
+        np.testing.assert_array_equal(draws(a, size), b.uint32(size))
     np.testing.assert_array_equal(a.uint32(9), b.uint32(9))  # the state after is the same too
 
 
@@ -74,20 +78,20 @@ def test_draws_are_the_generators_own(name):
 def test_sampling_follows_the_formats_rules_and_packs_both_ways(name):
     w = np.random.default_rng(5).uniform(-1.1, 1.1, (70, 130)).astype(np.float32)
     w[0, :4] = [-1, 1, 0, -0.0]
-    sb = C.sample_weights(w, "binary", True, make_rng(name, 9))
+    sb = sample_weights(w, "binary", True, make_rng(name, 9))
     np.testing.assert_array_equal(sb.values(), binary.binarize_stochastic(w, make_rng(name, 9)))
     np.testing.assert_array_equal(sb.signs, binary.pack(sb.values()))
     np.testing.assert_array_equal(sb.signs_t, binary.pack(sb.values().T))
-    st = C.sample_weights(w, "ternary", True, make_rng(name, 9))
+    st = sample_weights(w, "ternary", True, make_rng(name, 9))
     np.testing.assert_array_equal(st.values(), ternary.ternarize_stochastic(w, make_rng(name, 9)))
     for planes, values in (((st.signs, st.mask), st.values()), ((st.signs_t, st.mask_t), st.values().T)):
         for got, want in zip(planes, ternary.pack_ternary(values)):
             np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(C.sample_weights(w, "binary", False).values(), binary.binarize(w))
-    np.testing.assert_array_equal(C.sample_weights(w, "ternary", False).values(), ternary.ternarize(w, 0.5))
-    again = C.sample_weights(w, "ternary", True, make_rng(name, 9))
+    np.testing.assert_array_equal(sample_weights(w, "binary", False).values(), binary.binarize(w))
+    np.testing.assert_array_equal(sample_weights(w, "ternary", False).values(), ternary.ternarize(w, 0.5))
+    again = sample_weights(w, "ternary", True, make_rng(name, 9))
     np.testing.assert_array_equal(again.signs, st.signs)
-    other = C.sample_weights(w, "ternary", True, make_rng(name, 10))
+    other = sample_weights(w, "ternary", True, make_rng(name, 10))
     assert not np.array_equal(other.values(), st.values())
 
 
@@ -95,14 +99,14 @@ def test_sampling_follows_the_formats_rules_and_packs_both_ways(name):
 def test_sampling_frequencies(name):
     n = 100_000
     w = np.full((10, n // 10), 0.5, np.float32)
-    plus = np.mean(C.sample_weights(w, "binary", True, make_rng(name, 3)).values() == 1)
+    plus = np.mean(sample_weights(w, "binary", True, make_rng(name, 3)).values() == 1)
     assert abs(plus - 0.75) < 5 * math.sqrt(0.75 * 0.25 / n)  # P(+1) = (W + 1) / 2
     w[:] = -0.3
-    t = C.sample_weights(w, "ternary", True, make_rng(name, 3)).values()
+    t = sample_weights(w, "ternary", True, make_rng(name, 3)).values()
     assert set(np.unique(t)) == {-1, 0}
     assert abs(np.mean(t == -1) - 0.3) < 5 * math.sqrt(0.3 * 0.7 / n)  # P(sign W) = |W|
     w[:] = 1.0
-    assert (C.sample_weights(w, "ternary", True, make_rng(name, 3)).values() == 1).all()
+    assert (sample_weights(w, "ternary", True, make_rng(name, 3)).values() == 1).all()
 
 
 # ---------------------------------------------------------------------------------------
@@ -111,36 +115,36 @@ def test_sampling_frequencies(name):
 
 def test_dynamic_fixed_rule():
     v = np.float32([0.75, -0.3, 0.1])
-    codes, f = C.dynamic_fixed(v, 8)
+    codes, f = dynamic_fixed(v, 8)
     assert f == 7  # max 0.75 < 2**0: 7 fractional bits in 8 bits
     np.testing.assert_array_equal(codes, [96, -38, 13])  # 0.75*128, -38.4, 12.8
-    assert C.dynamic_fixed(np.float32([4.0]), 16)[1] == 12  # 4 = 2**2 needs E = 3
-    ties, _ = C.dynamic_fixed(np.float32([0.5, 1.5, 2.5, -0.5, -2.5]), 8, frac_bits=0)
+    assert dynamic_fixed(np.float32([4.0]), 16)[1] == 12  # 4 = 2**2 needs E = 3
+    ties, _ = dynamic_fixed(np.float32([0.5, 1.5, 2.5, -0.5, -2.5]), 8, frac_bits=0)
     np.testing.assert_array_equal(ties, [0, 2, 2, 0, -2])  # nearest even
     counts = nn.connect.Counts()
-    codes, f = C.dynamic_fixed(np.float32([0.9999999, -0.5]), 4, counts=counts)
+    codes, f = dynamic_fixed(np.float32([0.9999999, -0.5]), 4, counts=counts)
     assert f == 3 and codes.tolist() == [7, -4] and counts.saturated == 1  # 0.9999999 * 8 rounds to 8: saturates
     g = np.random.default_rng(0).standard_normal((20, 30)).astype(np.float32)
     for rounding, rng in (("nearest_even", None), ("stochastic", 4)):
-        codes, f = C.dynamic_fixed(g, 12, rounding, rng)
+        codes, f = dynamic_fixed(g, 12, rounding, rng)
         np.testing.assert_array_equal(codes, fixed.quantize(g, fixed.FixedFormat(12, f, rounding=rounding), rng=rng))
 
 
 @pytest.mark.parametrize("name", GENERATORS)
 def test_log_codes_rule(name):
-    q = C.QBP()  # 3-bit exponents, window -4..2
+    q = QBP()  # 3-bit exponents, window -4..2
     fmt = q.log_format
     assert (fmt.emin, fmt.emax) == (-4, 2)
     x = (np.random.default_rng(1).standard_normal((40, 50)) * 2).astype(np.float32)
     x[0, :5] = [0, -0.0, 1e-3, 100.0, -5.0]
     inside = np.abs(x) >= 2.0**fmt.emin
-    codes = C.qbp_log_codes(x, q, make_rng(name, 7))
+    codes = qbp_log_codes(x, q, make_rng(name, 7))
     ref = log.encode(x, LogFormat(3, -1, rounding="stochastic"), rng=make_rng(name, 7))
     np.testing.assert_array_equal(codes[inside], ref[inside])  # the formats' stochastic log rounding
     assert codes[0, 0] == 0x4 and codes[0, 1] == 0xC  # signed zeros
     assert codes[0, 3] == 0x3  # 100 saturates to 2**2
     for mode in ("flush", "saturate"):
-        got = C.qbp_log_codes(x, C.QBP(underflow=mode), make_rng(name, 7))
+        got = qbp_log_codes(x, QBP(underflow=mode), make_rng(name, 7))
         want = log.encode(x, LogFormat(3, -1, rounding="stochastic", underflow=mode), rng=make_rng(name, 7))
         np.testing.assert_array_equal(got, want)
 
@@ -148,33 +152,33 @@ def test_log_codes_rule(name):
 @pytest.mark.parametrize("name", GENERATORS)
 def test_log_codes_bernoulli_boundaries_are_strict(name):
     # "yes iff u < threshold": a value whose threshold equals its draw rounds down, one more ulp rounds up
-    q = C.QBP()
+    q = QBP()
     u = make_rng(name, 5).uint32(5000).astype(np.int64)
     i = int(np.flatnonzero((u >= 2**23) & (u < 2**24 - 1))[0])
     below = np.zeros(i + 1, np.float32)
     below[i] = u[i] * 2.0**-36  # E = -13 = emin - 9: threshold (2**23 + M) << 0 = u[i]
-    assert C.qbp_log_codes(below, q, make_rng(name, 5))[i] == 0x4  # u == threshold: zero (flushed)
+    assert qbp_log_codes(below, q, make_rng(name, 5))[i] == 0x4  # u == threshold: zero (flushed)
     below[i] = (u[i] + 1) * 2.0**-36
-    assert C.qbp_log_codes(below, q, make_rng(name, 5))[i] == 0x5  # u < threshold: 2**emin
+    assert qbp_log_codes(below, q, make_rng(name, 5))[i] == 0x5  # u < threshold: 2**emin
     j = int(np.flatnonzero((u >> 9) < 2**23 - 1)[0])
     inside = np.zeros(j + 1, np.float32)
     inside[j] = (2**23 + (u[j] >> 9)) * 2.0**-24  # E = -1, M = u >> 9: stays at 2**-1
-    assert C.qbp_log_codes(inside, q, make_rng(name, 5))[j] == 0x0
+    assert qbp_log_codes(inside, q, make_rng(name, 5))[j] == 0x0
     inside[j] = (2**23 + (u[j] >> 9) + 1) * 2.0**-24  # M = (u >> 9) + 1: up to 2**0
-    assert C.qbp_log_codes(inside, q, make_rng(name, 5))[j] == 0x1
+    assert qbp_log_codes(inside, q, make_rng(name, 5))[j] == 0x1
 
 
 def test_log_rounding_frequencies():
     n = 100_000
-    q = C.QBP()
+    q = QBP()
     x = np.full(n, 1.25 * 2.0**-2, np.float32)  # p_up = 1.25 - 1
-    e = log.split(C.qbp_log_codes(x, q, make_rng("philox", 2)), q.log_format)[1]
+    e = log.split(qbp_log_codes(x, q, make_rng("philox", 2)), q.log_format)[1]
     assert set(np.unique(e)) == {-2, -1} and abs(np.mean(e == -1) - 0.25) < 5 * math.sqrt(0.25 * 0.75 / n)
     x[:] = 2.0**-7  # below the window: 2**-4 with probability 2**-7 / 2**-4 = 1/8, else 0
-    sign, e, zero = log.split(C.qbp_log_codes(x, q, make_rng("philox", 2)), q.log_format)
+    sign, e, zero = log.split(qbp_log_codes(x, q, make_rng("philox", 2)), q.log_format)
     assert set(np.unique(e[~zero])) == {-4}
     assert abs(np.mean(~zero) - 0.125) < 5 * math.sqrt(0.125 * 0.875 / n)
-    xq = log.decode(C.qbp_log_codes(np.full(n, 0.3, np.float32), q, make_rng("philox", 2)), q.log_format)
+    xq = log.decode(qbp_log_codes(np.full(n, 0.3, np.float32), q, make_rng("philox", 2)), q.log_format)
     assert abs(xq.mean() - 0.3) < 5 * 0.1 / math.sqrt(n)  # unbiased: E[x_q] = x
 
 
@@ -182,7 +186,7 @@ def test_log_rounding_frequencies():
 # layers: exactness of the forward product and of QBP
 
 
-def layer_pair(kind, qbp=C.QBP(), **kw):
+def layer_pair(kind, qbp=QBP(), **kw):
     return C.ConnectDense(50, 20, kind, True, make_rng("philox", 1), qbp=qbp, qbp_rng=make_rng("xorshift32", 2),
                           init_rng=3, **kw)
 
@@ -192,7 +196,7 @@ def test_forward_is_the_exact_float32_product(kind):
     layer = layer_pair(kind)
     x = np.random.default_rng(4).uniform(0, 3, (30, 50)).astype(np.float32)
     y = layer.forward(x)
-    codes, f = C.dynamic_fixed(x, 16)
+    codes, f = dynamic_fixed(x, 16)
     xf = np.ldexp(codes.astype(np.float32), -f)
     wq = layer._sample.values().astype(np.float32)
     np.testing.assert_array_equal(y, xf @ wq.T)  # sums of integers below 2**24: exact in float32
@@ -219,11 +223,11 @@ def test_qbp_integer_gradients_are_exact(kind):
     np.testing.assert_array_equal(layer.W.grad, (g_fx.T @ xq).astype(np.float32))
     np.testing.assert_array_equal(layer.b.grad, g_fx.sum(axis=0).astype(np.float32))  # db by additions
     # the codes of x are the stochastic log rounding of the fixed-point x the forward used
-    codes, f = C.dynamic_fixed(x, 16)
-    again = C.qbp_log_codes(np.ldexp(codes.astype(np.float32), -f), layer.qbp, make_rng("xorshift32", 2))
+    codes, f = dynamic_fixed(x, 16)
+    again = qbp_log_codes(np.ldexp(codes.astype(np.float32), -f), layer.qbp, make_rng("xorshift32", 2))
     np.testing.assert_array_equal(last["x_codes"], again)
     # against the float-emulated version (float32 g, dW = g^T x_q in float32): the stated bound
-    emulated = C.qbp_float_emulation(last["x_codes"], layer.qbp, g).astype(np.float64)
+    emulated = qbp_float_emulation(last["x_codes"], layer.qbp, g).astype(np.float64)
     bound = (2.0 ** -last["g_frac"] + 2.0**-24 * 66 * np.abs(g.astype(np.float64))).T @ np.abs(xq)
     bound += 2.0**-24 * np.abs(g_fx.T @ xq)
     assert (np.abs(layer.W.grad - emulated) <= bound).all()
@@ -236,7 +240,7 @@ def test_without_qbp_the_backward_is_float():
     layer.forward(x)
     g = np.random.default_rng(8).standard_normal((10, 20)).astype(np.float32)
     dx = layer.backward(g)
-    codes, f = C.dynamic_fixed(x, 16)
+    codes, f = dynamic_fixed(x, 16)
     np.testing.assert_allclose(layer.W.grad, g.T @ np.ldexp(codes.astype(np.float32), -f), rtol=1e-5)
     np.testing.assert_allclose(dx, g @ layer._sample.values().astype(np.float32), rtol=1e-5)
 
@@ -251,18 +255,18 @@ def test_first_layer_returns_no_input_gradient_and_inference_modes():
     det = layer.forward(x, training=False)
     np.testing.assert_array_equal(det, np.repeat(det[:, :1], 20, axis=1))  # every weight +1
     layer.inference = "latent"
-    codes, f = C.dynamic_fixed(x, 16)
+    codes, f = dynamic_fixed(x, 16)
     np.testing.assert_allclose(layer.forward(x, training=False), np.ldexp(codes.astype(np.float32), -f) @
                                layer.W.value.T, rtol=1e-6)
 
 
 def test_convolution_by_im2col_is_exact():
-    layer = C.ConnectConv2d(3, 4, 3, padding=1, weights="ternary", rng=make_rng("philox", 1), qbp=C.QBP(),
+    layer = C.ConnectConv2d(3, 4, 3, padding=1, weights="ternary", rng=make_rng("philox", 1), qbp=QBP(),
                             qbp_rng=make_rng("philox", 2), init_rng=3)
     rng = np.random.default_rng(10)
     x = rng.uniform(0, 2, (2, 5, 5, 3)).astype(np.float32)
     y = layer.forward(x)
-    codes, f = C.dynamic_fixed(x, 16)
+    codes, f = dynamic_fixed(x, 16)
     ref = nn.Conv2d(3, 4, 3, padding=1, bias=False, dtype=np.float64)
     ref.W.value[:] = layer._sample.values().reshape(4, 3, 3, 3)
     np.testing.assert_array_equal(y, ref.forward(np.ldexp(codes.astype(np.float64), -f)).astype(np.float32))
@@ -281,11 +285,11 @@ def test_convolution_by_im2col_is_exact():
 
 
 def test_multiplication_counts_by_hand():
-    q = C.QBP()
+    q = QBP()
     model = nn.Sequential([C.ConnectDense(6, 4, "binary", True, 1, qbp=q, qbp_rng=2, input_grad=False),
                            nn.BatchNorm(4), nn.ReLU(),
                            C.ConnectDense(4, 3, "ternary", True, 1, qbp=q, qbp_rng=2), nn.BatchNorm(3)])
-    rows = C.count_multiplications(model, (6,), 5, nn.SquaredHinge(), nn.Adam(model.params()))
+    rows = count_multiplications(model, (6,), 5, nn.SquaredHinge(), nn.Adam(model.params()))
     first, bn, relu, second, bn3, loss = rows
     # Connect + QBP: no multiplication forward or backward; the float layer: 5*6*4 = 120 forward,
     # 120 for dW and none for dx in the first layer, 2 * 5*4*3 in the second
@@ -302,13 +306,13 @@ def test_multiplication_counts_by_hand():
     # squared hinge on 5 x 3 scores: margin**2 (15), the sum / 5 and the gradient / 5 (16)
     assert (loss["forward"].mul, loss["forward"].div) == (15, 16)
     # a batch of 8: divisions by 8 are shifts
-    rows8 = C.count_multiplications(model, (6,), 8, nn.SquaredHinge(), nn.SGD(model.params(), 0.1))
+    rows8 = count_multiplications(model, (6,), 8, nn.SquaredHinge(), nn.SGD(model.params(), 0.1))
     assert rows8[1]["forward"].div == 4 and rows8[1]["backward"].div == 0 and rows8[-1]["forward"].div == 0
     assert rows8[0]["update"].total == 24  # SGD: lr * g
     # without QBP a Connect layer still multiplies in dW = g^T x (8*6*4), never in the forward or dx
     plain = nn.Sequential([C.ConnectDense(6, 4, "binary", True, 1, input_grad=False), nn.BatchNorm(4), nn.ReLU(),
                            C.ConnectDense(4, 3, "ternary", True, 1), nn.BatchNorm(3)])
-    rows = C.count_multiplications(plain, (6,), 8)
+    rows = count_multiplications(plain, (6,), 8)
     assert (rows[0]["forward"].total, rows[0]["backward"].total) == (0, 8 * 6 * 4)
     assert (rows[3]["forward"].total, rows[3]["backward"].total) == (0, 8 * 4 * 3)
 
@@ -445,7 +449,7 @@ def test_config_errors():
     with pytest.raises(ValueError, match="exp_bits"):
         method.ConnectConfig(qbp=True, exp_bits=9)
     with pytest.raises(ValueError, match="underflow"):
-        C.QBP(underflow="round")
+        QBP(underflow="round")
     with pytest.raises(ValueError, match="train_size must be 1..50000"):
         method.ConnectConfig(train_size=60_000)
     assert method.ConnectConfig(train_size=60_000, validation_size=0).train_size == 60_000
@@ -488,17 +492,17 @@ def test_cli_trains_checks_and_counts(tmp_path, capsys):
 def test_worked_examples_of_the_written_rules():
     """The worked examples of docs/formats.md, section 10, bit for bit."""
     w = np.float32([[0.5, -0.25, 0.0]])
-    b = C.sample_weights(w, "binary", True, make_rng("xorshift32", 1))
+    b = sample_weights(w, "binary", True, make_rng("xorshift32", 1))
     assert b.values().tolist() == [[1, 1, -1]] and b.signs.tolist() == [[3]]
-    t = C.sample_weights(w, "ternary", True, make_rng("xorshift32", 1))
+    t = sample_weights(w, "ternary", True, make_rng("xorshift32", 1))
     assert t.values().tolist() == [[1, -1, 0]] and t.signs.tolist() == [[1]] and t.mask.tolist() == [[3]]
-    q = C.QBP()
-    codes = C.qbp_log_codes(np.float32([0.3, -0.3, 0.01, 0.0, 5.0]), q, make_rng("xorshift32", 1))
+    q = QBP()
+    codes = qbp_log_codes(np.float32([0.3, -0.3, 0.01, 0.0, 5.0]), q, make_rng("xorshift32", 1))
     assert codes.tolist() == [0x0, 0x8, 0x4, 0x4, 0x3]
     np.testing.assert_array_equal(log.decode(codes, q.log_format), [0.5, -0.5, 0, 0, 4])
-    dw, frac = C.qbp_weight_grad(np.uint8([[0x0], [0xD]]), q, np.int16([[3], [-5]]), 0)
+    dw, frac = qbp_weight_grad(np.uint8([[0x0], [0xD]]), q, np.int16([[3], [-5]]), 0)
     assert (dw.tolist(), frac) == ([[29]], 4)  # (3 << 3) - (-5 << 0): 1.8125 = 3 * 0.5 + (-5) * (-0.0625)
-    assert C.sample_weights(np.float32([[3, -5, 7]]), "binary", False).signs.tolist() == [[0b101]]
+    assert sample_weights(np.float32([[3, -5, 7]]), "binary", False).signs.tolist() == [[0b101]]
     assert signadd_gemm(np.int16([[3, -5, 7]]), np.uint64([[0b101]]), 3).tolist() == [[15]]
 
 
@@ -521,13 +525,13 @@ def test_signadd_property_equals_integer_oracle(data, k, m):
 @given(st.data(), st.integers(1, 40), st.integers(1, 30), st.integers(1, 12), st.integers(2, 4),
        st.integers(-3, 2), st.sampled_from([8, 12, 16]))
 def test_qbp_weight_grad_property_equals_python_ints(data, m, k, n, exp_bits, offset, err_bits):
-    q = C.QBP(exp_bits=exp_bits, exp_offset=offset, err_bits=err_bits)
+    q = QBP(exp_bits=exp_bits, exp_offset=offset, err_bits=err_bits)
     fmt = q.log_format
     x = data.draw(hnp.arrays(np.float32, (m, k), elements=float32s))
-    codes = C.qbp_log_codes(x, q, data.draw(seeds))
+    codes = qbp_log_codes(x, q, data.draw(seeds))
     lo, hi = -2 ** (err_bits - 1), 2 ** (err_bits - 1) - 1
     g = data.draw(hnp.arrays(np.int8 if err_bits <= 8 else np.int16, (m, n), elements=st.integers(lo, hi)))
-    dw, frac = C.qbp_weight_grad(codes, q, g, 5)
+    dw, frac = qbp_weight_grad(codes, q, g, 5)
     assert frac == 5 - fmt.emin
     sign, e, zero = log.split(codes, fmt)
     # Python ints: g << (e - emin), negated for a negative x_q, nothing for zero

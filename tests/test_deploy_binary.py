@@ -4,10 +4,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bitsim.deploy import IntegerModel, check_exact, compile_model
-from bitsim.deploy.binary import fold_threshold
+from bitsim.deploy.packed import fold_threshold
 from bitsim.formats.rng import Philox
 from bitsim.nn import layers as L
-from bitsim.nn.binary import BinaryConv2d, BinaryDense
+from bitsim.nn.binarized import BinaryConv2d, BinaryDense
+from bitsim.nn.conv import MaxPool2d
 from bitsim.nn.model import Sequential
 
 finite = st.floats(-1e3, 1e3, width=32)
@@ -37,7 +38,7 @@ def mlp(seed=1, shift=False):
 def convnet(seed=1):
     g = Philox(seed)
     return Sequential([
-        BinaryConv2d(1, 16, 3, padding=1, init_rng=g), L.MaxPool2d(2), L.BatchNorm(16), L.Sign(),
+        BinaryConv2d(1, 16, 3, padding=1, init_rng=g), MaxPool2d(2), L.BatchNorm(16), L.Sign(),
         BinaryConv2d(16, 70, (3, 2), stride=(1, 2), padding=1, init_rng=g), L.BatchNorm(70), L.Sign(),
         L.Flatten(), BinaryDense(4 * 3 * 70, 10, init_rng=g), L.BatchNorm(10),
     ])
@@ -96,7 +97,7 @@ def test_first_layer_gemms_agree_and_both_are_exact(shape, make):
 
 
 def test_unknown_first_layer_gemm_is_refused():
-    from bitsim.deploy.binary import BitplaneDense
+    from bitsim.deploy.packed import BitplaneDense
     with pytest.raises(ValueError, match="gemm must be one of"):
         BitplaneDense(np.zeros((3, 1), np.uint64), 10, gemm="float")
 
@@ -137,7 +138,7 @@ def test_unsupported_models_are_refused():
 
 def test_first_layer_worked_example_of_the_docs():
     from bitsim.formats.binary import pack
-    from bitsim.kernels.binary import bitplane_gemm
+    from bitsim.kernels.xnor import bitplane_gemm
     from bitsim.kernels.u8 import u8s8_matmul
 
     x = np.array([[255, 0, 3, 200]], np.uint8)

@@ -10,7 +10,6 @@ file may load when the edit does not change what the model computes. The ``ci`` 
 """
 
 import json
-import os
 from dataclasses import asdict
 
 import numpy as np
@@ -18,59 +17,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bitsim.cli import read_inputs
 from bitsim.deploy import IntegerModel, compile_model
 from bitsim.formats.rng import Philox
 from bitsim.golden import compare, export, verify
-from bitsim.io import array_sha256, sha256_bytes
+from bitsim.io import array_sha256, read_inputs, sha256_bytes
 from bitsim.methods.bnn import BNNConfig, build_mlp, load_float_model
 from bitsim.nn import layers as L
-from bitsim.nn.binary import BinaryDense
+from bitsim.nn.binarized import BinaryDense
 from bitsim.nn.model import Sequential
 from bitsim.outputs import MARKER, read_marker, write_marker
-from fuzzing import (ArrayEdit, JsonEdit, array_edits, array_signings, byte_edits, call, expect, fuzz_settings,
-                     json_edits, manifest_text, npy_bytes, npz_of, record, refused, resign, signings)
+from fuzzing import (ArrayEdit, Files, JsonEdit, array_edits, array_signings, byte_edits, call, expect,
+                     fuzz_settings, json_edits, manifest_text, npy_bytes, npz_of, record, refused, resign, signings)
 
 pytest_plugins = ["fuzz_summary_plugin"]
 
 X = np.concatenate([np.random.default_rng(7).integers(0, 256, (6, 20)), np.full((1, 20), 255), np.zeros((1, 20))])
 X = X.astype(np.uint8)
 KIND = "bitsim train bnn"
-
-
-def put(path, data):
-    """Overwrite an existing file in place (truncating it to empty first makes ext4 flush it: 50 times slower)."""
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.ftruncate(fd, len(data))
-    finally:
-        os.close(fd)
-
-
-class Files:
-    """Files of a module's temporary directory, their original bytes, and in-place mutation with restore."""
-
-    def __init__(self, *paths):
-        self.original = {p: p.read_bytes() for p in paths}
-        self.touched = set()
-
-    def write(self, path, data):
-        self.touched.add(path)
-        put(path, data)
-
-    def restore(self):
-        for path in self.touched:
-            put(path, self.original[path])
-        self.touched.clear()
-
-    def doc(self, path):
-        return json.loads(self.original[path])
-
-    def __repr__(self):
-        return f"Files({len(self.original)} files)"
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from test_nn import numgrad
 
 from bitsim.cli import main
 from bitsim.formats import Counts, FixedFormat, LogFormat, fixed, log
+from bitsim.kernels import gru as kg
 from bitsim.kernels import logfloat as lf
 from bitsim.methods import loggru
 from bitsim.nn.gru import GRU, Embedding, OneHot, from_torch
@@ -235,7 +236,7 @@ def test_every_log8_code_times_float32_weights():
 def test_every_log8_code_decodes_and_recodes_in_the_kernel():
     fmt = LogFormat()
     codes = np.arange(256, dtype=np.uint8)
-    values = np.array([lf._log_value(np.int64(c), fmt.exp_bits, fmt.exp_offset) for c in codes], F32)
+    values = np.array([lf.log_value(np.int64(c), fmt.exp_bits, fmt.exp_offset) for c in codes], F32)
     assert_array_equal(values.view(np.uint32), log.decode(codes, fmt).view(np.uint32))
     assert_array_equal(lf.encode_log(values, fmt), codes)  # idempotent: a decoded code codes to itself
     # just below and at the rounding threshold of every power of two in the window (linear: mantissa MSB)
@@ -265,11 +266,11 @@ def test_every_fix8_product_is_an_integer_product():
     w_t = np.ascontiguousarray(codes[None, :].astype(np.int32))
     got = np.zeros((256, 256), np.int64)
     for i, a in enumerate(codes):
-        lf._int_products(got[i], 0, 256, w_t, np.array([a], np.int64))
+        kg._int_products(got[i], 0, 256, w_t, np.array([a], np.int64))
     assert_array_equal(got, codes[:, None] * codes[None, :])
     acc = np.zeros(3, np.int64)  # sums of products in int64, exact past 2**31
     big = np.full((200000, 3), 127, np.int32)
-    lf._int_products(acc, 0, 3, big, np.full(200000, -128, np.int64))
+    kg._int_products(acc, 0, 3, big, np.full(200000, -128, np.int64))
     assert acc.tolist() == [200000 * 127 * -128] * 3  # below -2**31
 
 
@@ -311,7 +312,7 @@ def test_quantized_gru_lm_equals_oracle(reset, name, state):
     starts, lengths = np.array([0, 10, 20]), np.array([10, 10, 9])
     got_final, want_final = np.zeros((3, 5), F32), np.zeros((3, 5), F32)
     got_counts, want_counts = Counts(), Counts()
-    got = lf.run_gru_lm(params, ids, starts, lengths, act, x_act, got_counts, got_final, state)
+    got = kg.run_gru_lm(params, ids, starts, lengths, act, x_act, got_counts, got_final, state)
     want = rg.gru_lm(params, ids, starts, lengths, act, x_act, want_counts, want_final, state)
     assert_array_equal(got, want)
     assert_array_equal(got_final.view(np.uint32), want_final.view(np.uint32))
@@ -331,7 +332,7 @@ def test_quantized_gru_lm_with_edge_weights_equals_oracle(reset):
     ids = np.random.default_rng(13).integers(0, 6, 24)
     starts, lengths = np.array([0, 12]), np.array([12, 11])
     got_counts, want_counts = Counts(), Counts()
-    got = lf.run_gru_lm(params, ids, starts, lengths, LogFormat(), LogFormat(), got_counts)
+    got = kg.run_gru_lm(params, ids, starts, lengths, LogFormat(), LogFormat(), got_counts)
     want = rg.gru_lm(params, ids, starts, lengths, LogFormat(), LogFormat(), want_counts)
     assert_array_equal(got, want)
     assert got_counts == want_counts and got_counts.flushed > 0
@@ -348,7 +349,7 @@ def test_fixed_weights_gru_lm_equals_integer_oracle(reset, bits, state):
     starts, lengths = np.array([0, 20]), np.array([20, 19])
     got_final, want_final = np.zeros((2, 5), F32), np.zeros((2, 5), F32)
     got_counts, want_counts = Counts(), Counts()
-    got = lf.run_fixed_weights(codes, fmts, reset, ids, starts, lengths, act, x_act, got_counts, got_final, state)
+    got = kg.run_fixed_weights(codes, fmts, reset, ids, starts, lengths, act, x_act, got_counts, got_final, state)
     want = rg.gru_lm_fixed_weights(codes, fmts, reset, ids, starts, lengths, act, x_act, want_counts, want_final,
                                    state)
     assert_array_equal(got, want)
@@ -365,7 +366,7 @@ def test_results_do_not_depend_on_thread_count():
     try:
         for n in sorted({1, threads}):
             numba.set_num_threads(n)
-            runs.append(lf.run_gru_lm(params, ids, starts, lengths, LogFormat()))
+            runs.append(kg.run_gru_lm(params, ids, starts, lengths, LogFormat()))
     finally:
         numba.set_num_threads(threads)
     assert all((r == runs[0]).all() for r in runs)
@@ -443,7 +444,7 @@ def test_one_hot_input_is_exact_in_every_code(corpus, tmp_path):
     p = loggru.plain_params(loaded)
     for kind, bits in (("log", 8), ("log", 4), ("fixed", 16), ("fixed", 8)):
         x_act = loggru.activation_formats(p, kind, bits)[1]
-        tx, events = lf.x_table(p["E"], p["Wx"], x_act)
+        tx, events = kg.x_table(p["E"], p["Wx"], x_act)
         assert_array_equal(tx.view(np.uint32), np.ascontiguousarray(p["Wx"].T).view(np.uint32))  # a column lookup
         assert events.sum() == 0
     # memory: no table is stored; x_t is 84 codes

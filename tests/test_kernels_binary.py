@@ -1,4 +1,4 @@
-"""The popcount kernels of bitsim.kernels.binary against the oracles of bitsim.reference.binary, exactly."""
+"""The popcount kernels of bitsim.kernels.xnor against the oracles of bitsim.reference.xnor, exactly."""
 
 import json
 from pathlib import Path
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from bitsim.formats.binary import n_words, pack, pack_bits, padding_mask, unpack_bits
 from bitsim.formats.ternary import pack_ternary
-from bitsim.kernels import binary as K
-from bitsim.reference import binary as R
+from bitsim.kernels import xnor as K
+from bitsim.reference import xnor as R
 
 LENGTHS = st.sampled_from([0, 1, 2, 63, 64, 65, 127, 128, 129, 200, 1000])
 ROWS = st.integers(0, 6)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bitsim.nn import MaxPool2d
-from bitsim.nn.layers import col2im, im2col
+from bitsim.nn.conv import col2im, im2col
 from bitsim.reference import conv as ref
 
 

@@ -10,7 +10,7 @@ from bitsim.datasets import load_mnist
 from bitsim.deploy import sparse
 from bitsim.formats.rng import Philox
 from bitsim.methods import surgery as S
-from bitsim.nn.surgery import (MaskedConv2d, MaskedDense, PruneRule, apply_thresholds, masked_layers, moments,
+from bitsim.nn.masked import (MaskedConv2d, MaskedDense, PruneRule, apply_thresholds, masked_layers, moments,
                                thresholds)
 from trainer_checks import record_translations
 
@@ -318,7 +318,7 @@ def test_oracles_catch_a_wrong_integer_score(trained, mnist, monkeypatch):
 
 
 def test_integer_model_uses_the_integer_kernel_route(trained, mnist, monkeypatch):
-    from bitsim.kernels import fixed as kfixed
+    from bitsim.kernels import intmatmul as kfixed
 
     routes = []
     real = kfixed.matmul

@@ -1,7 +1,7 @@
-"""Deployment: compiling trained models into integer form that runs on bitsim's kernels only (``binary``,
-``sparse``), and the jobs that train a method's model, compile or export it, check it and report (``bnn``,
-``surgery``)."""
+"""Deployment: compiling trained models into integer form that runs on bitsim's kernels only (``packed``: a
+BNN as packed integer stages; ``sparse``: a pruned network as sparse quantized layers), and what a compiled
+BNN costs (``costs``). The jobs that train, compile, check and report are in :mod:`bitsim.jobs`."""
 
-from .binary import IntegerModel, check_exact, compile_model
+from .packed import IntegerModel, check_exact, compile_model
 
 __all__ = ["IntegerModel", "check_exact", "compile_model"]

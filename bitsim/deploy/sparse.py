@@ -20,7 +20,7 @@ stored connections (CSR entries) plus nonzero biases, and the compression ratio 
 ``bytes`` is what the arrays above take (values, indices, row pointers and biases).
 
 Integer inference of a quantized model (:meth:`SparseModel.forward_int`) runs bitsim's **dense** integer
-kernels on the masked weights expanded from the CSR codes: :func:`bitsim.kernels.fixed.matmul` with
+kernels on the masked weights expanded from the CSR codes: :func:`bitsim.kernels.intmatmul.matmul` with
 ``route='integer'`` (the Numba integer kernel, never the BLAS accelerator; fixed point, and ternary as
 2-bit codes -1, 0, +1) and :func:`bitsim.kernels.shift.fixed_log_matmul` (log8: shift-add). A pruned
 weight is a zero code and adds exactly 0 to an exact integer sum, so the result equals any sparse
@@ -37,12 +37,15 @@ is checked to stay below 2**53; fast, every test image). The rules, per weight l
    in units of the layer's scale ``alpha`` (the mean ``|w|`` of its survivors);
 3. ReLU is ``max(acc, 0)``, max pooling the maximum of the integers;
 4. before the next weight layer, ``acc`` is requantized to ``act_bits`` bits with ``frac = acc_frac - s``
-   (:func:`bitsim.kernels.fixed.requantize`: rounding right shift by ``s``, nearest-even, saturating,
+   (:func:`bitsim.kernels.requantize.requantize`: rounding right shift by ``s``, nearest-even, saturating,
    counted), ``s`` chosen once from calibration images so that their largest ``|acc|`` fits;
 5. the last layer's ``acc`` are the scores; the prediction is the first largest.
 
 Bias codes are ``rint(b * 2**acc_frac)`` (``rint(b / alpha * 2**x_frac)`` for ternary) in float64, ties
 to even.
+
+One module on purpose, though long: the CSR export, its quantization, its integer inference and the two
+oracles that check it all follow the layout and the rules above.
 """
 
 import numpy as np
@@ -53,11 +56,12 @@ from ..formats import binary, log
 from ..formats.fixed import FixedFormat
 from ..formats.log import LogFormat
 from ..io import load_bundle, save_bundle
-from ..kernels import fixed as kfixed
+from ..kernels import intmatmul
 from ..kernels import shift as kshift
+from ..kernels.requantize import requantize
 from ..nn import Flatten, MaxPool2d, ReLU, Sequential
-from ..nn.layers import im2col
-from ..nn.surgery import MaskedConv2d, MaskedDense, is_masked
+from ..nn.conv import im2col
+from ..nn.masked import MaskedConv2d, MaskedDense, is_masked
 
 KIND = "bitsim.deploy.SparseModel"
 FORMATS = ("ternary", "log8", "fixed8")
@@ -252,7 +256,7 @@ class SparseModel:
             return "none (float model)"
         if self.fmt == "log8":
             return "kernels.shift.fixed_log_matmul (shift-add, dense masked codes)"
-        return "kernels.fixed.matmul route='integer' (dense masked codes)"
+        return "kernels.intmatmul.matmul route='integer' (dense masked codes)"
 
     def forward_int(self, x, counts=None):
         """Integer scores (int64) of the quantized model for uint8 images ``x``; see the module rules."""
@@ -456,43 +460,48 @@ def _images(q, x, dtype):
     return x.reshape((len(x),) + q.input_shape).astype(dtype)
 
 
-def _run(q, x, counts, calibrate=False):
-    """Integer forward pass; with ``calibrate`` choose each layer's input format and bias codes on the way."""
-    acc = _images(q, x, np.int64)
+def _walk(q, x, dtype, layer):
+    """Run the ops over uint8 images ``x`` held as ``dtype``: ReLU, max pooling and flatten by :func:`_shape_op`,
+    weight layer ``i`` by ``layer(i, op, acc, acc_frac, first)``, which returns the layer's output rows with
+    ``op['acc_frac']`` fractional bits and, for a convolution, its output size. Returns ``(acc, acc_frac)``."""
+    acc = _images(q, x, dtype)
     n = len(acc)
     acc_frac, first = INPUT_FRAC, True
     for i, op in enumerate(q.ops):
-        kind = op["op"]
-        if kind not in ("dense", "conv"):
+        if op["op"] not in ("dense", "conv"):
             acc = _shape_op(op, acc)
-        else:
-            if calibrate:
-                if first:
-                    op["x_bits"], op["x_frac"] = 16, INPUT_FRAC
-                else:
-                    top = int(np.abs(acc).max(initial=0))
-                    shift = max(0, top.bit_length() - (q.act_bits - 1))
-                    op["x_bits"], op["x_frac"] = q.act_bits, acc_frac - shift
-            xfmt = FixedFormat(op["x_bits"], op["x_frac"])
-            x_codes = acc.astype(xfmt.dtype) if first else kfixed.requantize(acc, acc_frac, xfmt, counts=counts)
-            first = False
-            codes, wfmt = _weights(q, i)
-            if calibrate:
-                op["acc_frac"] = _acc_frac(op, codes, op["x_frac"])
-                q.arrays[f"{i}.bias"] = _bias_codes(op, q.arrays[f"{i}.bias_float"])
-            if kind == "conv":
-                cols, (oh, ow) = im2col(x_codes, op["kernel"], op["stride"], op["padding"])
-            else:
-                cols = x_codes
-            if op["w"] == "log8":
-                out = kshift.fixed_log_matmul(cols, op["x_frac"], codes, wfmt, acc_frac=op["acc_frac"],
-                                              acc_dtype=np.int64)
-            else:
-                out = kfixed.matmul(cols, xfmt, codes, wfmt, acc_dtype=np.int64, route="integer")
-            out = out + q.arrays[f"{i}.bias"].astype(np.int64)
-            acc = out.reshape(n, oh, ow, -1) if kind == "conv" else out
-            acc_frac = op["acc_frac"]
+            continue
+        out, hw = layer(i, op, acc, acc_frac, first)
+        acc = out.reshape(n, hw[0], hw[1], -1) if op["op"] == "conv" else out
+        acc_frac, first = op["acc_frac"], False
     return acc, acc_frac
+
+
+def _run(q, x, counts, calibrate=False):
+    """Integer forward pass; with ``calibrate`` choose each layer's input format and bias codes on the way."""
+
+    def layer(i, op, acc, acc_frac, first):
+        if calibrate:
+            if first:
+                op["x_bits"], op["x_frac"] = 16, INPUT_FRAC
+            else:
+                top = int(np.abs(acc).max(initial=0))
+                shift = max(0, top.bit_length() - (q.act_bits - 1))
+                op["x_bits"], op["x_frac"] = q.act_bits, acc_frac - shift
+        xfmt = FixedFormat(op["x_bits"], op["x_frac"])
+        x_codes = acc.astype(xfmt.dtype) if first else requantize(acc, acc_frac, xfmt, counts=counts)
+        codes, wfmt = _weights(q, i)
+        if calibrate:
+            op["acc_frac"] = _acc_frac(op, codes, op["x_frac"])
+            q.arrays[f"{i}.bias"] = _bias_codes(op, q.arrays[f"{i}.bias_float"])
+        cols, hw = im2col(x_codes, op["kernel"], op["stride"], op["padding"]) if op["op"] == "conv" else (x_codes, None)
+        if op["w"] == "log8":
+            out = kshift.fixed_log_matmul(cols, op["x_frac"], codes, wfmt, acc_frac=op["acc_frac"], acc_dtype=np.int64)
+        else:
+            out = intmatmul.matmul(cols, xfmt, codes, wfmt, acc_dtype=np.int64, route="integer")
+        return out + q.arrays[f"{i}.bias"].astype(np.int64), hw
+
+    return _walk(q, x, np.int64, layer)
 
 
 # ---------------------------------------------------------------------------------------
@@ -620,29 +629,21 @@ def float_forward(q, x):
     ArithmeticError
         If the bound does not hold (the float64 result could be rounded).
     """
-    acc = _images(q, x, np.float64)
-    n = len(acc)
-    acc_frac, first = INPUT_FRAC, True
-    for i, op in enumerate(q.ops):
-        kind = op["op"]
-        if kind not in ("dense", "conv"):
-            acc = _shape_op(op, acc)
-        else:
-            if not first:
-                hi = 2.0 ** (op["x_bits"] - 1)
-                acc = np.clip(np.rint(np.ldexp(acc, op["x_frac"] - acc_frac)), -hi, hi - 1)
-            first = False
-            cols, hw = im2col(acc, op["kernel"], op["stride"], op["padding"]) if kind == "conv" else (acc, None)
-            w = _float_weights(q, i, op)
-            bias = q.arrays[f"{i}.bias"].astype(np.float64)
-            row_sum = float(abs(w).sum(axis=1).max()) if w.nnz else 0.0
-            bound = row_sum * float(np.abs(cols).max(initial=0)) + float(np.abs(bias).max(initial=0))
-            if bound >= 2.0**53:
-                raise RangeError(f"layer {op['name']}: partial sums may reach 2**53; float64 is not exact")
-            out = np.asarray((w @ cols.T).T) + bias
-            acc = out.reshape(n, hw[0], hw[1], -1) if kind == "conv" else out
-            acc_frac = op["acc_frac"]
-    return acc
+
+    def layer(i, op, acc, acc_frac, first):
+        if not first:
+            hi = 2.0 ** (op["x_bits"] - 1)
+            acc = np.clip(np.rint(np.ldexp(acc, op["x_frac"] - acc_frac)), -hi, hi - 1)
+        cols, hw = im2col(acc, op["kernel"], op["stride"], op["padding"]) if op["op"] == "conv" else (acc, None)
+        w = _float_weights(q, i, op)
+        bias = q.arrays[f"{i}.bias"].astype(np.float64)
+        row_sum = float(abs(w).sum(axis=1).max()) if w.nnz else 0.0
+        bound = row_sum * float(np.abs(cols).max(initial=0)) + float(np.abs(bias).max(initial=0))
+        if bound >= 2.0**53:
+            raise RangeError(f"layer {op['name']}: partial sums may reach 2**53; float64 is not exact")
+        return np.asarray((w @ cols.T).T) + bias, hw
+
+    return _walk(q, x, np.float64, layer)[0]
 
 
 def check_oracle(q, x):

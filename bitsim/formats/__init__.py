@@ -1,7 +1,10 @@
-"""Number formats as codecs: packed binary, ternary, log codes and fixed point.
+"""Number formats as codecs: packed binary, ternary, log codes, fixed point and dynamic fixed point.
 
-Each module holds one format: an encode/decode pair, a frozen description of the format, and
-its bit layout stated in every signature. The rules are written out in ``docs/formats.md``.
+Each format module holds one format: an encode/decode pair, a frozen description of the format, and
+its bit layout stated in every signature. The rules are written out in ``docs/formats.md``. Beside
+them: the random generators of the stochastic modes (``rng``), the rounding, overflow and counting
+modes and the checks of parameters and values the formats share (``modes``), and how bitsim calls a
+parallel Numba kernel (``launch``).
 """
 
 from . import binary, fixed, log, rng, ternary

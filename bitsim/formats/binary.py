@@ -16,7 +16,7 @@ length ``n`` is ``n - 2 * popcount(a XOR b)`` summed over all words, with no cor
 import numpy as np
 
 from ..errors import InputError, InputTypeError
-from .modes import as_int
+from .modes import as_int, check_values, real_values
 from .rng import as_rng, bernoulli
 
 WORD_BITS = 64
@@ -45,20 +45,9 @@ def n_words(n, word_bits=WORD_BITS):
 
 
 def check_bitorder(bitorder):
+    """Raise unless ``bitorder`` is 'little' or 'big'."""
     if bitorder not in BITORDERS:
         raise InputError(f"bitorder must be 'little' or 'big', got {bitorder!r}")
-
-
-def _float_values(x, what):
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiub":
-        raise InputTypeError(f"{what} expects a real numeric array, got dtype {x.dtype}")
-    if x.dtype.kind == "f":
-        bad = ~np.isfinite(x)
-        if bad.any():
-            idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise InputError(f"{what} got {x[idx]} at index {idx}; remove NaN/Inf before binarizing")
-    return x
 
 
 def binarize(x):
@@ -68,7 +57,7 @@ def binarize(x):
     -------
     numpy.ndarray of int8 in {-1, +1}
     """
-    x = _float_values(x, "binarize")
+    x = real_values(x, "binarize", "binarizing")
     return np.where(x >= 0, 1, -1).astype(np.int8)
 
 
@@ -77,7 +66,7 @@ def binarize_stochastic(x, rng):
 
     One draw per element in row-major order, decided by :func:`bitsim.formats.rng.bernoulli`.
     """
-    x = _float_values(x, "binarize_stochastic")
+    x = real_values(x, "binarize_stochastic", "binarizing")
     p = (np.asarray(x, dtype=np.float64) + 1.0) / 2.0
     return np.where(bernoulli(p, as_rng(rng)), 1, -1).astype(np.int8)
 
@@ -131,16 +120,9 @@ def unpack_bits(words, n, bitorder="little"):
 
 
 def check_pm1(values, what="pack"):
-    """Raise unless every element is exactly -1 or +1."""
-    values = np.asarray(values)
-    bad = (values != 1) & (values != -1)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(
-            f"{what} expects values in {{-1, +1}}, got {values[idx]!r} at index {idx}; "
-            "binarize first with bitsim.formats.binary.binarize(x) or use pack_signs(x)"
-        )
-    return values
+    """Return ``values`` as an array, raising unless every element is -1 or +1 (``what`` names the caller)."""
+    return check_values(values, (1, -1), what,
+                        "binarize first with bitsim.formats.binary.binarize(x) or use pack_signs(x)")
 
 
 def pack(values, bitorder="little"):
@@ -230,6 +212,7 @@ def dot(a, b, n, bitorder="little"):
     Returns
     -------
     int
+        The dot product of the two ±1 vectors, in ``-n..n``.
 
     Raises
     ------

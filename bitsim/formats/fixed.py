@@ -14,10 +14,12 @@ defined on the exact quotient ``x / 2**s``; see :func:`rshift_round`.
 import re
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from ..errors import InputError, InputTypeError, RangeError
-from .modes import Counts, NonFinite, Overflow, Rounding, as_int, parse_enum
+from .modes import (Counts, NonFinite, Overflow, Rounding, as_format, as_int, check_range, first_index, parse_enum,
+                    set_fields)
 from .rng import as_rng, bernoulli
 
 MAX_SHIFT = 62
@@ -59,15 +61,10 @@ class FixedFormat:
 
     def __post_init__(self):
         bits, frac_bits = as_int(self.bits, "fixed-point bits"), as_int(self.frac_bits, "frac_bits")
-        if not 2 <= bits <= 32:
-            raise InputError(f"fixed-point bits must be 2..32, got {bits}")
-        if not -32 <= frac_bits <= MAX_SHIFT:
-            raise InputError(f"frac_bits must be -32..{MAX_SHIFT}, got {frac_bits}")
-        object.__setattr__(self, "bits", bits)
-        object.__setattr__(self, "frac_bits", frac_bits)
-        object.__setattr__(self, "rounding", parse_enum(Rounding, self.rounding))
-        object.__setattr__(self, "overflow", parse_enum(Overflow, self.overflow))
-        object.__setattr__(self, "nonfinite", parse_enum(NonFinite, self.nonfinite))
+        check_range(bits, "fixed-point bits", 2, 32)
+        check_range(frac_bits, "frac_bits", -32, MAX_SHIFT)
+        set_fields(self, bits=bits, frac_bits=frac_bits, rounding=parse_enum(Rounding, self.rounding),
+                   overflow=parse_enum(Overflow, self.overflow), nonfinite=parse_enum(NonFinite, self.nonfinite))
 
     @property
     def int_bits(self):
@@ -133,18 +130,8 @@ def as_fixed(fmt):
     InputError
         If the string is not a fixed-point format name.
     """
-    if isinstance(fmt, FixedFormat):
-        return fmt
-    if isinstance(fmt, str):
-        return parse_fixed(fmt)
-    raise InputTypeError(
-        f"expected a FixedFormat or a name such as 'Q7.8', got {type(fmt).__name__}; "
-        "pass bitsim.formats.FixedFormat(bits, frac_bits) or parse_fixed('Q7.8')"
-    )
-
-
-def _first_index(mask):
-    return tuple(int(i) for i in np.argwhere(mask)[0]) if mask.ndim else ()
+    return as_format(fmt, FixedFormat, parse_fixed, "Q7.8",
+                     "pass bitsim.formats.FixedFormat(bits, frac_bits) or parse_fixed('Q7.8')")
 
 
 def int_codes(x, what):
@@ -158,7 +145,7 @@ def int_codes(x, what):
         big = x > np.uint64(INT64_MAX)
         if big.any():
             raise RangeError(
-                f"{what}: {int(x[big].flat[0])} at index {_first_index(big)} exceeds int64's range; "
+                f"{what}: {int(x[big].flat[0])} at index {first_index(big)} exceeds int64's range; "
                 "values must fit int64"
             )
     return x.astype(np.int64)
@@ -171,7 +158,7 @@ def check_codes(codes, fmt, what):
     if codes.dtype.kind == "i":
         bad |= codes < fmt.min_code
     if bad.any():
-        idx = _first_index(bad)
+        idx = first_index(bad)
         raise RangeError(
             f"{what}: code {int(codes[idx])} at index {idx} is outside {fmt.name}'s range "
             f"{fmt.min_code}..{fmt.max_code}; quantize with fixed.quantize(...) or pass the format the codes are in"
@@ -210,7 +197,7 @@ def _finish(v, fmt, high, low, counts):
     n_over = int(np.count_nonzero(over))
     if n_over:
         if fmt.overflow is Overflow.ERROR:
-            idx = _first_index(over)
+            idx = first_index(over)
             raise RangeError(
                 f"{n_over} value(s) overflow {fmt.name} (first at index {idx}); "
                 "widen the format or choose overflow='saturate' or 'wrap'"
@@ -293,7 +280,7 @@ def quantize(x, fmt, rng=None, counts=None):
     x = x.astype(np.float64)
     nan = np.isnan(x)
     if nan.any():
-        raise InputError(f"NaN at index {_first_index(nan)}; remove NaN before quantizing to {fmt.name}")
+        raise InputError(f"NaN at index {first_index(nan)}; remove NaN before quantizing to {fmt.name}")
     with np.errstate(over="ignore", under="ignore"):
         v = np.ldexp(x, fmt.frac_bits)
     big = np.isinf(v)
@@ -301,7 +288,7 @@ def quantize(x, fmt, rng=None, counts=None):
         inf = np.isinf(x)
         if inf.any() and fmt.nonfinite is NonFinite.ERROR:
             raise InputError(
-                f"infinity at index {_first_index(inf)}; remove it or use nonfinite='saturate' to clamp it to the range"
+                f"infinity at index {first_index(inf)}; remove it or use nonfinite='saturate' to clamp it to the range"
             )
         if inf.any() and fmt.overflow is not Overflow.SATURATE:
             raise InputError("infinity can only be saturated; use overflow='saturate' with nonfinite='saturate'")
@@ -445,3 +432,13 @@ def saturate(v, fmt, counts=None):
     fmt = as_fixed(fmt)
     v = int_codes(v, "saturate")
     return _finish(v, fmt, v > fmt.max_code, v < fmt.min_code, counts)
+
+
+@numba.njit(cache=True, inline="always")
+def clamp(v, lo, hi):
+    """``(v clamped to [lo, hi], 1 if it was clamped else 0)``: the SATURATE rule on one value (jitted code only)."""
+    if v > hi:
+        return hi, 1
+    if v < lo:
+        return lo, 1
+    return v, 0

@@ -35,7 +35,8 @@ from enum import Enum
 import numpy as np
 
 from ..errors import InputError, InputTypeError, RangeError
-from .modes import Counts, NonFinite, Overflow, Underflow, as_int, parse_enum
+from .modes import (Counts, NonFinite, Overflow, Underflow, as_format, as_int, check_range, first_index, parse_enum,
+                    set_fields)
 from .rng import as_rng
 
 LOG_SQRT2_THRESHOLD = math.isqrt(2**47) + 1 - 2**23
@@ -88,14 +89,10 @@ class LogFormat:
 
     def __post_init__(self):
         exp_bits, exp_offset = as_int(self.exp_bits, "exp_bits"), as_int(self.exp_offset, "exp_offset")
-        if not 2 <= exp_bits <= 7:
-            raise InputError(f"exp_bits must be 2..7 (the code has 1 + exp_bits <= 8 bits), got {exp_bits}")
-        object.__setattr__(self, "exp_bits", exp_bits)
-        object.__setattr__(self, "exp_offset", exp_offset)
-        object.__setattr__(self, "rounding", parse_enum(LogRounding, self.rounding))
-        object.__setattr__(self, "overflow", parse_enum(Overflow, self.overflow))
-        object.__setattr__(self, "underflow", parse_enum(Underflow, self.underflow))
-        object.__setattr__(self, "nonfinite", parse_enum(NonFinite, self.nonfinite))
+        check_range(exp_bits, "exp_bits", 2, 7, " (the code has 1 + exp_bits <= 8 bits)")
+        set_fields(self, exp_bits=exp_bits, exp_offset=exp_offset, rounding=parse_enum(LogRounding, self.rounding),
+                   overflow=parse_enum(Overflow, self.overflow), underflow=parse_enum(Underflow, self.underflow),
+                   nonfinite=parse_enum(NonFinite, self.nonfinite))
         if self.overflow is Overflow.WRAP:
             raise InputError("a log code cannot wrap its exponent; use overflow='saturate' or 'error'")
         if self.emin < -149 or self.emax > 127:
@@ -154,13 +151,7 @@ def parse_log(spec, **options):
 
 def as_log(fmt):
     """Return ``fmt`` as a :class:`LogFormat`, parsing a name such as ``'log8'``."""
-    if isinstance(fmt, LogFormat):
-        return fmt
-    if isinstance(fmt, str):
-        return parse_log(fmt)
-    raise InputTypeError(
-        f"expected a LogFormat or a name such as 'log8', got {type(fmt).__name__}; pass bitsim.formats.LogFormat(...)"
-    )
+    return as_format(fmt, LogFormat, parse_log, "log8", "pass bitsim.formats.LogFormat(...)")
 
 
 def float32_fields(x):
@@ -187,10 +178,6 @@ def _round_up(m, rounding, rng):
         return np.zeros(m.shape, dtype=bool)
     u = as_rng(rng).uint32(m.size).astype(np.int64).reshape(m.shape)
     return (u >> 9) < m
-
-
-def _index(mask):
-    return tuple(int(i) for i in np.argwhere(mask)[0]) if mask.ndim else ()
 
 
 def encode(x, fmt=LogFormat(), rng=None, counts=None):
@@ -226,10 +213,11 @@ def encode(x, fmt=LogFormat(), rng=None, counts=None):
     if nonfinite.any():
         nan = nonfinite & (mantissa != 0)
         if nan.any():
-            raise InputError(f"NaN at index {_index(nan)} has no log code; remove NaN before encoding")
+            raise InputError(f"NaN at index {first_index(nan)} has no log code; remove NaN before encoding")
         if fmt.nonfinite is NonFinite.ERROR:
             raise InputError(
-                f"infinity at index {_index(nonfinite)}; remove it or use nonfinite='saturate' to map it to ±2^emax"
+                f"infinity at index {first_index(nonfinite)}; "
+                "remove it or use nonfinite='saturate' to map it to ±2^emax"
             )
     zero = (biased == 0) & (mantissa == 0)
     e, m = exponent_mantissa(biased, mantissa)
@@ -242,7 +230,7 @@ def encode(x, fmt=LogFormat(), rng=None, counts=None):
     if high.any():
         if fmt.overflow is Overflow.ERROR and (high & ~nonfinite).any():
             raise RangeError(
-                f"{int(np.count_nonzero(high))} value(s) above 2^{fmt.emax} (first at index {_index(high)}); "
+                f"{int(np.count_nonzero(high))} value(s) above 2^{fmt.emax} (first at index {first_index(high)}); "
                 "use overflow='saturate', a larger exp_offset or more exp_bits"
             )
         e = np.where(high, fmt.emax, e)
@@ -251,7 +239,8 @@ def encode(x, fmt=LogFormat(), rng=None, counts=None):
     if low.any():
         if fmt.underflow is Underflow.ERROR:
             raise RangeError(
-                f"{int(np.count_nonzero(low))} nonzero value(s) below 2^{fmt.emin} (first at index {_index(low)}); "
+                f"{int(np.count_nonzero(low))} nonzero value(s) below 2^{fmt.emin} "
+                f"(first at index {first_index(low)}); "
                 "use underflow='flush' or 'saturate', a smaller exp_offset or more exp_bits"
             )
         if fmt.underflow is Underflow.FLUSH:
@@ -277,7 +266,7 @@ def split(codes, fmt=LogFormat()):
         raise InputTypeError(f"expected uint8 log codes, got {codes.dtype}; encode with bitsim.formats.log.encode(...)")
     c = codes.astype(np.int64)
     if ((c < 0) | (c >> fmt.bits != 0)).any():
-        bad = _index((c < 0) | (c >> fmt.bits != 0))
+        bad = first_index((c < 0) | (c >> fmt.bits != 0))
         raise InputError(f"code {int(c[bad])} at index {bad} does not fit the {fmt.bits}-bit {fmt.name} code")
     sign = (c >> fmt.exp_bits) & 1
     field = c & ((1 << fmt.exp_bits) - 1)
@@ -303,9 +292,27 @@ def multiply_float32(x, codes, fmt=LogFormat(), counts=None):
     range becomes a signed zero (counted as flushed); a result above it becomes ±FLT_MAX (counted as
     saturated, or ``OverflowError`` when ``fmt.overflow`` is ERROR). NaN and infinity raise.
 
+    Parameters
+    ----------
+    x : array_like of float32
+    codes : array_like of uint8
+        Log codes of ``fmt``, broadcast against ``x``.
+    fmt : LogFormat
+    counts : Counts, optional
+        Receives the flushed and saturated products.
+
     Returns
     -------
     numpy.ndarray of float32
+
+    Raises
+    ------
+    InputTypeError
+        If ``x`` is not real.
+    InputError
+        For NaN or infinity in ``x``.
+    RangeError
+        For ``x`` beyond float32's range, or a product that overflows when ``fmt.overflow`` is ERROR.
     """
     fmt = as_log(fmt)
     x = np.asarray(x)
@@ -314,7 +321,7 @@ def multiply_float32(x, codes, fmt=LogFormat(), counts=None):
     with np.errstate(over="ignore"):
         xs, xe, xm = float32_fields(x)
     if (xe == 0xFF).any():
-        idx = _index(xe == 0xFF)
+        idx = first_index(xe == 0xFF)
         if np.isfinite(x[idx]):
             raise RangeError(
                 f"{float(x[idx])!r} at index {idx} is beyond float32's range; "
@@ -328,7 +335,7 @@ def multiply_float32(x, codes, fmt=LogFormat(), counts=None):
     flushed = ~czero & (((xe == 0) & (xm != 0)) | ((xe != 0) & (field <= 0)))
     over = ~zero & (field >= 0xFF)
     if over.any() and fmt.overflow is Overflow.ERROR:
-        raise RangeError(f"product overflows float32 at index {_index(over)}; use overflow='saturate'")
+        raise RangeError(f"product overflows float32 at index {first_index(over)}; use overflow='saturate'")
     if counts is not None:
         counts.flushed += int(np.count_nonzero(flushed))
         counts.saturated += int(np.count_nonzero(over))

@@ -1,4 +1,5 @@
-"""Rounding and overflow modes shared by the number formats, and the counts they keep."""
+"""Rounding and overflow modes shared by the number formats, the counts they keep, and the checks of
+parameters and values they share."""
 
 from dataclasses import dataclass
 from enum import Enum
@@ -103,6 +104,126 @@ def as_int(value, name):
     integral = isinstance(value, (float, np.floating)) and float(value).is_integer()
     fix = f"pass int({value!r}) if that is what you mean" if integral else "pass a whole number as an int"
     raise InputTypeError(f"{name} must be an int, got {value!r} ({type(value).__name__}); {fix}")
+
+
+def check_range(value, name, lo, hi, note=""):
+    """Raise unless the int ``value`` lies in ``lo..hi``.
+
+    Parameters
+    ----------
+    value : int
+    name : str
+        What the value is, for the message.
+    lo, hi : int
+        The inclusive range.
+    note : str
+        Appended to the range in the message, e.g. ``" (the code has 1 + exp_bits <= 8 bits)"``.
+
+    Raises
+    ------
+    InputError
+        If ``value`` is outside the range.
+    """
+    if not lo <= value <= hi:
+        raise InputError(f"{name} must be {lo}..{hi}{note}, got {value}")
+
+
+def set_fields(obj, **values):
+    """Store normalised field values on a frozen dataclass instance, from its ``__post_init__``."""
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+
+
+def as_format(fmt, kind, parse, example, fix):
+    """Return ``fmt`` as a ``kind`` instance, parsing a name such as ``example`` with ``parse``.
+
+    Parameters
+    ----------
+    fmt : kind or str
+    kind : type
+        The format's class, e.g. :class:`bitsim.formats.fixed.FixedFormat`.
+    parse : callable
+        Turns a name into a ``kind``.
+    example : str
+        A name of such a format, for the message.
+    fix : str
+        How to build one, for the message.
+
+    Raises
+    ------
+    InputTypeError
+        If ``fmt`` is neither a ``kind`` nor a string.
+    """
+    if isinstance(fmt, kind):
+        return fmt
+    if isinstance(fmt, str):
+        return parse(fmt)
+    raise InputTypeError(f"expected a {kind.__name__} or a name such as {example!r}, got {type(fmt).__name__}; {fix}")
+
+
+def first_index(mask):
+    """The index of the first True element of a boolean array, as a tuple of ints (``()`` when 0-d)."""
+    return tuple(int(i) for i in np.argwhere(mask)[0]) if mask.ndim else ()
+
+
+def check_values(values, allowed, what, fix):
+    """Return ``values`` as an array, raising unless every element is one of the ints ``allowed``.
+
+    Parameters
+    ----------
+    values : array_like
+    allowed : tuple of int
+        E.g. ``(1, -1)``; the message lists them in ascending order.
+    what : str
+        The caller, for the message.
+    fix : str
+        How to get such values, for the message.
+
+    Raises
+    ------
+    InputError
+        Naming the first element that is not allowed and its index.
+    """
+    values = np.asarray(values)
+    bad = values != allowed[0]
+    for v in allowed[1:]:
+        bad = bad & (values != v)
+    if bad.any():
+        idx = first_index(bad)
+        listed = ", ".join(f"{v:+d}" if v else "0" for v in sorted(allowed))
+        raise InputError(f"{what} expects values in {{{listed}}}, got {values[idx]!r} at index {idx}; {fix}")
+    return values
+
+
+def real_values(x, what, doing):
+    """Return ``x`` as an array of a real dtype (float, int or bool), refusing NaN and infinity.
+
+    Parameters
+    ----------
+    x : array_like
+    what : str
+        The caller, for the messages.
+    doing : str
+        What the caller does, for the message, e.g. ``'binarizing'``.
+
+    Raises
+    ------
+    InputTypeError
+        If the dtype is not real.
+    InputError
+        Naming the first NaN or infinity and its index.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise InputTypeError(
+            f"{what} expects a real numeric array, got dtype {x.dtype}; convert it with np.asarray(x, float)"
+        )
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x)
+        if bad.any():
+            idx = first_index(bad)
+            raise InputError(f"{what} got {x[idx]} at index {idx}; remove NaN/Inf before {doing}")
+    return x
 
 
 @dataclass

@@ -16,19 +16,13 @@ import numpy as np
 
 from ..errors import InputError, InputTypeError
 from .binary import WORD_BITS, pack_bits, unpack_bits
+from .modes import check_values, real_values
 from .rng import as_rng, bernoulli
 
 
 def check_ternary(values, what="pack_ternary"):
-    values = np.asarray(values)
-    bad = (values != 1) & (values != -1) & (values != 0)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(
-            f"{what} expects values in {{-1, 0, +1}}, got {values[idx]!r} at index {idx}; "
-            "quantize first with bitsim.formats.ternary.ternarize(x)"
-        )
-    return values
+    """Return ``values`` as an array, raising unless every value is -1, 0 or +1 (``what`` names the caller)."""
+    return check_values(values, (1, -1, 0), what, "quantize first with bitsim.formats.ternary.ternarize(x)")
 
 
 def pack_ternary(values, bitorder="little"):
@@ -61,21 +55,6 @@ def unpack_ternary(signs, mask, n, bitorder="little"):
     return np.where(m, np.where(s, 1, -1), 0).astype(np.int8)
 
 
-def real_values(x, what):
-    """Return ``x`` as an array of a real dtype (float, int or bool), refusing NaN and infinity."""
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiub":
-        raise InputTypeError(
-            f"{what} expects a real numeric array, got dtype {x.dtype}; convert it with np.asarray(x, float)"
-        )
-    if x.dtype.kind == "f":
-        bad = ~np.isfinite(x)
-        if bad.any():
-            idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise InputError(f"{what} got {x[idx]} at index {idx}; remove NaN/Inf before ternarizing")
-    return x
-
-
 def ternarize(x, threshold=0.5):
     """Deterministic ternarization: +1 where ``x > threshold``, -1 where ``x < -threshold``, else 0.
 
@@ -94,7 +73,7 @@ def ternarize(x, threshold=0.5):
     InputError
         If ``x`` holds NaN or infinity, or ``threshold`` is NaN, infinite or negative.
     """
-    x = real_values(x, "ternarize")
+    x = real_values(x, "ternarize", "ternarizing")
     t = np.asarray(threshold)
     if t.ndim or t.dtype.kind not in "fiu":
         raise InputTypeError(f"ternarize threshold must be a real number, got {threshold!r}; pass e.g. threshold=0.5")
@@ -111,6 +90,6 @@ def ternarize_stochastic(x, rng):
 
     One draw per element in row-major order, decided by :func:`bitsim.formats.rng.bernoulli`.
     """
-    x = np.asarray(real_values(x, "ternarize_stochastic"), dtype=np.float64)
+    x = np.asarray(real_values(x, "ternarize_stochastic", "ternarizing"), dtype=np.float64)
     keep = bernoulli(np.abs(x), as_rng(rng))
     return np.where(keep, np.sign(x), 0).astype(np.int8)

@@ -1,6 +1,6 @@
 """Fast jitted kernels; each has a slow, obvious twin in :mod:`bitsim.reference`."""
 
-from .binary import (
+from .xnor import (
     binary_conv2d,
     bitplane_gemm,
     bitplane_gemm_planes,

@@ -39,12 +39,15 @@ from numba.extending import intrinsic
 
 from ..errors import InputError, InputTypeError, RangeError
 from ..formats.log import LogFormat, split
+from ..formats.launch import launch
 from ..formats.modes import Rounding, parse_enum
-from .fixed import INT32_MAX, ROUNDING_CODES, _launch, _rshift_round, saturate_int32
+from .operands import FIXED_DTYPES, as_acc_dtype, as_codes, check_k
+from .requantize import ROUNDING_CODES, rshift_round, saturate_int32
 
 __all__ = ["fixed_log_matmul", "log_fixed_matmul", "shift_bound"]
 
 INT64_MAX = 2**63 - 1
+PARALLEL_MIN_WORK = 2**18  # work below which a kernel runs on the calling thread
 BIAS_MODES = (Rounding.FLOOR, Rounding.CEIL, Rounding.NEAREST_UP)
 MB = 128  # fixed-point rows per block: a multiple of every lane type's tile width (128 int16 lanes)
 V = 8  # 256-bit vectors per tile, accumulated in registers
@@ -178,7 +181,7 @@ def _round_shift(x, t, mode):
     """round(x * 2**t) for int64 x: exact left shift, or the rshift_round rule of ``mode``."""
     if t >= 0:
         return x << t
-    return _rshift_round(x, min(-t, 63), mode)
+    return rshift_round(x, min(-t, 63), mode)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -207,33 +210,21 @@ def _exact(x, codes, neg, amount, zero, mode, out, transpose):
 
 
 def _fixed_codes(x, name):
-    x = np.asarray(x)
-    if x.dtype not in (np.int8, np.int16, np.int32):
-        raise InputTypeError(
-            f"{name}: expected int8, int16 or int32 fixed-point codes, got {x.dtype}; "
-            "quantize with bitsim.formats.fixed.quantize(...)"
-        )
-    if x.ndim != 2:
-        raise InputError(f"{name}: expected a 2-D array of codes (rows, K), got shape {x.shape}")
-    return np.ascontiguousarray(x)
+    return as_codes(x, name, FIXED_DTYPES, "int8, int16 or int32 fixed-point codes",
+                    "quantize with bitsim.formats.fixed.quantize(...)")
 
 
 def _log_codes(codes, fmt, name):
     if not isinstance(fmt, LogFormat):
         raise InputTypeError(f"{name} format must be a bitsim.formats.log.LogFormat, got {type(fmt).__name__}")
-    codes = np.asarray(codes)
-    if codes.dtype != np.uint8:
-        raise InputTypeError(
-            f"{name}: expected uint8 log codes, got {codes.dtype}; encode with bitsim.formats.log.encode(x, fmt)"
-        )
-    if codes.ndim != 2:
-        raise InputError(f"{name}: expected a 2-D array of log codes (rows, K), got shape {codes.shape}")
+    codes = as_codes(codes, name, (np.uint8,), "uint8 log codes", "encode with bitsim.formats.log.encode(x, fmt)",
+                     "a 2-D array of log codes (rows, K)")
     if codes.size and int(codes.max()) >> fmt.bits:
         raise InputError(
             f"{name}: code {int(codes.max())} does not fit the {fmt.bits}-bit {fmt.name} code; "
             "encode with the same LogFormat"
         )
-    return np.ascontiguousarray(codes)
+    return codes
 
 
 def _frac(value, name):
@@ -272,16 +263,16 @@ def _core(fixed, fixed_frac, codes, fmt, acc_frac, rounding, name, transpose):
         )
     fixed = fixed.astype(np.int32, copy=False)  # holds every container; one compiled kernel each
     mode = ROUNDING_CODES[rounding]
-    if rounding not in BIAS_MODES:
-        zero_flags = (zero | ~present).astype(np.uint8)
-        _launch(_exact, out.size * k, fixed, codes, sign.astype(np.uint8), amount, zero_flags, mode, out, transpose)
-        return out
-    x_max = _launch(_max_abs, fixed.size, fixed)
     c = max(t_max, 0)
-    y_bits = max(int(x_max) << c, 1).bit_length() + 1  # |y| <= 2**(y_bits - 1)
-    if y_bits > 60:  # no lane type holds y + b: the exact kernel
+    exact = rounding not in BIAS_MODES
+    if not exact:
+        x_max = launch(_max_abs, fixed.size, fixed, min_work=PARALLEL_MIN_WORK)
+        y_bits = max(int(x_max) << c, 1).bit_length() + 1  # |y| <= 2**(y_bits - 1)
+        exact = y_bits > 60  # no lane type holds y + b
+    if exact:
         zero_flags = (zero | ~present).astype(np.uint8)
-        _launch(_exact, out.size * k, fixed, codes, sign.astype(np.uint8), amount, zero_flags, mode, out, transpose)
+        launch(_exact, out.size * k, fixed, codes, sign.astype(np.uint8), amount, zero_flags, mode, out, transpose,
+               min_work=PARALLEL_MIN_WORK)
         return out
     clip = y_bits + 1  # shifts beyond this give the same result as this one (and must be < the lane width)
     s = np.where(live, np.clip(c - amount, 0, clip), 0)
@@ -299,9 +290,9 @@ def _core(fixed, fixed_frac, codes, fmt, acc_frac, rounding, name, transpose):
             break
     roff = np.where(live, np.where(negative, k, 0), -1).astype(np.int64)
     xx = np.zeros(((mf + MB - 1) // MB, 2 * k + 1, MB), dtype=lane)
-    _launch(_pack, fixed.size, fixed, c, xx)
-    _launch(_KERNELS[lane], out.size * k, xx, codes, roff, b.astype(lane), s.astype(lane), kb, mf, out, transpose,
-            tasks=True)
+    launch(_pack, fixed.size, fixed, c, xx, min_work=PARALLEL_MIN_WORK)
+    launch(_KERNELS[lane], out.size * k, xx, codes, roff, b.astype(lane), s.astype(lane), kb, mf, out, transpose,
+           min_work=PARALLEL_MIN_WORK, tasks=True)
     return out
 
 
@@ -332,10 +323,7 @@ def _options(acc_frac, default, rounding, acc_dtype):
             "stochastic rounding of shifted terms is not supported; choose 'floor' (a barrel shifter), "
             "'nearest_up' (add half, then shift) or another deterministic mode"
         )
-    acc_dtype = np.dtype(acc_dtype)
-    if acc_dtype not in (np.int32, np.int64):
-        raise InputTypeError(f"acc_dtype must be numpy.int32 or numpy.int64, got {acc_dtype}")
-    return acc_frac, rounding, acc_dtype
+    return acc_frac, rounding, as_acc_dtype(acc_dtype)
 
 
 def fixed_log_matmul(x, x_frac, w, w_fmt, *, acc_frac=None, rounding="floor", acc_dtype=np.int32, counts=None):
@@ -402,11 +390,7 @@ def fixed_log_matmul(x, x_frac, w, w_fmt, *, acc_frac=None, rounding="floor", ac
     acc_frac, rounding, acc_dtype = _options(acc_frac, x_frac, rounding, acc_dtype)
     x = _fixed_codes(x, "fixed_log_matmul: x")
     w = _log_codes(w, w_fmt, "fixed_log_matmul: w")
-    if x.shape[1] != w.shape[1]:
-        raise InputError(
-            f"fixed_log_matmul: x has K={x.shape[1]} columns but w has K={w.shape[1]}; w holds one row per "
-            "output column (pass the weight matrix as (out, in))"
-        )
+    check_k("fixed_log_matmul", x, w)
     sums = _core(x, x_frac, w, w_fmt, acc_frac, rounding, "fixed_log_matmul", True)
     return _finish(sums, acc_dtype, counts)
 
@@ -449,10 +433,6 @@ def log_fixed_matmul(a, a_fmt, w, w_frac, *, acc_frac=None, rounding="floor", ac
     acc_frac, rounding, acc_dtype = _options(acc_frac, w_frac, rounding, acc_dtype)
     a = _log_codes(a, a_fmt, "log_fixed_matmul: a")
     w = _fixed_codes(w, "log_fixed_matmul: w")
-    if a.shape[1] != w.shape[1]:
-        raise InputError(
-            f"log_fixed_matmul: a has K={a.shape[1]} columns but w has K={w.shape[1]}; w holds one row per "
-            "output column"
-        )
+    check_k("log_fixed_matmul", a, w, ("a", "w"), "")
     sums = _core(w, w_frac, a, a_fmt, acc_frac, rounding, "log_fixed_matmul", False)
     return _finish(sums, acc_dtype, counts)

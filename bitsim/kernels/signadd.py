@@ -32,13 +32,16 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..errors import InputError, InputTypeError, RangeError
+from ..errors import InputError, RangeError
 from ..formats.binary import n_words
-from .binary import _launch, _length, _ternary_planes, _words
+from ..formats.launch import launch
+from .operands import FIXED_DTYPES, as_acc_dtype, as_codes
+from .words import as_length, as_ternary_planes, as_words
 
 __all__ = ["signadd_gemm", "signadd_bound"]
 
 INT32_MAX = 2**31 - 1
+PARALLEL_MIN_WORK = 2**20  # work below which a kernel runs on the calling thread (as the popcount kernels)
 LANES = 16  # rows of x per tile: two 256-bit vectors of int32; a K=1024 table is 256 KiB
 NIBBLES = 16
 
@@ -164,15 +167,12 @@ def signadd_bound(x, k):
 
 
 def _activations(x, k):
-    x = np.asarray(x)
-    if x.dtype not in (np.int8, np.int16, np.int32):
-        raise InputTypeError(
-            f"signadd_gemm: expected int8, int16 or int32 activation codes, got {x.dtype}; "
-            "quantize with bitsim.formats.fixed.quantize(...) (integer pixels: x.astype(np.int16))"
-        )
-    if x.ndim != 2 or x.shape[1] != k:
-        raise InputError(f"signadd_gemm: expected activations of shape (M, {k}), got {x.shape}")
-    return np.ascontiguousarray(x)
+    shape = f"activations of shape (M, {k})"
+    x = as_codes(x, "signadd_gemm", FIXED_DTYPES, "int8, int16 or int32 activation codes",
+                 "quantize with bitsim.formats.fixed.quantize(...) (integer pixels: x.astype(np.int16))", shape)
+    if x.shape[1] != k:
+        raise InputError(f"signadd_gemm: expected {shape}, got shape {x.shape}")
+    return x
 
 
 def signadd_gemm(x, signs, n, mask=None, bitorder="little", acc_dtype=None):
@@ -207,21 +207,19 @@ def signadd_gemm(x, signs, n, mask=None, bitorder="little", acc_dtype=None):
     >>> signadd_gemm(x, pack([[1, -1, 1], [-1, -1, 1]]), 3)        # [3+5+7, -3+5+7]
     array([[15,  9]], dtype=int32)
     """
-    n = _length(n)
+    n = as_length(n)
     x = _activations(x, n)
     if mask is None:
-        signs = _words(signs, "signadd_gemm weights", n, 2, bitorder)
+        signs = as_words(signs, "signadd_gemm weights", n, 2, bitorder)
         mask = signs
         binary = True
     else:
-        signs, mask = _ternary_planes(signs, mask, "signadd_gemm weights", n, bitorder)
+        signs, mask = as_ternary_planes(signs, mask, "signadd_gemm weights", n, bitorder)
         binary = False
     bound = signadd_bound(x, n)
     if acc_dtype is None:
         acc_dtype = np.int32 if bound <= INT32_MAX else np.int64
-    acc_dtype = np.dtype(acc_dtype)
-    if acc_dtype not in (np.int32, np.int64):
-        raise InputTypeError(f"acc_dtype must be numpy.int32 or numpy.int64, got {acc_dtype}")
+    acc_dtype = as_acc_dtype(acc_dtype)
     if acc_dtype == np.int32 and bound > INT32_MAX:
         raise RangeError(
             f"signadd_gemm: sums up to {bound} do not fit int32; use acc_dtype=numpy.int64 or smaller activations"
@@ -234,6 +232,7 @@ def signadd_gemm(x, signs, n, mask=None, bitorder="little", acc_dtype=None):
     groups = (n + 3) // 4
     pos = np.empty((signs.shape[0], groups), np.uint8)
     neg = np.empty((signs.shape[0], groups) if not binary else (1, 1), np.uint8)
-    _launch(_nibbles, signs.shape[0] * groups, signs.view(np.int64), mask.view(np.int64), binary, groups, pos, neg)
-    _launch(kernel, work, x, n, pos, neg, binary, out)
+    launch(_nibbles, signs.shape[0] * groups, signs.view(np.int64), mask.view(np.int64), binary, groups, pos, neg,
+           min_work=PARALLEL_MIN_WORK)
+    launch(kernel, work, x, n, pos, neg, binary, out, min_work=PARALLEL_MIN_WORK)
     return out

@@ -14,7 +14,7 @@ The arithmetic rule of :func:`u8s8_matmul`:
   for ±1 weights, which no lane can leave), widens them to int32 with ``vpmaddwd`` by ones
   (exact) and accumulates those in int32 (exact by the first point). See :func:`int16_steps`.
 * When the bound does not hold (e.g. ``w`` holds -128 and ``x`` holds 255), ``route='auto'``
-  computes the product with :func:`bitsim.kernels.fixed.matmul` on int16 codes (exact
+  computes the product with :func:`bitsim.kernels.intmatmul.matmul` on int16 codes (exact
   int32-block accumulation, its AVX2 ``vpmaddwd`` kernel), and ``route='portable'`` with a
   plain Numba int32 loop; ``route='avx2'`` raises instead.
 
@@ -24,7 +24,7 @@ threads. Layout of the AVX2 kernel (not part of the rule): ``w`` is packed into 
 tile keeps 12 int16 accumulators in ymm registers; per group of 4 K-values it loads 2 vectors
 of the panel, broadcasts 4 bytes of each of the 6 rows of ``x`` and issues 12 ``vpmaddubsw`` +
 12 ``vpaddw``. The tile is written in LLVM IR (:func:`_u8s8_tile`) around
-``llvm.x86.avx2.pmadd.ub.sw``, like the ``vpmaddwd`` tile of :mod:`bitsim.kernels.fixed`.
+``llvm.x86.avx2.pmadd.ub.sw``, like the ``vpmaddwd`` tile of :mod:`bitsim.kernels.intmatmul`.
 The oracle is :func:`bitsim.reference.u8.u8s8_matmul`.
 """
 
@@ -35,12 +35,13 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..errors import InputError, InputTypeError
+from ..errors import InputError
 from ..formats.fixed import FixedFormat
-from .binary import _length, _words
-from .fixed import HAS_AVX2
-from .fixed import matmul as fixed_matmul
-from ._launch import launch
+from ..formats.launch import launch
+from .intmatmul import HAS_AVX2
+from .intmatmul import matmul as fixed_matmul
+from .operands import as_codes, check_k
+from .words import as_length, as_words
 
 __all__ = ["u8s8_matmul", "int16_steps", "pm1_int8"]
 
@@ -91,10 +92,6 @@ def int16_steps(max_x, max_w):
     """
     p = 2 * int(max_x) * int(max_w)
     return STEPS_CAP if p == 0 else min(STEPS_CAP, INT16_MAX // p)
-
-
-def _launch(kernel, work, *args, tasks=False):
-    return launch(kernel, work, *args, min_work=PARALLEL_MIN_WORK, tasks=tasks)
 
 
 # ---------------------------------------------------------------------------------------
@@ -230,9 +227,10 @@ def _avx2_gemm(x, w, steps):
     tail[: m % MR] = x[m - m % MR :]
     tiles = -(-n // NR)
     bp = np.empty((tiles, kp // 4, NR, 4), dtype=np.int8)
-    _launch(_pack_panels, 16 * n * kp, w.view(np.uint32), bp.view(np.uint32).reshape(tiles, kp // 4, NR))
+    launch(_pack_panels, 16 * n * kp, w.view(np.uint32), bp.view(np.uint32).reshape(tiles, kp // 4, NR),
+           min_work=PARALLEL_MIN_WORK)
     out = np.empty((m, n), dtype=np.int32)
-    _launch(_gemm_avx2, m * n * kp, x, tail, bp, n, steps, out, tasks=True)
+    launch(_gemm_avx2, m * n * kp, x, tail, bp, n, steps, out, min_work=PARALLEL_MIN_WORK, tasks=True)
     return out
 
 
@@ -300,18 +298,13 @@ def _gemm_portable(x, w, out):
 
 
 def _operand(a, dtype, name):
-    a = np.asarray(a)
-    if a.dtype != dtype:
-        hint = ("convert images with np.asarray(images, dtype=np.uint8)" if dtype == np.uint8 else
-                "unpack ±1 weights with bitsim.kernels.u8.pm1_int8(words, n) or quantize to int8 codes")
-        raise InputTypeError(f"{name}: expected {np.dtype(dtype)}, got {a.dtype}; {hint}")
-    if a.ndim != 2:
-        raise InputError(f"{name}: expected a 2-D array (rows, K), got shape {a.shape}")
-    return np.ascontiguousarray(a)
+    hint = ("convert images with np.asarray(images, dtype=np.uint8)" if dtype == np.uint8 else
+            "unpack ±1 weights with bitsim.kernels.u8.pm1_int8(words, n) or quantize to int8 codes")
+    return as_codes(a, name, (dtype,), str(np.dtype(dtype)), hint, "a 2-D array (rows, K)")
 
 
 def _fallback(x, w):
-    """The exact int16-code product of bitsim.kernels.fixed (int32 blocks, its vpmaddwd kernel)."""
+    """The exact int16-code product of bitsim.kernels.intmatmul (int32 blocks, its vpmaddwd kernel)."""
     return fixed_matmul(x.astype(np.int16), INT16_CODES, w.astype(np.int16), INT16_CODES, acc_dtype=np.int32,
                         route="integer")
 
@@ -324,7 +317,7 @@ def _int32_product(x, w, route):
         return np.zeros((m, n), dtype=np.int32)
     if route == "portable":
         out = np.empty((m, n), dtype=np.int32)
-        _launch(_gemm_portable, m * n * k, x, w, out, tasks=True)
+        launch(_gemm_portable, m * n * k, x, w, out, min_work=PARALLEL_MIN_WORK, tasks=True)
         return out
     if HAS_AVX2:
         max_x = int(x.max())
@@ -341,7 +334,7 @@ def _int32_product(x, w, route):
     if route == "avx2":
         raise InputError("u8s8_matmul: route='avx2' needs a CPU with AVX2 (and numba targeting the host CPU)")
     out = np.empty((m, n), dtype=np.int32)
-    _launch(_gemm_portable, m * n * k, x, w, out, tasks=True)
+    launch(_gemm_portable, m * n * k, x, w, out, min_work=PARALLEL_MIN_WORK, tasks=True)
     return out
 
 
@@ -363,7 +356,7 @@ def u8s8_matmul(x, w, *, route="auto"):
         words with :func:`pm1_int8`.
     route : {'auto', 'avx2', 'portable'}
         ``'auto'``: the AVX2 ``vpmaddubsw`` kernel when the CPU has AVX2 and the bound holds,
-        else :func:`bitsim.kernels.fixed.matmul` on int16 codes (AVX2) or the portable
+        else :func:`bitsim.kernels.intmatmul.matmul` on int16 codes (AVX2) or the portable
         kernel. ``'avx2'``: the ``vpmaddubsw`` kernel, raising ``ValueError`` when the bound
         does not hold or the CPU lacks AVX2. ``'portable'``: a plain Numba int32 loop.
         All routes give identical results.
@@ -392,11 +385,7 @@ def u8s8_matmul(x, w, *, route="auto"):
         raise InputError(f"route must be 'auto', 'avx2' or 'portable', got {route!r}")
     x = _operand(x, np.uint8, "u8s8_matmul: x")
     w = _operand(w, np.int8, "u8s8_matmul: w")
-    if x.shape[1] != w.shape[1]:
-        raise InputError(
-            f"u8s8_matmul: x has K={x.shape[1]} columns but w has K={w.shape[1]}; w holds one row per output "
-            "column (pass the weight matrix as (out, in))"
-        )
+    check_k("u8s8_matmul", x, w)
     k = x.shape[1]
     if k <= INT32_K_MAX:
         return _int32_product(x, w, route)
@@ -447,10 +436,10 @@ def pm1_int8(words, n, bitorder="little"):
     >>> pm1_int8(pack([[1, -1, -1, 1]]), 4)
     array([[ 1, -1, -1,  1]], dtype=int8)
     """
-    n = _length(n)
-    words = _words(words, "pm1_int8: words", n, 2, bitorder)
+    n = as_length(n)
+    words = as_words(words, "pm1_int8: words", n, 2, bitorder)
     out = np.empty((words.shape[0], n), dtype=np.int8)
     if out.size:
-        _launch(_unpack_pm1, out.size, words, n, out)
+        launch(_unpack_pm1, out.size, words, n, out, min_work=PARALLEL_MIN_WORK)
     return out
 

@@ -10,7 +10,8 @@ is kept. One deliberate difference: the first layer takes the raw pixel values 0
 the batch norm after it absorbs the scale. One addition the authors did not make: by default every
 training image is shifted by -1, 0 or 1 pixel in each direction, drawn anew each epoch (``translate``;
 ``translate=0`` turns it off), which keeps the 40-epoch network from overfitting as much.
-:mod:`bitsim.deploy.bnn` compiles the trained network to packed integers, checks it and reports.
+:mod:`bitsim.deploy.packed` compiles the trained network to packed integers; :mod:`bitsim.jobs.bnn` runs the
+whole job (train, compile, check, report).
 
 Reproducibility: every random decision is drawn from Philox generators whose keys are derived from
 ``seed`` (weights: ``seed``; epoch ``e``'s shuffle: ``seed * 2**20 + 2 * e``; epoch ``e``'s dropout
@@ -22,21 +23,19 @@ uninterrupted run would have used.
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..datasets import load_mnist, random_shifts, translate
-from ..errors import InputError
+from ..datasets import translate
 from ..formats.binary import binarize
 from ..formats.rng import Philox
-from ..io import save_png
 from ..nn import (Adam, BatchNorm, BinaryDense, Dropout, ExponentialDecay, Flatten, Sequential, ShiftAdaMax, Sign,
                   SquaredHinge, glorot_lr_scale)
 from ..nn.blas import one_blas_thread
 from .config import SIZE, RunConfig
-from ._epochs import (BN_STATS, LEGACY, add_precise_errors, check_bn_stats, check_translate, end_of_epoch,
-                      load_trained, resume_run, running_errors, translate_key)
+from .epochs import (BN_STATS, LEGACY, add_precise_errors, begin_run, classifier_epoch, end_of_epoch, load_trained,
+                     running_errors, translate_key)
+from .mnist import check_split, mnist_splits
 
 OPTIMIZERS = {"adam": Adam, "shift-adamax": ShiftAdaMax}
 LR_SCALES = ("glorot", "none")
@@ -46,7 +45,9 @@ LR_SCALES = ("glorot", "none")
 class BNNConfig(RunConfig):
     """Options of a BNN MNIST run (the defaults are the README's 30-minute reproduction)."""
 
-    LIMITS = {"hidden": SIZE, "layers": (1, 64), "epochs": (1, None), "batch_size": SIZE, "seed": (0, None)}
+    LIMITS = {"hidden": SIZE, "layers": (1, 64), "epochs": (1, None), "batch_size": SIZE, "translate": (0, None),
+              "calibration_size": (1, None), "seed": (0, None)}
+    CHOICES = {"optimizer": sorted(OPTIMIZERS), "lr_scale": LR_SCALES, "bn_stats": BN_STATS}
 
     hidden: int = 1024
     layers: int = 3
@@ -67,16 +68,7 @@ class BNNConfig(RunConfig):
     seed: int = 1
 
     def check(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise InputError(f"unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
-        if self.lr_scale not in LR_SCALES:
-            raise InputError(f"unknown lr_scale {self.lr_scale!r}; choose one of {LR_SCALES}")
-        check_bn_stats(self.bn_stats, self.calibration_size)
         check_split(self.train_size, self.validation_size)
-        self.translate = check_translate(self.translate)
-        if self.hidden < 1 or self.layers < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise InputError("hidden, layers, epochs and batch_size must be positive")
-
 
 
 def epoch_key(seed, epoch, stream):
@@ -104,29 +96,6 @@ def build_mlp(cfg, input_size=784, classes=10):
     return Sequential(layers)
 
 
-def check_split(train_size, validation_size):
-    """Raise ValueError unless the sizes fit MNIST's training images as :func:`mnist_splits` cuts them."""
-    if not 0 <= validation_size <= 10_000:
-        raise InputError(f"validation_size must be 0..10000 (the last 10,000 training images), got {validation_size}")
-    most = 60_000 if validation_size == 0 else 50_000
-    if not 1 <= train_size <= most:
-        raise InputError(f"train_size must be 1..{most} with validation_size {validation_size} (MNIST's classic "
-                         f"split: 50,000 train + 10,000 validation; validation_size 0 frees all 60,000)")
-
-
-def mnist_splits(cfg, data=None):
-    """``(x_train, y_train), (x_val, y_val), (x_test, y_test)`` as uint8 images and labels.
-
-    Training images are the first ``cfg.train_size``, validation images the ``cfg.validation_size`` from
-    index 50,000 on (empty when it is 0).
-    """
-    data = load_mnist() if data is None else data
-    x, y = data["x_train"], data["y_train"]
-    train = (x[:cfg.train_size], y[:cfg.train_size])
-    val = (x[50_000:50_000 + cfg.validation_size], y[50_000:50_000 + cfg.validation_size])
-    return train, val, (data["x_test"], data["y_test"])
-
-
 def error(model, x, y, batch_size=1000):
     """Classification error (fraction) of the float model in inference mode."""
     wrong = 0
@@ -142,19 +111,11 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
     Parameters
     ----------
     cfg : BNNConfig
-    out_dir : str or Path, optional
-        Where to write ``checkpoint.{npz,json}`` after every epoch, ``best.{npz,json}`` (the model with
-        the lowest validation error, or the last epoch's without validation) and ``history.json``.
     data : dict, optional
         MNIST arrays as :func:`bitsim.datasets.load_mnist` returns them (loaded when omitted).
-    progress : bool
-        Show a tqdm progress bar per epoch (only when writing to a terminal).
-    resume : bool
-        Continue from ``out_dir/checkpoint`` when it exists.
-    stop_after : int, optional
-        Return after this many epochs of this call (a later call with ``resume=True`` continues).
-    log : callable
-        Receives one line per epoch.
+    out_dir, progress, resume, stop_after, log
+        The run options of :mod:`bitsim.methods.epochs`; the best epoch has the lowest validation
+        error (without validation, every epoch is the best so far).
 
     Returns
     -------
@@ -167,44 +128,22 @@ def train(cfg, out_dir=None, data=None, progress=True, resume=False, stop_after=
         rate, seconds. With ``'precise'``, the errors are those of the calibrated statistics and
         ``val_error_running`` and ``test_error_running`` those of the running averages.
     """
-    from tqdm.auto import tqdm
-
     (xt, yt), (xv, yv), (xs, ys) = mnist_splits(cfg, data)
     model = build_mlp(cfg)
     steps = -(-len(xt) // cfg.batch_size)
     schedule = ExponentialDecay(cfg.lr_start, cfg.lr_end, cfg.epochs, every=steps)
     opt = OPTIMIZERS[cfg.optimizer](model.params(), lr=schedule)
     loss = SquaredHinge()
-    history, best, start = [], None, 0
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and resume and (out / "checkpoint.json").exists():
-        history, best, start = resume_run(model, opt, out, "val_error", log=log, config=asdict(cfg), legacy=LEGACY)
-    stop = cfg.epochs if stop_after is None else min(cfg.epochs, start + int(stop_after))
-    for epoch in range(start, stop):
-        shuffle = Philox(epoch_key(cfg.seed, epoch, 0))
+    out, history, best, epochs = begin_run(model, opt, out_dir, resume, cfg.epochs, stop_after, log=log,
+                                           config=asdict(cfg), legacy=LEGACY)
+    for epoch in epochs:
         dropout = Philox(epoch_key(cfg.seed, epoch, 1))
         for layer in model.layers:
             if isinstance(layer, Dropout):
                 layer.rng = dropout
-        t0 = time.perf_counter()
-        order = np.argsort(shuffle.uint32(len(xt)), kind="stable")
-        dy, dx = random_shifts(Philox(translate_key(cfg.seed, epoch)), len(xt), cfg.translate)
-        total, wrong = 0.0, 0
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
-                   disable=None if progress else True)  # None: no bar when the output is not a terminal
-        for b in bar:
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            x = translate(xt[idx], dy[idx], dx[idx]) if cfg.translate else xt[idx]
-            scores = model.forward(x, training=True)
-            value, grad = loss(scores, yt[idx])
-            model.backward(grad)
-            opt.step()
-            total += value * len(idx)
-            wrong += int(np.sum(scores.argmax(1) != yt[idx]))
-            if b % 20 == 0:
-                bar.set_postfix(loss=f"{total / ((b + 1) * cfg.batch_size):.4f}",
-                                err=f"{100 * wrong / ((b + 1) * cfg.batch_size):.2f}%")
-        seconds = time.perf_counter() - t0
+        generators = (Philox(epoch_key(cfg.seed, epoch, 0)), Philox(translate_key(cfg.seed, epoch)))
+        total, wrong, seconds = classifier_epoch(model, opt, loss, cfg, epoch, (xt, yt), generators, progress,
+                                                 translate)
         row = {"epoch": epoch + 1, "train_loss": total / len(xt), "train_error": wrong / len(xt),
                "val_error": error(model, xv, yv) if len(xv) else None, "test_error": error(model, xs, ys),
                "lr": schedule((epoch + 1) * steps - 1), "seconds": seconds}
@@ -270,96 +209,5 @@ def time_forward(fn, x, batch_size=1000, repeats=3):
     return best
 
 
-def plot_history(history, path, paper_error=0.0096):
-    """Write a PNG of train / validation / test error per epoch (needs matplotlib: the ``plot`` extra)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    for key, label in (("train_error", "train"), ("val_error", "validation"), ("test_error", "test")):
-        if all(h.get(key) is not None for h in history):
-            ax.plot(epochs, [100 * h[key] for h in history], label=label, marker="o", markersize=3)
-    ax.axhline(100 * paper_error, color="grey", linestyle="--", label=f"paper {100 * paper_error:.2f}% (1000 epochs)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("error (%)")
-    ax.set_yscale("log")
-    ax.set_title("BNN on MNIST (bitsim)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return save_png(fig, path)
-
-
-def add_split_arguments(parser, defaults):
-    """``--train-size`` and ``--validation-size`` (see :func:`mnist_splits`), defaulting to ``defaults``."""
-    parser.add_argument("--train-size", type=int, default=defaults.train_size,
-                        help=f"training images, the first of the 60,000 (default {defaults.train_size})")
-    parser.add_argument("--validation-size", type=int, default=defaults.validation_size,
-                        help=f"validation images from index 50,000 on; the kept epoch has the lowest validation "
-                             f"error. 0: no validation, train on up to all 60,000 (--train-size 60000) and keep "
-                             f"the last epoch (default {defaults.validation_size})")
-
-
-def add_translate_argument(parser, defaults):
-    """``--translate N``, defaulting to ``defaults.translate``."""
-    parser.add_argument("--translate", type=int, default=defaults.translate, metavar="N",
-                        help="shift every training image by a random whole number of pixels, up to N in each "
-                             "direction, drawn anew each epoch (docs/formats.md section 5); evaluation and "
-                             f"batch-norm calibration use the images as they are (default {defaults.translate})")
-
-
-def add_bn_stats_arguments(parser, defaults):
-    """``--bn-stats`` and ``--calibration-size``, defaulting to ``defaults``."""
-    parser.add_argument("--bn-stats", choices=BN_STATS, default=defaults.bn_stats,
-                        help="batch-norm statistics of the evaluated and kept models: 'running' averages kept "
-                             "during training, or 'precise': recomputed after every epoch over the first "
-                             f"--calibration-size training images with the epoch's weights (default "
-                             f"{defaults.bn_stats})")
-    parser.add_argument("--calibration-size", type=int, default=defaults.calibration_size,
-                        help=f"the first this many training images (all of them if fewer) calibrate --bn-stats "
-                             f"precise (default {defaults.calibration_size})")
-
-
-CLI_HELP = "Binarized Neural Network MLP on MNIST: train, compile to packed integers, check, report"
-
-
-def add_train_arguments(parser):
-    """Options of ``bitsim train bnn``; the defaults are the README's 30-minute reproduction.
-
-    ``parser`` is a :class:`bitsim.cli.Parser`, which knows the types ``"positive_int"`` and ``"nonnegative_int"``.
-    """
-    d = BNNConfig()
-    parser.add_argument("--dataset", choices=["mnist"], default="mnist")
-    parser.add_argument("--hidden", type="positive_int", default=d.hidden,
-                        help=f"units per hidden layer (default {d.hidden})")
-    parser.add_argument("--layers", type="positive_int", default=d.layers, help=f"hidden layers (default {d.layers})")
-    parser.add_argument("--epochs", type="positive_int", default=d.epochs)
-    parser.add_argument("--batch-size", type="positive_int", default=d.batch_size)
-    parser.add_argument("--lr-start", type=float, default=d.lr_start)
-    parser.add_argument("--lr-end", type=float, default=d.lr_end)
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=d.optimizer)
-    parser.add_argument("--shift-bn", action="store_true", help="shift-based batch normalization")
-    parser.add_argument("--dropout-in", type=float, default=d.dropout_in)
-    parser.add_argument("--dropout-hidden", type=float, default=d.dropout_hidden)
-    add_translate_argument(parser, d)
-    parser.add_argument("--lr-scale", choices=LR_SCALES, default=d.lr_scale,
-                        help="per-layer learning-rate scale of the binary weights: 'glorot' = "
-                             "1/sqrt(1.5/(fan_in+fan_out)) as in the BNN code, or 'none'")
-    add_bn_stats_arguments(parser, d)
-    add_split_arguments(parser, d)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--out", default="runs/bnn", help="output directory (checkpoints, models, plot); it must be "
-                                                          "empty or absent unless --resume or --overwrite is given")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an earlier `bitsim train bnn` run in OUT (only its files are deleted)")
-    parser.add_argument("--no-progress", action="store_true")
-
-
-__all__ = ["BNNConfig", "build_mlp", "train", "load_float_model", "float_forward", "plot_history", "time_forward",
-           "error", "check_split", "mnist_splits"]
+__all__ = ["BNNConfig", "build_mlp", "train", "load_float_model", "float_forward", "time_forward", "error",
+           "check_split", "mnist_splits"]

@@ -1,4 +1,4 @@
-"""The base of the trainers' configurations: every field checked against its declared type and range.
+"""The base of the trainers' configurations: every field checked against its declared type, range and choices.
 
 A configuration is a dataclass whose fields are plain JSON values (it is saved in every model's
 manifest and read back with :meth:`RunConfig.from_dict`), so a value of the wrong type, from a
@@ -15,6 +15,8 @@ import numpy as np
 from ..errors import InputError
 
 SIZE = (1, 1 << 16)  # widths and counts that allocate memory: at most 65,536
+WHAT = {bool: "true or false", int: "a whole number", float: "a finite number", str: "a string",
+        tuple: "a list of finite numbers"}
 
 
 def is_integer(value):
@@ -37,9 +39,14 @@ def checked(name, value, kind):
         return value
     if kind is tuple and isinstance(value, (list, tuple)) and all(is_real(v) for v in value):
         return tuple(value)
-    what = {bool: "true or false", int: "a whole number", float: "a finite number", str: "a string",
-            tuple: "a list of finite numbers"}.get(kind, kind)
-    raise InputError(f"{name} must be {what}, got {value!r}")
+    raise InputError(f"{name} must be {WHAT.get(kind, kind)}, got {value!r}")
+
+
+def _span(lo, hi):
+    """``'>= lo'``, ``'<= hi'`` or ``'in lo..hi'``: an inclusive range with either end None."""
+    if hi is None:
+        return f">= {lo}"
+    return f"<= {hi}" if lo is None else f"in {lo}..{hi}"
 
 
 @dataclass
@@ -47,19 +54,22 @@ class RunConfig:
     """Base of the trainers' configurations (:class:`~bitsim.methods.bnn.BNNConfig` and its siblings).
 
     Subclasses declare their fields with types ``int``, ``float``, ``bool``, ``str`` or ``tuple``, give
-    inclusive ranges in ``LIMITS`` (``{field: (lo, hi)}``, either end None), and put the checks that
+    inclusive ranges in ``LIMITS`` (``{field: (lo, hi)}``, either end None) and the values a field may
+    take in ``CHOICES`` (``{field: choices}``, named in the error as they are), and put the checks that
     relate fields to each other in :meth:`check`.
     """
 
     LIMITS: ClassVar[dict] = {}
+    CHOICES: ClassVar[dict] = {}
 
     def __post_init__(self):
         for f in fields(self):
             value = checked(f.name, getattr(self, f.name), f.type)
             lo, hi = self.LIMITS.get(f.name, (None, None))
             if (lo is not None and value < lo) or (hi is not None and value > hi):
-                span = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
-                raise InputError(f"{f.name} must be in {span}, got {value!r}")
+                raise InputError(f"{f.name} must be {WHAT[f.type]} {_span(lo, hi)}, got {value!r}")
+            if f.name in self.CHOICES and value not in self.CHOICES[f.name]:
+                raise InputError(f"unknown {f.name} {value!r}; choose one of {self.CHOICES[f.name]}")
             setattr(self, f.name, value)
         self.check()
 

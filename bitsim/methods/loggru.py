@@ -10,36 +10,34 @@ Adam and a clipped global gradient norm.
 The trained float32 weights are then run, without retraining, with the GRU's input ``x_t`` and hidden
 state ``h_t`` coded as Log8, Fix16 or Fix8 (:func:`run_mode`, on the kernels of
 :mod:`bitsim.kernels.logfloat`; the rules are stated in ``docs/formats.md``, section 9), and
-:func:`table` reports accuracy, run time and memory beside the paper's Table 1 (``bitsim gru table``).
+:func:`table` measures accuracy, run time and memory for the paper's Table 1 (``bitsim gru table``,
+:mod:`bitsim.jobs.gru`, prints it beside the paper's).
 
 Reproducibility: the weights are drawn from Philox key ``seed``; epoch ``e`` starts its streams at an
 offset drawn from Philox key ``seed * 2**20 + 2 * e``, re-keyed at the start of every epoch, so a run
 resumed from a checkpoint continues with exactly the bits an uninterrupted run would have used.
 """
 
-import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..datasets import char_vocab, encode_chars, load_shakespeare, split_text
-from ..errors import InputError, MissingFileError
+from ..errors import InputError
 from ..formats import fixed, log
 from ..formats.fixed import FixedFormat
 from ..formats.log import LogFormat
 from ..formats.modes import Counts
 from ..formats.rng import Philox
-from ..io import atomic_write_bytes, load_bundle, save_bundle, save_png
-from ..kernels.logfloat import run_fixed_weights, run_gru_lm
+from ..io import load_bundle, save_bundle
+from ..kernels.gru import run_fixed_weights, run_gru_lm
 from ..nn import Adam, Dense, ExponentialDecay, SoftmaxCrossEntropy
 from ..nn.gru import GRU, RESET_FORMS, Embedding, OneHot
 from ..nn.blas import one_blas_thread
 from .config import SIZE, RunConfig
-from ._epochs import end_of_epoch, resume_run
+from .epochs import begin_run, end_of_epoch
 
 MODEL_KIND = "bitsim.methods.loggru.CharGRU"
 INPUTS = ("embedding", "onehot")
@@ -51,6 +49,7 @@ class GRUConfig(RunConfig):
 
     LIMITS = {"embed": SIZE, "hidden": SIZE, "epochs": (1, None), "batch_size": SIZE, "seq_len": SIZE,
               "eval_streams": SIZE, "seed": (0, None)}
+    CHOICES = {"input": INPUTS, "reset": RESET_FORMS}
 
     embed: int = 32
     input: str = "embedding"
@@ -68,18 +67,10 @@ class GRUConfig(RunConfig):
     seed: int = 1
 
     def check(self):
-        if self.reset not in RESET_FORMS:
-            raise InputError(f"reset must be one of {RESET_FORMS}, got {self.reset!r}")
-        if self.input not in INPUTS:
-            raise InputError(f"input must be one of {INPUTS}, got {self.input!r}")
-        for name in ("embed", "hidden", "epochs", "batch_size", "seq_len", "eval_streams"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name} must be positive, got {getattr(self, name)}")
         if self.train_chars < 0 or self.val_chars < 0:
             raise InputError("train_chars and val_chars must be >= 0 (0 means the whole split)")
         if self.lr_start <= 0 or self.lr_end <= 0 or self.clip <= 0:
             raise InputError("lr_start, lr_end and clip must be positive")
-
 
 
 def epoch_key(seed, epoch):
@@ -253,18 +244,10 @@ def train(cfg, out_dir=None, text=None, progress=True, resume=False, stop_after=
     Parameters
     ----------
     cfg : GRUConfig
-    out_dir : str or Path, optional
-        Where to write ``checkpoint.{npz,json}`` and ``optimizer.{npz,json}`` after every epoch,
-        ``best.{npz,json}`` (the lowest validation loss) and ``history.json``.
     text : str, optional
         The corpus (the bundled Shakespeare when omitted).
-    progress : bool
-        A tqdm bar per epoch (only on a terminal).
-    resume : bool
-        Continue from ``out_dir/checkpoint`` when it exists.
-    stop_after : int, optional
-        Return after this many epochs of this call.
-    log : callable
+    out_dir, progress, resume, stop_after, log
+        The run options of :mod:`bitsim.methods.epochs`; the best epoch has the lowest validation loss.
 
     Returns
     -------
@@ -287,13 +270,10 @@ def train(cfg, out_dir=None, text=None, progress=True, resume=False, stop_after=
     schedule = ExponentialDecay(cfg.lr_start, cfg.lr_end, cfg.epochs, every=steps)
     opt = Adam(model.params(), lr=schedule)
     loss = SoftmaxCrossEntropy()
-    history, best, start = [], None, 0
-    out = Path(out_dir) if out_dir is not None else None
     meta = {"config": asdict(cfg), "vocab": "".join(vocab)}
-    if out is not None and resume and (out / "checkpoint.json").exists():
-        history, best, start = resume_run(model, opt, out, "val_loss", MODEL_KIND, log=log)
-    stop = cfg.epochs if stop_after is None else min(cfg.epochs, start + int(stop_after))
-    for epoch in range(start, stop):
+    out, history, best, epochs = begin_run(model, opt, out_dir, resume, cfg.epochs, stop_after, "val_loss",
+                                           kind=MODEL_KIND, log=log)
+    for epoch in epochs:
         offset = int(Philox(epoch_key(cfg.seed, epoch)).uint32(1)[0]) % cfg.seq_len
         t0 = time.perf_counter()
         state, total, right, seen = None, 0.0, 0, 0
@@ -324,7 +304,6 @@ def train(cfg, out_dir=None, text=None, progress=True, resume=False, stop_after=
         best = end_of_epoch(model, opt, out, meta, history, best, val_loss)
     model.load_state(best[1])
     return model, history
-
 
 
 # ---------------------------------------------------------------------------------------
@@ -430,11 +409,11 @@ def decoded(params, codes, fmts):
 def run_mode(params, ids, starts, lengths, name, weights="float32", counts=None, state="coded"):
     """Predictions of one mode over streams: ``(pred, formats)``.
 
-    ``weights='float32'`` (the paper's setting): :func:`bitsim.kernels.logfloat.run_gru_lm` with float32
+    ``weights='float32'`` (the paper's setting): :func:`bitsim.kernels.gru.run_gru_lm` with float32
     weights. ``weights='coded'``: Log8 runs the same kernel on the exact float32 values of log8-coded
     weights (each product is then an exponent addition of two codes); FixN runs the integer path
     :func:`run_fixed_weights` on N-bit fixed-point weights. ``state``: see
-    :func:`bitsim.kernels.logfloat.run_gru_lm` ('coded': the hidden state is stored coded).
+    :func:`bitsim.kernels.gru.run_gru_lm` ('coded': the hidden state is stored coded).
     """
     kind, bits = mode_spec(name)
     act, x_act = activation_formats(params, kind, bits)
@@ -458,7 +437,6 @@ def _fmt_name(f):
     if isinstance(f, LogFormat):
         return f"{f.name} (2^{f.emin}..2^{f.emax})"
     return f"{f.name} ({f.bits} bits)"
-
 
 
 def code_bytes(f):
@@ -592,224 +570,6 @@ def bit_sweep(params, ids, starts, lengths, base, log_bits=range(3, 9), fixed_bi
     return rows
 
 
-def format_table(rep, model_name=""):
-    """Table 1 beside the paper's, then the coded-weight rows, the sweep and what each number measures."""
-    by = {(r["mode"], r["weights"]): r for r in rep["rows"]}
-    head = f"{'':36s}" + "".join(f"{m:>11s}" for m in MODES)
-
-    def line(label, values, fmt):
-        return f"{label:36s}" + "".join(f"{fmt(v):>11s}" if v is not None else f"{'-':>11s}" for v in values)
-
-    num = lambda d: (lambda v: f"{v:.{d}f}")  # noqa: E731
-    fw = [by[(m, "float32")] for m in MODES]
-    cw = [by.get((m, "coded")) for m in MODES]
-    lines = [f"Table 1: the paper (Park and Chung) beside bitsim{': ' + model_name if model_name else ''}",
-             f"test split: {rep['positions']:,} next-character predictions in {rep['streams']} streams; "
-             "hidden state " + ("stored coded" if rep.get("state", "coded") == "coded"
-                                 else "float32, coded where a product reads it"),
-             "", head,
-             line("paper  mean accuracy (undefined)", [PAPER[m]["accuracy"] for m in MODES], num(3)),
-             line("paper  run time (ms)", [PAPER[m]["ms"] for m in MODES], num(3)),
-             line("paper  run time ratio", [PAPER[m]["time_ratio"] for m in MODES], num(3)),
-             line("paper  memory (KB)", [PAPER[m]["kb"] for m in MODES], num(3)),
-             line("paper  memory ratio", [PAPER[m]["memory_ratio"] for m in MODES], num(3)),
-             "", "bitsim, float32 weights (the paper's setting):",
-             line("  next-character accuracy", [r["accuracy"] for r in fw], num(4)),
-             line("  accuracy drop vs FP32 (points)", [100 * (fw[0]["accuracy"] - r["accuracy"]) for r in fw], num(2)),
-             line("  agreement with FP32", [r["agreement"] for r in fw], num(4)),
-             line("  run time (ms, all positions)", [1000 * r["seconds"] for r in fw], num(1)),
-             line("  run time ratio", [r["time_ratio"] for r in fw], num(3)),
-             line("  memory (bytes), bitsim", [r["memory"]["total"] for r in fw], lambda v: f"{v:,d}"),
-             line("  memory ratio, bitsim", [r["memory_ratio"] for r in fw], num(3)),
-             line("  memory (bytes), paper's (x_t, h_t)", [r["memory"]["paper"] for r in fw], lambda v: f"{v:,d}"),
-             line("  memory ratio, paper's", [r["paper_memory_ratio"] for r in fw], num(3)),
-             "", "bitsim, coded weights (each mode's own code for every parameter):",
-             line("  next-character accuracy", [r["accuracy"] if r else None for r in cw], num(4)),
-             line("  accuracy drop vs FP32 (points)", [100 * (fw[0]["accuracy"] - r["accuracy"]) if r else None
-                                                      for r in cw], num(2)),
-             line("  agreement with FP32", [r["agreement"] if r else None for r in cw], num(4)),
-             line("  run time (ms, all positions)", [1000 * r["seconds"] if r else None for r in cw], num(1)),
-             line("  run time ratio", [r["time_ratio"] if r else None for r in cw], num(3)),
-             line("  memory (bytes), bitsim", [r["memory"]["total"] if r else None for r in cw], lambda v: f"{v:,d}"),
-             line("  memory ratio, bitsim", [r["memory_ratio"] if r else None for r in cw], num(3)),
-             ""]
-    npy = rep["numpy"]
-    lines.append(f"float32 NumPy model (training code, batched streams): accuracy {npy['accuracy']:.4f}, "
-                 f"agreement with the FP32 kernel {npy['agreement']:.4f}, {1000 * npy['seconds']:.1f} ms, "
-                 f"cross-entropy {npy['loss'] / math.log(2):.3f} bits/char")
-    for r in fw[1:] + [r for r in cw if r]:
-        c = r["counts"]
-        names = ", ".join(f"{k} {v}" for k, v in r["formats"].items())
-        lines.append(f"{r['mode']:5s} {r['weights']:7s} formats {names}; saturated {c['saturated']:,}, "
-                     f"flushed {c['flushed']:,}")
-    lines += ["", "accuracy: next-character accuracy on the test split (the arg-max of the scores equals the next "
-              "character);",
-              "agreement: fraction of positions where the mode predicts the same character as the FP32 kernel;",
-              "run time: best wall time of the repeats over all positions, modes interleaved; ratio to FP32 "
-              "float32-weights.",
-              "  FP32/Log8/Fix16/Fix8 with float32 weights and Log8 with coded weights run the same jitted step loop "
-              "(one stream per",
-              "  thread); Fix16/Fix8 with coded weights run a jitted step loop of the same structure with exact int64 "
-              "sums;",
-              "memory, bitsim: bytes of every parameter and one stream's x_t and h_t as stored (embedding as x codes, "
-              "one-hot: none);",
-              "memory, paper's: bytes of x_t and h_t at the code's width, the only reading found that gives the "
-              "paper's Fix16/Fix8",
-              "  ratios; the paper does not state its accounting (its Log8 0.683 fits no single width)."]
-    if rep.get("sweep"):
-        lines += ["", "accuracy by code width (float32 weights):",
-                  f"{'code':10s} {'accuracy':>9s} {'agreement':>10s}  formats"]
-        for r in rep["sweep"]:
-            name = f"{'log' if r['kind'] == 'log' else 'fix'}{r['bits']}"
-            lines.append(f"{name:10s} {r['accuracy']:9.4f} {r['agreement']:10.4f}  h {r['h']}, x {r['x']}")
-    return "\n".join(lines)
-
-
-def plot_sweep(rep, path):
-    """Write a PNG of accuracy against code width (needs matplotlib: the ``plot`` extra); return the path or None."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fp32 = next(r for r in rep["rows"] if r["mode"] == "FP32")["accuracy"]
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    for kind, label, marker in (("log", "log code (sign + exponent)", "o"), ("fixed", "fixed point", "s")):
-        pts = [(r["bits"], r["accuracy"]) for r in rep["sweep"] if r["kind"] == kind]
-        line = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=label)[0]
-        widest = max((r for r in rep["sweep"] if r["kind"] == kind), key=lambda r: r["bits"])
-        if kind == "log" and widest["bits"] == 8 and widest["saturated"] == 0 and widest["flushed"] == 0:
-            # log8 codes every value without an event, so a wider exponent field gives the same codes
-            ax.plot([8, 16], [widest["accuracy"]] * 2, color=line.get_color(), linestyle=":",
-                    label="log, 9-16 bits: the log8 codes (no value leaves log8's range)")
-    ax.axhline(fp32, color="grey", linestyle="--", label=f"FP32 {fp32:.4f}")
-    ax.set_xlabel("bits per coded value (x_t, h_t)")
-    ax.set_ylabel("next-character accuracy (test)")
-    ax.set_xticks(range(3, 17))
-    ax.set_title("GRU on Shakespeare: accuracy against code width (bitsim)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    return save_png(fig, path)
-
-
-def _json_ready(rep):
-    return json.loads(json.dumps(rep, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
-
-def table_cli(args):
-    """``bitsim gru table [MODEL]``: print Table 1 beside the paper's; write the JSON and the plot."""
-    if not Path(args.model).with_suffix(".json").exists():
-        raise MissingFileError(f"no trained model at {args.model}; train one first with `bitsim train gru --out "
-                                f"{Path(args.model).parent}` (about 15 minutes on 2 cores), or name the model's .json")
-    model, meta = CharGRU.load(args.model)
-    text = load_shakespeare()
-    vocab = char_vocab(text)
-    if "vocab" in meta and meta["vocab"] != "".join(vocab):
-        raise InputError(f"{args.model} was trained on another vocabulary; retrain it with bitsim train gru")
-    _, _, _, test_ids = shakespeare(text)
-    log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
-    rep = table(model, test_ids, args.streams, args.repeats, args.chars, not args.no_sweep, log, args.state)
-    rep["model"] = str(args.model)
-    print(format_table(rep, str(args.model)))
-    out = Path(args.out) if args.out else Path(args.model).resolve().parent
-    atomic_write_bytes(out / "table.json", (json.dumps(_json_ready(rep), indent=1) + "\n").encode())
-    saved = [str(out / "table.json")]
-    if rep.get("sweep"):
-        plot = plot_sweep(rep, Path(args.plot) if args.plot else out / "bits.png")
-        saved.append(str(plot) if plot else "no plot: matplotlib is missing (pip install 'bitsim[plot]')")
-    print(f"\nsaved           {', '.join(saved)}")
-
-
-def add_gru_arguments(parser):
-    """The ``bitsim gru`` command: ``bitsim gru table MODEL``."""
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    t = actions.add_parser("table", help="Table 1 beside the paper's: accuracy, run time, memory; the bit-width plot",
-                           description="Run the trained float32 model converted to Log8, Fix16 and Fix8 (float32 and "
-                                       "coded weights) over the test split and print Table 1 beside the paper's.")
-    t.add_argument("model", nargs="?", default="runs/gru/best.json",
-                   help="a model .json from bitsim train gru (default runs/gru/best.json, where "
-                        "`bitsim train gru` puts it)")
-    t.add_argument("--streams", type=int, default=64, help="independent streams over the test split (default 64)")
-    t.add_argument("--repeats", type=int, default=3, help="timed runs per mode; the best is reported (default 3)")
-    t.add_argument("--chars", type=int, default=0, help="use only the first N test characters (default all)")
-    t.add_argument("--no-sweep", action="store_true", help="skip the accuracy-by-bit-width sweep and plot")
-    t.add_argument("--state", choices=["coded", "float32"], default="coded",
-                   help="coded (default): h_t is stored coded; float32: h_t stays float32 for the element-wise "
-                        "operations and is coded where a matrix product reads it")
-    t.add_argument("--out", help="directory for table.json and bits.png (default: the model's directory)")
-    t.add_argument("--plot", help="path of the accuracy-by-bit-width PNG (default OUT/bits.png)")
-    t.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    t.set_defaults(func=table_cli)
-
-
-CLI_HELP = ("character-level GRU on Shakespeare: float32 training, then Log8 / Fix16 / Fix8 conversion "
-            "(bitsim gru table)")
-
-
-def add_train_arguments(parser):
-    """Options of ``bitsim train gru``; the defaults are the README's reproduction.
-
-    ``parser`` is a :class:`bitsim.cli.Parser`, which knows the types ``"positive_int"`` and ``"nonnegative_int"``.
-    """
-    d = GRUConfig()
-    parser.add_argument("--dataset", choices=["shakespeare"], default="shakespeare")
-    parser.add_argument("--input", choices=INPUTS, default=d.input,
-                        help="a learned embedding of the characters (default) or their one-hot vectors, which "
-                             "every code of x_t holds exactly")
-    parser.add_argument("--embed", type="positive_int", default=d.embed,
-                        help=f"embedding width (default {d.embed}; not used with --input onehot)")
-    parser.add_argument("--hidden", type="positive_int", default=d.hidden, help=f"GRU units (default {d.hidden})")
-    parser.add_argument("--reset", choices=RESET_FORMS, default=d.reset,
-                        help="reset gate before the product (the paper's form, default) or after it (PyTorch's)")
-    parser.add_argument("--epochs", type="positive_int", default=d.epochs)
-    parser.add_argument("--batch-size", type="positive_int", default=d.batch_size, help="contiguous streams per update")
-    parser.add_argument("--seq-len", type="positive_int", default=d.seq_len,
-                        help="characters per update (truncated BPTT)")
-    parser.add_argument("--lr-start", type=float, default=d.lr_start)
-    parser.add_argument("--lr-end", type=float, default=d.lr_end)
-    parser.add_argument("--clip", type=float, default=d.clip, help="global gradient-norm limit")
-    parser.add_argument("--train-chars", type="nonnegative_int", default=d.train_chars,
-                        help="use only the first N training characters (0: all)")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--out", default="runs/gru", help="output directory (checkpoints, model, history); it must "
-                                                          "be empty or absent unless --resume or --overwrite is given")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an earlier `bitsim train gru` run in OUT, with the table and plot `bitsim gru "
-                             "table` wrote there (only those files are deleted)")
-    parser.add_argument("--no-progress", action="store_true")
-
-
-def train_cli(args):
-    """``bitsim train gru``: train in float32, save ``OUT/best`` and report the float model.
-
-    ``--out`` follows the rule of :mod:`bitsim.outputs`: a non-empty directory needs ``--resume`` or ``--overwrite``.
-    """
-    from ..outputs import prepare_run_dir
-
-    cfg = GRUConfig(embed=args.embed, input=args.input, hidden=args.hidden, reset=args.reset, epochs=args.epochs,
-                    batch_size=args.batch_size, seq_len=args.seq_len, lr_start=args.lr_start, lr_end=args.lr_end,
-                    clip=args.clip, train_chars=args.train_chars, seed=args.seed)
-    owned = [f"{name}.{ext}" for name in ("best", "checkpoint", "optimizer") for ext in ("json", "npz")]
-    out = prepare_run_dir(args.out, "bitsim train gru", owned + ["history.json", "table.json", "bits.png"],
-                          resume=args.resume, overwrite=args.overwrite)
-    print(f"training {cfg}")
-    t0 = time.perf_counter()
-    model, history = train(cfg, out_dir=out, progress=not args.no_progress, resume=args.resume)
-    _, _, _, test_ids = shakespeare()
-    loss, acc = evaluate(model, test_ids, cfg.eval_streams)
-    total = sum(h["seconds"] for h in history)
-    print(f"test            next-character accuracy {acc:.4f}, cross-entropy {loss:.4f} nats "
-          f"({loss / math.log(2):.3f} bits) per character, float32 NumPy, {cfg.eval_streams} streams")
-    print(f"training time   {total / 60:.1f} min in epochs over {len(history)} epochs "
-          f"({time.perf_counter() - t0:.0f} s wall for this call, evaluation included)")
-    print(f"saved           {out / 'best.json'}; next: bitsim gru table {out / 'best.json'}")
-
-
 __all__ = ["GRUConfig", "CharGRU", "train", "evaluate", "predict_streams", "stream_bounds", "shakespeare", "chunks",
            "clip_gradients", "plain_params", "activation_formats", "coded_weights", "decoded", "run_mode", "memory",
-           "table", "bit_sweep", "format_table", "plot_sweep", "int_bits", "fixed_for", "log_for", "mode_spec",
-           "PAPER", "MODES"]
+           "table", "bit_sweep", "test_streams", "int_bits", "fixed_for", "log_for", "mode_spec", "PAPER", "MODES"]

@@ -8,7 +8,7 @@ as a new Caffe solver run would have):
    initialization ``U(±sqrt(3 / fan_in))``, biases learn at twice the rate). It is saved as
    ``reference.{npz,json}``; ``reference=PATH`` skips the stage and starts from a saved one.
 2. ``conv`` (LeNet-5 only) and ``fc``: surgery of the convolutional, then of the fully connected
-   layers (:mod:`bitsim.nn.surgery`): thresholds fixed at the start of the stage, mask updates with
+   layers (:mod:`bitsim.nn.masked`): thresholds fixed at the start of the stage, mask updates with
    probability ``(1 + gamma t) ** -power`` until each layer's ``iter_stop``, the gradient reaching
    every weight so pruned connections can be spliced back. Layers not in the stage keep their masks.
 3. ``retrain``: every mask fixed, training continues.
@@ -42,13 +42,13 @@ import numpy as np
 from ..datasets import load_mnist, random_shifts, translate
 from ..errors import InputError
 from ..formats.rng import Philox
-from ..io import atomic_write_bytes, load_bundle, save_bundle, save_png
+from ..io import atomic_write_bytes, load_bundle, save_bundle
 from ..nn import SGD, Flatten, MaxPool2d, ReLU, Sequential, SoftmaxCrossEntropy
 from ..nn.init import uniform
-from ..nn.surgery import MaskedConv2d, MaskedDense, PruneRule, masked_layers
+from ..nn.masked import MaskedConv2d, MaskedDense, PruneRule, masked_layers
 from ..nn.blas import one_blas_thread
 from .config import SIZE, RunConfig
-from ._epochs import LEGACY, check_same_options, check_translate, load_trained, translate_key
+from .epochs import LEGACY, check_same_options, load_trained, translate_key
 
 STAGES = ("dense", "conv", "fc", "retrain")
 SCALE = np.float32(1 / 256)  # Caffe's MNIST input scale 0.00390625, exact in float32
@@ -72,7 +72,10 @@ class SurgeryConfig(RunConfig):
     iterations of the layer's own stage.
     """
 
-    LIMITS = {"batch_size": SIZE, "seed": (0, None)}
+    LIMITS = {"dense_iters": (0, None), "conv_iters": (0, None), "fc_iters": (0, None), "retrain_iters": (0, None),
+              "batch_size": SIZE, "translate": (0, None), "eval_every": (1, None), "checkpoint_every": (1, None),
+              "seed": (0, None)}
+    CHOICES = {"model": sorted(LAYER_NAMES)}
 
     model: str = "lenet5"
     dense_iters: int = 10_000
@@ -100,8 +103,6 @@ class SurgeryConfig(RunConfig):
     seed: int = 1
 
     def check(self):
-        if self.model not in LAYER_NAMES:
-            raise InputError(f"unknown model {self.model!r}; choose one of {sorted(LAYER_NAMES)}")
         self.c = tuple(float(v) for v in self.c)
         self.iter_stop = tuple(int(v) for v in self.iter_stop)
         n = len(LAYER_NAMES[self.model])
@@ -115,13 +116,6 @@ class SurgeryConfig(RunConfig):
                              f"got {self.validation_size}")
         if self.batch_size < 1 or self.batch_size > min(self.train_size, 60_000 - self.validation_size):
             raise InputError(f"batch_size must be 1..train_size, got {self.batch_size}")
-        for name in ("dense_iters", "conv_iters", "fc_iters", "retrain_iters"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name} must be >= 0")
-        if self.eval_every < 1 or self.checkpoint_every < 1:
-            raise InputError("eval_every and checkpoint_every must be >= 1")
-        self.translate = check_translate(self.translate)
-
 
 
 DEFAULTS = {
@@ -448,123 +442,6 @@ def load_model(path):
     return model, SurgeryConfig.from_dict(meta["config"]), meta
 
 
-def plot_history(history, track, names, sizes, path, paper=None):
-    """Write a PNG: density per layer (log scale) and test error over the iterations (needs matplotlib).
-
-    ``sizes`` holds the parameters of each prunable layer; densities before the first row of
-    ``track`` are 100%.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.4), sharex=True)
-    its = [h["iteration"] for h in history]
-    first = int(track["iteration"][0]) if len(track["iteration"]) else its[-1]
-    for j, (name, size) in enumerate(zip(names, sizes)):
-        x = np.concatenate([[0, first], track["iteration"] + 1])
-        y = np.concatenate([[1.0, 1.0], track["active"][:, j] / size])
-        line, = top.step(x, 100 * y, where="post", label=name)
-        if paper and name in paper.get("density", {}):
-            top.axhline(100 * paper["density"][name], ls=":", lw=0.8, color=line.get_color())
-    top.set_yscale("log")
-    top.set_ylabel("density (%)")
-    top.legend(fontsize=8, ncol=len(names))
-    top.set_title("connections in use per layer (dotted: the paper's / released model's density)", fontsize=9)
-    key = error_key(history)
-    label = key.replace("_", " ").replace("val ", "validation ")
-    errors = [100 * h[key] for h in history]
-    bottom.plot(its, errors, marker=".", label=label)
-    if paper:
-        bottom.axhline(100 * paper["error"], ls=":", color="gray", label=f"paper {100 * paper['error']:.2f}%")
-    bottom.set_ylim(0, max(3.0, min(10.0, 1.2 * max(errors[1:] or errors))))
-    bottom.set_xlabel("iteration")
-    bottom.set_ylabel(f"{label} (%)")
-    bottom.legend(fontsize=8)
-    for k in range(1, len(history)):
-        if history[k]["stage"] != history[k - 1]["stage"]:
-            for ax in (top, bottom):
-                ax.axvline(history[k - 1]["iteration"], color="k", lw=0.5, alpha=0.4)
-    fig.tight_layout()
-    return save_png(fig, path, dpi=110)
-
-
-def format_layers(model, cfg):
-    """Per-layer table: parameters, in use, density, and the paper's / released model's density."""
-    names = LAYER_NAMES[cfg.model]
-    paper = PAPER[cfg.model]["density"]
-    lines = [f"{'layer':6s} {'params':>9s} {'nonzero':>8s} {'density':>8s} {'paper':>7s} {'c':>5s}"]
-    for row, c in zip(layer_rows(model, names), cfg.c):
-        lines.append(f"{row['layer']:6s} {row['params']:9,d} {row['nonzero']:8,d} {100 * row['density']:7.2f}% "
-                     f"{100 * paper[row['layer']]:6.2f}% {c:5g}")
-    total, used, ratio = compression(model)
-    lines.append(f"{'total':6s} {total:9,d} {used:8,d} {100 * used / total:7.2f}%  -> {ratio:.1f}x fewer parameters "
-                 f"(paper {PAPER[cfg.model]['ratio']}x)")
-    return "\n".join(lines)
-
-
-CLI_HELP = "Dynamic Network Surgery (pruning and splicing) of LeNet-300-100 or LeNet-5 on MNIST, sparse export"
-
-
-def _floats(text):
-    return tuple(float(v) for v in text.split(","))
-
-
-def _ints(text):
-    return tuple(int(v) for v in text.split(","))
-
-
-def add_train_arguments(parser):
-    """Options of ``bitsim train surgery``; omitted options take the model's documented defaults.
-
-    ``parser`` is a :class:`bitsim.cli.Parser`, which knows the types ``"positive_int"`` and ``"nonnegative_int"``.
-    """
-    parser.add_argument("--model", choices=sorted(LAYER_NAMES), default="lenet5")
-    parser.add_argument("--dense-iters", type="nonnegative_int", help="reference training iterations (default per "
-                                                                       "model)")
-    parser.add_argument("--conv-iters", type="nonnegative_int", help="surgery iterations of the convolutional layers")
-    parser.add_argument("--fc-iters", type="nonnegative_int", help="surgery iterations of the fully connected layers")
-    parser.add_argument("--retrain-iters", type="nonnegative_int", help="iterations with every mask fixed")
-    parser.add_argument("--c", type=_floats, help="threshold offset per prunable layer, comma separated")
-    parser.add_argument("--iter-stop", type=_ints, help="last mask-update iteration per layer, comma separated")
-    parser.add_argument("--gamma", type=float, help="mask-update probability (1 + gamma t)^-power (default 1e-4)")
-    parser.add_argument("--power", type=float, help="(default 1)")
-    parser.add_argument("--lr", type=float, help="base learning rate of the dense stage (default 0.01)")
-    parser.add_argument("--surgery-lr", type=float, help="base learning rate of the surgery stages")
-    parser.add_argument("--retrain-lr", type=float, help="base learning rate of the retraining stage (default 0.001)")
-    parser.add_argument("--batch-size", type="positive_int")
-    parser.add_argument("--translate", type="nonnegative_int", metavar="N",
-                        help="shift every training image by a random whole number of pixels, up to N in each "
-                             "direction, drawn anew each epoch (docs/formats.md section 5; default per model)")
-    parser.add_argument("--train-size", type="positive_int", help="training images (default all 60000)")
-    parser.add_argument("--test-size", type="positive_int",
-                        help="test images evaluated during training (default 10000; the final report always uses "
-                             "all 10000)")
-    parser.add_argument("--validation-size", type="nonnegative_int",
-                        help="hold out the last N training images and report their error during training instead "
-                             "of the test error (for choosing c without the test set; default 0)")
-    parser.add_argument("--eval-every", type="positive_int", help="iterations between test-error evaluations")
-    parser.add_argument("--checkpoint-every", type="positive_int")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--reference", help="start from this reference model (reference.json of an earlier run)")
-    parser.add_argument("--formats", default="ternary,log8,fixed8",
-                        help="quantized sparse exports to build and check (comma separated; 'none' for none)")
-    parser.add_argument("--act-bits", type="positive_int", default=8,
-                        help="activation bits of the integer models (default 8)")
-    parser.add_argument("--check-images", type="positive_int",
-                        help="test images checked against the Python-integer oracle (default 200 for lenet300, "
-                             "30 for lenet5)")
-    parser.add_argument("--out", help="output directory (default runs/surgery-MODEL); it must be empty or absent "
-                                      "unless --resume or --overwrite is given")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an earlier `bitsim train surgery` run in OUT (only its files are deleted)")
-    parser.add_argument("--no-progress", action="store_true")
-
-
 def reference_error(history, raw=False):
     """The dense reference's last error (test, or validation with ``validation_size``): a string like '0.91%'
     (None or 'n/a' without a dense stage)."""
@@ -576,5 +453,5 @@ def reference_error(history, raw=False):
 
 
 __all__ = ["SurgeryConfig", "DEFAULTS", "PAPER", "LAYER_NAMES", "default_config", "build_model", "inputs", "error",
-           "train", "load_model", "stage_plan", "compression", "layer_rows", "plot_history", "format_layers", "Inv",
-           "shuffle_key", "mask_key", "translate_key", "reference_error", "evaluation_split", "error_key"]
+           "train", "load_model", "stage_plan", "compression", "layer_rows", "Inv", "shuffle_key", "mask_key",
+           "translate_key", "reference_error", "evaluation_split", "error_key"]

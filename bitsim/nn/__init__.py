@@ -18,11 +18,10 @@ Example
 >>> opt = nn.Adam(model.params(), lr=nn.ExponentialDecay(3e-3, 3e-4, n_steps=10))
 """
 
-from .binary import BinaryConv2d, BinaryDense
+from .binarized import BinaryConv2d, BinaryDense
+from .conv import Conv2d, MaxPool2d
 from .init import glorot_lr_scale, glorot_uniform, uniform
-from .layers import (
-    BatchNorm, Conv2d, Dense, Dropout, Flatten, HardTanh, Layer, MaxPool2d, Param, ReLU, Sign, ap2,
-)
+from .layers import BatchNorm, Dense, Dropout, Flatten, HardTanh, Layer, Param, ReLU, Sign, ap2
 from .losses import SoftmaxCrossEntropy, SquaredHinge, accuracy
 from .model import Sequential, batch_order, batches
 from .optim import SGD, AdaMax, Adam, Constant, ExponentialDecay, Optimizer, ShiftAdaMax, StepDecay

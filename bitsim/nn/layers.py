@@ -14,6 +14,8 @@ Conventions shared by every layer:
 * Images are NHWC (channels last): the binary convolution kernels pack along channels.
 * Randomness comes only from explicit bitsim generators (:mod:`bitsim.formats.rng`).
 
+Convolution and pooling layers are in :mod:`bitsim.nn.conv`.
+
 The power-of-two approximation of the BNN paper, ``AP2(x) = sign(x) * 2**round(log2|x|)``, is
 :func:`ap2`; it is the log code of :mod:`bitsim.formats.log` with ``rounding='log'``.
 """
@@ -25,13 +27,10 @@ import numpy as np
 from bitsim.formats import binary, log
 from bitsim.formats.log import LogFormat
 from bitsim.formats.rng import as_rng, threshold32
-from bitsim.kernels._launch import launch
 
-from . import _patches
 from ..errors import InputError
-from .init import glorot_uniform
-
-PARALLEL_MIN_WORK = 2**16  # elements below which the patch and pooling loops stay on the calling thread
+from .init import glorot_uniform, uniform
+from .shapes import check_2d
 
 AP2_FORMAT = LogFormat(rounding="log")
 
@@ -57,25 +56,10 @@ def _float_dtype(x):
     return x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
 
 
-def _as_float(x):
+def as_float(x):
+    """``x`` as an array of its float dtype (float32 for integer input), without a copy when it is one."""
     x = np.asarray(x)
     return x.astype(_float_dtype(x), copy=False)
-
-
-def _pair(value, what, least=1):
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise InputError(f"{what} must be an int or a pair (height, width), got {value!r}")
-        pair = int(value[0]), int(value[1])
-    else:
-        pair = int(value), int(value)
-    if min(pair) < least:
-        raise InputError(f"{what} must be at least {least} in both directions, got {value!r}")
-    return pair
-
-
-def _window(kernel, stride, padding):
-    return _pair(kernel, "kernel"), _pair(stride, "stride"), _pair(padding, "padding", least=0)
 
 
 def _lossless(value, target, key):
@@ -135,6 +119,24 @@ class Param:
              "" if self.decay else ", decay=False"]
         )
         return f"Param({self.name!r}, shape={self.value.shape}, dtype={self.value.dtype}{extra})"
+
+
+def latent_weights(shape, rng, dtype, lr_scale=1.0):
+    """The latent weights ``W`` of a binary or ternary layer: uniform on (-1, 1), clipped to [-1, 1] after every step.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    rng : bitsim generator, int or None
+        Draws the initial values (:func:`bitsim.nn.init.uniform`).
+    dtype : numpy dtype
+    lr_scale : float
+
+    Returns
+    -------
+    Param
+    """
+    return Param(uniform(shape, -1.0, 1.0, rng, dtype), "W", clip=(-1.0, 1.0), lr_scale=lr_scale)
 
 
 class Layer:
@@ -204,65 +206,43 @@ class Layer:
         return f"{text}  # {shapes}" if shapes else text
 
 
-def _check_2d(x, n, layer):
-    if x.ndim != 2 or x.shape[1] != n:
-        raise InputError(f"{layer} expects input of shape (N, {n}), got {x.shape}; add Flatten() before it")
+def dense_forward(layer, x, w, bias=None):
+    """``x @ w.T`` plus ``layer``'s bias ``b`` (or the values ``bias`` instead); caches for :func:`dense_backward`."""
+    layer._x, layer._w = x, w
+    y = x @ w.T
+    if layer.b is None:
+        return y
+    return y + (layer.b.value if bias is None else bias)
 
 
-def _check_nhwc(x, c, layer):
-    if x.ndim != 4 or (c is not None and x.shape[3] != c):
-        want = f"(N, H, W, {c})" if c is not None else "(N, H, W, C)"
-        raise InputError(f"{layer} expects NHWC input of shape {want}, got {x.shape}")
+def dense_backward(layer, grad, input_grad=True):
+    """Fill ``layer.W.grad`` (and ``b.grad``) from the output gradient; return the input gradient (None
+    without ``input_grad``)."""
+    x = layer._cached("_x")
+    layer.W.grad = grad.T @ x
+    if layer.b is not None:
+        layer.b.grad = grad.sum(axis=0)
+    return grad @ layer._w if input_grad else None
 
 
-def im2col(x, kernel, stride, padding):
-    """Patches of an NHWC batch as rows: shape ``(N * OH * OW, KH * KW * C)``, channels fastest.
+class DenseLayer(Layer):
+    """Base of the fully connected layers: input ``(N, n_in)``, weights ``W`` (n_out, n_in), bias ``b`` or None.
 
-    Row ``(n, r, q)`` holds ``xp[n, r*sh + u, q*sw + v, c]`` at column ``(u * KW + v) * C + c``, where
-    ``xp`` is ``x`` zero-padded by ``padding = (ph, pw)`` on both sides of each axis. A parallel Numba
-    copy; :func:`bitsim.reference.conv.im2col` is the NumPy version it equals.
-
-    Returns
-    -------
-    cols : numpy.ndarray
-    out_hw : (int, int)
+    What :class:`Dense` and the binary, masked and Connect dense layers share: the sizes, the parameter
+    list and the output shape.
     """
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding = _window(kernel, stride, padding)
-    _check_nhwc(x, None, "im2col")
-    n, h, w, c = x.shape
-    if h + 2 * ph < kh or w + 2 * pw < kw:
-        raise InputError(f"kernel {kernel} is larger than the padded input {(h + 2 * ph, w + 2 * pw)}")
-    oh, ow = conv_output_hw((h, w), kernel, stride, padding)
-    cols = np.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
-    launch(_patches.im2col, cols.size, np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, oh, ow, cols,
-           min_work=PARALLEL_MIN_WORK)
-    return cols, (oh, ow)
+
+    def _init_sizes(self, n_in, n_out, dtype):
+        self.n_in, self.n_out, self.dtype = int(n_in), int(n_out), np.dtype(dtype)
+
+    def params(self):
+        return [self.W] + ([self.b] if self.b is not None else [])
+
+    def output_shape(self, shape):
+        return (self.n_out,)
 
 
-def col2im(cols, x_shape, kernel, stride, padding):
-    """Adjoint of :func:`im2col`: sum the patch gradients back into an NHWC array of ``x_shape``.
-
-    Each element is ``0 +`` its patch entries added in ``(u, v)`` window order (as
-    :func:`bitsim.reference.conv.col2im`); entries that fall in the padding are dropped.
-    """
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding = _window(kernel, stride, padding)
-    n, h, w, c = x_shape
-    oh, ow = conv_output_hw((h, w), kernel, stride, padding)
-    if cols.shape != (n * oh * ow, kh * kw * c):
-        raise InputError(f"col2im: patches of shape {(n * oh * ow, kh * kw * c)} expected for an input of shape "
-                         f"{tuple(x_shape)}, kernel {kernel}, stride {stride} and padding {padding}; got {cols.shape}")
-    out = np.zeros((n, h, w, c), dtype=cols.dtype)
-    launch(_patches.col2im, cols.size, np.ascontiguousarray(cols), kh, kw, sh, sw, ph, pw, oh, ow, out,
-           min_work=PARALLEL_MIN_WORK)
-    return out
-
-
-def conv_output_hw(hw, kernel, stride, padding):
-    """Output height and width of a convolution or pooling window (floor division, no partial windows)."""
-    return tuple((size + 2 * p - k) // s + 1 for size, k, s, p in zip(hw, kernel, stride, padding))
-
-
-class Dense(Layer):
+class Dense(DenseLayer):
     """Fully connected layer ``y = x @ W.T + b``.
 
     Parameters
@@ -280,162 +260,21 @@ class Dense(Layer):
     """
 
     def __init__(self, n_in, n_out, bias=True, *, init_rng=None, dtype=np.float32):
-        self.n_in, self.n_out, self.dtype = int(n_in), int(n_out), np.dtype(dtype)
+        self._init_sizes(n_in, n_out, dtype)
         self.weight_bits = 8 * self.dtype.itemsize
         self.W = Param(glorot_uniform((self.n_out, self.n_in), self.n_in, self.n_out, init_rng, self.dtype), "W")
         self.b = Param(np.zeros(self.n_out, self.dtype), "b") if bias else None
 
     def forward(self, x, training=True):
         x = np.asarray(x).astype(self.dtype, copy=False)
-        _check_2d(x, self.n_in, self)
-        self._x = x
-        y = x @ self.W.value.T
-        return y + self.b.value if self.b is not None else y
+        check_2d(x, self.n_in, self)
+        return dense_forward(self, x, self.W.value)
 
     def backward(self, grad):
-        x = self._cached("_x")
-        self.W.grad = grad.T @ x
-        if self.b is not None:
-            self.b.grad = grad.sum(axis=0)
-        return grad @ self.W.value
-
-    def params(self):
-        return [self.W] + ([self.b] if self.b is not None else [])
-
-    def output_shape(self, shape):
-        return (self.n_out,)
+        return dense_backward(self, grad)
 
     def _describe(self):
         return f"{self.n_in}, {self.n_out}, bias={self.b is not None}"
-
-
-def conv_forward(layer, x, w2d, bias=None):
-    """im2col convolution of NHWC ``x`` with weights ``w2d`` (c_out, KH*KW*c_in); caches for :func:`conv_backward`.
-
-    ``layer`` supplies ``kernel``, ``stride``, ``padding``, ``c_out`` and the optional bias ``b``, whose value
-    is added unless ``bias`` gives the values to add instead.
-    """
-    cols, (oh, ow) = im2col(x, layer.kernel, layer.stride, layer.padding)
-    layer._x_shape, layer._cols, layer._w2d = x.shape, cols, w2d
-    y = cols @ w2d.T
-    if layer.b is not None:
-        y += layer.b.value if bias is None else bias
-    return y.reshape(x.shape[0], oh, ow, layer.c_out)
-
-
-def conv_backward(layer, grad, input_grad=True):
-    """Fill ``layer.W.grad`` (and ``b.grad``) from the output gradient; return the input gradient (None
-    without ``input_grad``)."""
-    cols = layer._cached("_cols")
-    g = grad.reshape(-1, layer.c_out)
-    layer.W.grad = (g.T @ cols).reshape(layer.W.value.shape)
-    if layer.b is not None:
-        layer.b.grad = g.sum(axis=0)
-    if not input_grad:
-        return None
-    return col2im(g @ layer._w2d, layer._x_shape, layer.kernel, layer.stride, layer.padding)
-
-
-class Conv2d(Layer):
-    """2-D convolution (cross-correlation) of NHWC images by im2col and one matrix product.
-
-    ``y[n, r, q, o] = b[o] + sum_{u, v, c} xp[n, r*sh + u, q*sw + v, c] * W[o, u, v, c]`` with ``xp`` the
-    input zero-padded by ``padding`` on both sides.
-
-    Parameters
-    ----------
-    c_in, c_out : int
-    kernel : int or (int, int)
-        (KH, KW).
-    stride : int or (int, int)
-    padding : int or (int, int)
-        Zeros added on both sides of the height and width axes.
-    bias : bool
-    init_rng : bitsim generator, int or None
-        Draws the Glorot-uniform initial ``W`` (fan-in ``KH*KW*c_in``, fan-out ``KH*KW*c_out``).
-    dtype : numpy dtype
-
-    Notes
-    -----
-    ``W`` has shape ``(c_out, KH, KW, c_in)``, the layout of the packed binary convolution kernel.
-    """
-
-    def __init__(self, c_in, c_out, kernel, stride=1, padding=0, bias=True, *, init_rng=None, dtype=np.float32):
-        self.c_in, self.c_out, self.dtype = int(c_in), int(c_out), np.dtype(dtype)
-        self.kernel, self.stride, self.padding = _window(kernel, stride, padding)
-        self.weight_bits = 8 * self.dtype.itemsize
-        kh, kw = self.kernel
-        shape = (self.c_out, kh, kw, self.c_in)
-        self.W = Param(glorot_uniform(shape, kh * kw * self.c_in, kh * kw * self.c_out, init_rng, self.dtype), "W")
-        self.b = Param(np.zeros(self.c_out, self.dtype), "b") if bias else None
-
-    def forward(self, x, training=True):
-        x = np.asarray(x).astype(self.dtype, copy=False)
-        _check_nhwc(x, self.c_in, self)
-        return conv_forward(self, x, self.W.value.reshape(self.c_out, -1))
-
-    def backward(self, grad):
-        return conv_backward(self, grad)
-
-    def params(self):
-        return [self.W] + ([self.b] if self.b is not None else [])
-
-    def output_shape(self, shape):
-        return conv_output_hw(shape[:2], self.kernel, self.stride, self.padding) + (self.c_out,)
-
-    def _describe(self):
-        return (f"{self.c_in}, {self.c_out}, kernel={self.kernel}, stride={self.stride}, "
-                f"padding={self.padding}, bias={self.b is not None}")
-
-
-class MaxPool2d(Layer):
-    """Max pooling over ``kernel`` windows of NHWC images, without padding (partial windows dropped).
-
-    Parameters
-    ----------
-    kernel : int or (int, int)
-    stride : int or (int, int), optional
-        Defaults to ``kernel``.
-
-    Notes
-    -----
-    The backward pass routes each output gradient to the first maximum of its window in
-    row-major window order; overlapping windows add their contributions.
-    """
-
-    def __init__(self, kernel, stride=None):
-        self.kernel = _pair(kernel, "kernel")
-        self.stride = self.kernel if stride is None else _pair(stride, "stride")
-
-    def forward(self, x, training=True):
-        x = np.ascontiguousarray(_as_float(x))
-        _check_nhwc(x, None, self)
-        (kh, kw), (sh, sw) = self.kernel, self.stride
-        n, h, w, c = x.shape
-        if h < kh or w < kw:
-            raise InputError(f"{self}: pooling window {self.kernel} is larger than the input {(h, w)}")
-        oh, ow = conv_output_hw((h, w), self.kernel, self.stride, (0, 0))
-        y = np.empty((n, oh, ow, c), x.dtype)
-        self._argmax = np.empty((n, oh, ow, c), np.int32)
-        self._x_shape = x.shape
-        launch(_patches.max_pool, x.size, x, kh, kw, sh, sw, y, self._argmax, min_work=PARALLEL_MIN_WORK)
-        return y
-
-    def backward(self, grad):
-        argmax = self._cached("_argmax")
-        if grad.shape != argmax.shape:
-            raise InputError(f"{self}: gradient of shape {argmax.shape} expected (the last output), got {grad.shape}")
-        (kh, kw), (sh, sw) = self.kernel, self.stride
-        dx = np.zeros(self._x_shape, dtype=grad.dtype)
-        launch(_patches.max_pool_backward, dx.size, np.ascontiguousarray(grad), argmax, kh, kw, sh, sw, dx,
-               min_work=PARALLEL_MIN_WORK)
-        return dx
-
-    def output_shape(self, shape):
-        return conv_output_hw(shape[:2], self.kernel, self.stride, (0, 0)) + (shape[2],)
-
-    def _describe(self):
-        return f"kernel={self.kernel}, stride={self.stride}"
 
 
 class Flatten(Layer):
@@ -594,7 +433,7 @@ class Dropout(Layer):
         self.rng = as_rng(rng)
 
     def forward(self, x, training=True):
-        x = _as_float(x)
+        x = as_float(x)
         if not training or self.p == 0.0:
             self._mask = np.ones((), dtype=x.dtype)
             return x
@@ -613,7 +452,7 @@ class ReLU(Layer):
     """``max(x, 0)``; gradient ``g * (x > 0)``."""
 
     def forward(self, x, training=True):
-        x = _as_float(x)
+        x = as_float(x)
         self._pass = x > 0
         return np.where(self._pass, x, x.dtype.type(0))
 
@@ -625,7 +464,7 @@ class HardTanh(Layer):
     """``clip(x, -1, 1)``; gradient ``g * (|x| <= 1)`` (the endpoints pass, as in the Sign estimator)."""
 
     def forward(self, x, training=True):
-        x = _as_float(x)
+        x = as_float(x)
         self._pass = np.abs(x) <= 1
         return np.clip(x, -1, 1)
 
@@ -641,7 +480,7 @@ class Sign(Layer):
     """
 
     def forward(self, x, training=True):
-        x = _as_float(x)
+        x = as_float(x)
         self._pass = np.abs(x) <= 1
         return binary.binarize(x).astype(x.dtype)
 

@@ -28,7 +28,7 @@ first AP2. See :class:`ShiftAdaMax` for what is and is not approximated.
 
 import numpy as np
 
-from . import _fused
+from . import fused
 from ..errors import InputError
 from .layers import ap2
 
@@ -186,21 +186,47 @@ class SGD(Optimizer):
         return f"{super()._describe()}, momentum={self.momentum:g}, nesterov={self.nesterov}"
 
 
-class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015, Algorithm 1); see the module table. Defaults b1=0.9, b2=0.999, eps=1e-8."""
+class Moments(Optimizer):
+    """Base of :class:`Adam` and :class:`AdaMax`: the rates ``b1``, ``b2`` and ``eps``, and two slots per parameter,
+    the first moment ``m`` and a second one named by :attr:`second`.
 
-    def __init__(self, params, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0):
+    Subclasses implement :meth:`_moments`, given both slots and the step ``t`` counted from 1.
+    """
+
+    second = "v"
+
+    def __init__(self, params, lr, b1, b2, eps, weight_decay):
         super().__init__(params, lr, weight_decay)
         self.b1, self.b2, self.eps = float(b1), float(b2), float(eps)
 
     def _update(self, p, g, lr, slots):
-        m, v = self._slot(slots, "m", p), self._slot(slots, "v", p)
-        t = self.t + 1
-        if _fused.fusable(p.value, g, m, v):
-            f = p.value.dtype.type
-            lo, hi = p.clip if p.clip is not None else (0.0, 0.0)
-            _fused.adam(*_fused.flat(p.value, g, m, v), f(self.b1), f(1 - self.b1), f(self.b2), f(1 - self.b2),
-                        f(1 - self.b1**t), f(1 - self.b2**t), f(lr), f(self.eps), f(lo), f(hi), p.clip is not None)
+        return self._moments(p, g, lr, self._slot(slots, "m", p), self._slot(slots, self.second, p), self.t + 1)
+
+    def _moments(self, p, g, lr, m, s, t):
+        """Update ``p`` in place from ``g`` and the slots ``m`` and ``s``; True when it also applied ``p.clip``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _fused(loop, p, g, m, s, *factors):
+        """Run ``loop`` of :mod:`bitsim.nn.fused` on ``p``, ``g`` and the slots, with the factors in ``p``'s dtype,
+        then ``p.clip``; return False, running nothing, when the arrays do not suit the loop."""
+        if not fused.fusable(p.value, g, m, s):
+            return False
+        f = p.value.dtype.type
+        lo, hi = p.clip if p.clip is not None else (0.0, 0.0)
+        loop(*fused.flat(p.value, g, m, s), *[f(x) for x in factors], f(lo), f(hi), p.clip is not None)
+        return True
+
+
+class Adam(Moments):
+    """Adam (Kingma & Ba 2015, Algorithm 1); see the module table. Defaults b1=0.9, b2=0.999, eps=1e-8."""
+
+    def __init__(self, params, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr, b1, b2, eps, weight_decay)
+
+    def _moments(self, p, g, lr, m, v, t):
+        if self._fused(fused.adam, p, g, m, v, self.b1, 1 - self.b1, self.b2, 1 - self.b2, 1 - self.b1**t,
+                       1 - self.b2**t, lr, self.eps):
             return True
         m[...] = self.b1 * m + (1 - self.b1) * g
         v[...] = self.b2 * v + (1 - self.b2) * g * g
@@ -208,21 +234,16 @@ class Adam(Optimizer):
         return False
 
 
-class AdaMax(Optimizer):
+class AdaMax(Moments):
     """AdaMax (Kingma & Ba 2015, Algorithm 2); see the module table. Defaults lr=0.002, b1=0.9, b2=0.999, eps=1e-8."""
 
-    def __init__(self, params, lr=0.002, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0):
-        super().__init__(params, lr, weight_decay)
-        self.b1, self.b2, self.eps = float(b1), float(b2), float(eps)
+    second = "u"
 
-    def _update(self, p, g, lr, slots):
-        m, u = self._slot(slots, "m", p), self._slot(slots, "u", p)
-        t = self.t + 1
-        if _fused.fusable(p.value, g, m, u):
-            f = p.value.dtype.type
-            lo, hi = p.clip if p.clip is not None else (0.0, 0.0)
-            _fused.adamax(*_fused.flat(p.value, g, m, u), f(self.b1), f(1 - self.b1), f(self.b2), f(lr / (1 - self.b1**t)),
-                          f(self.eps), f(lo), f(hi), p.clip is not None)
+    def __init__(self, params, lr=0.002, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr, b1, b2, eps, weight_decay)
+
+    def _moments(self, p, g, lr, m, u, t):
+        if self._fused(fused.adamax, p, g, m, u, self.b1, 1 - self.b1, self.b2, lr / (1 - self.b1**t), self.eps):
             return True
         m[...] = self.b1 * m + (1 - self.b1) * g
         np.maximum(self.b2 * u, np.abs(g), out=u)
@@ -251,13 +272,11 @@ class ShiftAdaMax(AdaMax):
     def __init__(self, params, lr=2.0**-10, b1=1 - 2.0**-3, b2=1 - 2.0**-10, eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr, b1, b2, eps, weight_decay)
 
-    def _update(self, p, g, lr, slots):
-        m, u = self._slot(slots, "m", p), self._slot(slots, "u", p)
-        t = self.t + 1
+    def _moments(self, p, g, lr, m, u, t):
         m[...] = self.b1 * m + (1 - self.b1) * g
         np.maximum(self.b2 * u, np.abs(g), out=u)
         step = ap2(np.float64(lr / (1 - self.b1**t)))
         p.value -= (m * p.value.dtype.type(step)) / ap2(u + self.eps)
 
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdaMax", "ShiftAdaMax", "Constant", "ExponentialDecay", "StepDecay"]
+__all__ = ["Optimizer", "SGD", "Moments", "Adam", "AdaMax", "ShiftAdaMax", "Constant", "ExponentialDecay", "StepDecay"]

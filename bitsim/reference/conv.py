@@ -1,7 +1,7 @@
-"""Slow, obvious NumPy versions of the patch and pooling loops of :mod:`bitsim.nn.layers`.
+"""Slow, obvious NumPy versions of the patch and pooling loops of :mod:`bitsim.nn.conv`.
 
-:func:`bitsim.nn.layers.im2col`, :func:`~bitsim.nn.layers.col2im` and
-:class:`~bitsim.nn.layers.MaxPool2d` run Numba loops; these compute the same arrays with
+:func:`bitsim.nn.conv.im2col`, :func:`~bitsim.nn.conv.col2im` and
+:class:`~bitsim.nn.conv.MaxPool2d` run Numba loops; these compute the same arrays with
 whole-array NumPy operations, adding in the same order, so the tests compare them bit for bit.
 """
 

@@ -1,4 +1,5 @@
-"""Slow, obvious oracles of :mod:`bitsim.kernels.logfloat` and of the quantized GRU language model.
+"""Slow, obvious oracles of :mod:`bitsim.kernels.logfloat` and of the quantized GRU language model of
+:mod:`bitsim.kernels.gru`.
 
 Everything is computed one scalar at a time with NumPy float32 scalars (each operation rounded to
 float32), products by exponent addition through :func:`bitsim.formats.log.multiply_float32`, codes
@@ -51,6 +52,7 @@ def sigmoid(a):
 
 
 def tanh(a):
+    """``float32(tanh(a))`` evaluated in float64."""
     return F32(math.tanh(float(a)))
 
 
@@ -82,7 +84,7 @@ def dot(acc, w_row, coded, act, counts=None):
 
 
 def gru_lm(params, ids, starts, lengths, act=None, x_act=None, counts=None, final=None, state="coded"):
-    """Oracle of :func:`bitsim.kernels.logfloat.run_gru_lm` (same parameters, same return value)."""
+    """Oracle of :func:`bitsim.kernels.gru.run_gru_lm` (same parameters, same return value)."""
     x_act = act if x_act is None else x_act
     p = {k: (np.asarray(v, F32) if isinstance(v, np.ndarray) else v) for k, v in params.items()}
     wx, wh, b, wf, bf = p["Wx"], p["Wh"], p["b"], p["Wf"], p["bf"]
@@ -136,7 +138,7 @@ def int_dot(w_row, q):
 
 def gru_lm_fixed_weights(codes, fmts, reset, ids, starts, lengths, act, x_act=None, counts=None, final=None,
                          state="coded"):
-    """Oracle of :func:`bitsim.kernels.logfloat.run_fixed_weights` (same parameters, same return value)."""
+    """Oracle of :func:`bitsim.kernels.gru.run_fixed_weights` (same parameters, same return value)."""
     x_act = act if x_act is None else x_act
     wx, wh, b, wf, bf = (np.asarray(codes[k]) for k in ("Wx", "Wh", "b", "Wf", "bf"))
     h = wh.shape[1]

@@ -1,4 +1,4 @@
-"""Slow, obvious fixed-point GEMM in Python integers: the oracle of :mod:`bitsim.kernels.fixed`.
+"""Slow, obvious fixed-point GEMM in Python integers: the oracle of :mod:`bitsim.kernels.intmatmul`.
 
 The exact sum of exact products is computed with Python ints (numpy object arrays), then
 saturated to int32 (counted) or kept as int64, then requantized by
@@ -35,7 +35,7 @@ def saturate_int32(values, counts=None):
 
 
 def matmul(a, fmt_a, b, fmt_b, out_fmt=None, acc_dtype=np.int32, rng=None, counts=None):
-    """Oracle of :func:`bitsim.kernels.fixed.matmul`."""
+    """Oracle of :func:`bitsim.kernels.intmatmul.matmul`."""
     exact = exact_matmul(a, b)
     if np.dtype(acc_dtype) == np.int32:
         acc = saturate_int32(exact, counts)

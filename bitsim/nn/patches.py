@@ -1,4 +1,4 @@
-"""Numba loops behind :func:`bitsim.nn.layers.im2col`, :func:`~bitsim.nn.layers.col2im` and max pooling.
+"""Numba loops behind :func:`bitsim.nn.conv.im2col`, :func:`~bitsim.nn.conv.col2im` and max pooling.
 
 Each loop writes the array that its NumPy counterpart in :mod:`bitsim.reference.conv` computes, bit for
 bit: the copies are copies, and the two loops that add (``col2im`` and the pooling backward) add each
@@ -12,6 +12,7 @@ import numba
 
 @numba.njit(cache=True, parallel=True)
 def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
+    """Write the patches of NHWC ``x`` (padding read as zeros) into ``cols`` (N*OH*OW, KH*KW*C), channels fastest."""
     # flat offsets, no array views in the loops: a window row (u fixed) is kw * c consecutive values
     n, h, w, c = x.shape
     src, dst = x.reshape(-1), cols.reshape(-1)
@@ -41,6 +42,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
 
 @numba.njit(cache=True, parallel=True)
 def col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, out):
+    """Add the patch entries of ``cols`` into the zeroed NHWC ``out``, in ``(u, v)`` window order; padding dropped."""
     n, h, w, c = out.shape
     for i in numba.prange(n):
         for u in range(kh):
@@ -83,6 +85,7 @@ def max_pool(x, kh, kw, sh, sw, y, arg):
 
 @numba.njit(cache=True, parallel=True)
 def max_pool_backward(grad, arg, kh, kw, sh, sw, dx):
+    """Add each output gradient into the zeroed ``dx`` at its window's first maximum ``arg``, in window order."""
     n, oh, ow, c = grad.shape
     for i in numba.prange(n):
         for u in range(kh):

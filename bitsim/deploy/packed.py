@@ -8,7 +8,7 @@ stage              computes                                             output
 ``BitplaneDense``  8-bit unsigned inputs times packed ±1 weights:        int32 accumulators
                    :func:`~bitsim.kernels.u8.u8s8_matmul` on the weights
                    unpacked once to int8 ±1 (``gemm='u8'``), or plane
-                   by plane (:func:`~bitsim.kernels.binary.bitplane_gemm`)
+                   by plane (:func:`~bitsim.kernels.xnor.bitplane_gemm`)
 ``BitplaneConv``   the same on im2col patches of NHWC uint8 images      int32, NHWC
 ``XnorDense``      packed ±1 activations times packed ±1 weights        int32 accumulators
                    (``n - 2 * popcount(a XOR w)``)
@@ -36,10 +36,11 @@ from .. import __version__
 from ..errors import InputError, InputTypeError
 from ..formats import binary
 from ..io import load_bundle, save_bundle
-from ..kernels.binary import binary_conv2d, bitplane_gemm, threshold_pack, xnor_gemm
+from ..kernels.xnor import binary_conv2d, bitplane_gemm, threshold_pack, xnor_gemm
 from ..kernels.u8 import pm1_int8, u8s8_matmul
 from ..nn import layers as L
-from ..nn.binary import BinaryConv2d, BinaryDense
+from ..nn.binarized import BinaryConv2d, BinaryDense
+from ..nn.conv import MaxPool2d, conv_output_hw, im2col
 from ..schema import OBJECT, Int, ListOf, OneOf, Str, field_error, validate
 
 KIND = "bitsim.deploy.IntegerModel"
@@ -70,7 +71,7 @@ class _Bitplane(Stage):
 
     ``gemm='u8'`` (8-bit inputs only) multiplies by the weights unpacked once to int8 ±1
     with :func:`~bitsim.kernels.u8.u8s8_matmul`; ``gemm='bitplane'`` splits the inputs into
-    bit planes and popcounts each (:func:`~bitsim.kernels.binary.bitplane_gemm`). Both are the
+    bit planes and popcounts each (:func:`~bitsim.kernels.xnor.bitplane_gemm`). Both are the
     exact integer ``x @ Wb.T``; the choice changes speed only and is not stored with the model.
     """
 
@@ -158,7 +159,7 @@ class BitplaneConv(_Bitplane):
         x = np.asarray(x)
         if x.dtype != np.uint8:
             raise InputTypeError(f"the first layer takes uint8 NHWC images, got {x.dtype}")
-        cols, (oh, ow) = L.im2col(x, self.kernel, self.stride, self.padding)
+        cols, (oh, ow) = im2col(x, self.kernel, self.stride, self.padding)
         acc = self.product(np.ascontiguousarray(cols), cols.shape[1])
         return acc.reshape(x.shape[0], oh, ow, -1)
 
@@ -396,12 +397,12 @@ def stage_output(spec, arrays, shape, kind, path, at):
             weights((out, binary.n_words(kernel[0] * kernel[1] * c)))
         else:
             weights((out,) + kernel + (binary.n_words(c),))
-        hw = L.conv_output_hw(shape[:2], kernel, spec["stride"], spec["padding"])
+        hw = conv_output_hw(shape[:2], kernel, spec["stride"], spec["padding"])
         need(min(hw) >= 1, f"a {kernel} window does not fit the input of shape {shape}")
         return hw + (out,), "acc"
     if t == "MaxPool":
         need(kind == "acc" and len(shape) == 3, f"MaxPool reads NHWC accumulators, got {kind} of shape {shape}")
-        hw = L.conv_output_hw(shape[:2], spec["kernel"], spec["stride"], (0, 0))
+        hw = conv_output_hw(shape[:2], spec["kernel"], spec["stride"], (0, 0))
         need(min(hw) >= 1, f"a {spec['kernel']} window does not fit the input of shape {shape}")
         return hw + shape[2:], "acc"
     if t == "Threshold":
@@ -504,7 +505,7 @@ def compile_model(model, input_shape, input_bits=8):
             continue
         if not isinstance(layer, (BinaryDense, BinaryConv2d)):
             raise InputError(f"cannot compile layer {kept[i][0]} ({name}) here; compile supports blocks of "
-                             f"{', '.join(SUPPORTED)} in the BNN order (see bitsim.deploy.binary)")
+                             f"{', '.join(SUPPORTED)} in the BNN order (see bitsim.deploy.packed)")
         wb = binary.binarize(layer.W.value)  # inference weights: the deterministic sign of the latent W
         if layer.b is not None:
             raise InputError(f"layer {kept[i][0]} ({name}) has a bias; binary layers followed by BatchNorm need none")
@@ -524,7 +525,7 @@ def compile_model(model, input_shape, input_bits=8):
         reach = n * (bound if first else 1)
         first = False
         i += 1
-        if i < len(layers) and isinstance(layers[i], L.MaxPool2d):
+        if i < len(layers) and isinstance(layers[i], MaxPool2d):
             pool = layers[i]
             emit(MaxPool(pool.kernel, pool.stride), i)
             shape = pool.output_shape(shape)

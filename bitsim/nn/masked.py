@@ -34,7 +34,9 @@ import numpy as np
 from bitsim.formats.rng import bernoulli
 
 from ..errors import InputError
-from .layers import Conv2d, Dense, _check_nhwc, conv_backward, conv_forward
+from .conv import Conv2d, conv_backward, conv_forward
+from .layers import Dense, dense_backward, dense_forward
+from .shapes import check_2d, check_nhwc
 
 PRUNE_LOW, SPLICE_HIGH = 0.9, 1.1
 
@@ -228,19 +230,11 @@ class MaskedDense(_Masked, Dense):
 
     def forward(self, x, training=True):
         x = np.asarray(x).astype(self.dtype, copy=False)
-        if x.ndim != 2 or x.shape[1] != self.n_in:
-            raise InputError(f"{self} expects input of shape (N, {self.n_in}), got {x.shape}; add Flatten() before it")
-        self._x = x
-        self._w = self.weight()
-        y = x @ self._w.T
-        return y + self.bias() if self.b is not None else y
+        check_2d(x, self.n_in, self)
+        return dense_forward(self, x, self.weight(), self.bias())
 
     def backward(self, grad):
-        x = self._cached("_x")
-        self.W.grad = grad.T @ x
-        if self.b is not None:
-            self.b.grad = grad.sum(axis=0)
-        return grad @ self._w if self.input_grad else None
+        return dense_backward(self, grad, self.input_grad)
 
 
 class MaskedConv2d(_Masked, Conv2d):
@@ -265,7 +259,7 @@ class MaskedConv2d(_Masked, Conv2d):
 
     def forward(self, x, training=True):
         x = np.asarray(x).astype(self.dtype, copy=False)
-        _check_nhwc(x, self.c_in, self)
+        check_nhwc(x, self.c_in, self)
         return conv_forward(self, x, self.weight().reshape(self.c_out, -1),
                             self.bias() if self.b is not None else None)
 

@@ -1,4 +1,4 @@
-"""Slow, obvious versions of the kernels in :mod:`bitsim.kernels.binary`.
+"""Slow, obvious versions of the kernels in :mod:`bitsim.kernels.xnor`.
 
 Each one unpacks its operands to small integers (±1, 0/1, {-1, 0, +1} or the unsigned
 inputs themselves) and uses numpy's int64 matmul, which is exact integer arithmetic (numpy

@@ -1,4 +1,4 @@
-"""Fixed-point GEMM with exact integer accumulation, and a jitted requantizer.
+"""Fixed-point GEMM with exact integer accumulation, and an optional fused requantization.
 
 The arithmetic rules (each public function's docstring states its own):
 
@@ -15,7 +15,8 @@ The arithmetic rules (each public function's docstring states its own):
 * **Requantization** (optional, fused) rescales the accumulator, with
   ``fmt_a.frac_bits + fmt_b.frac_bits`` fractional bits, into ``out_fmt`` exactly as
   :func:`bitsim.formats.fixed.requantize`: rounding right shift by
-  :func:`bitsim.formats.fixed.rshift_round`, exact left shift, then the overflow mode.
+  :func:`bitsim.formats.fixed.rshift_round`, exact left shift, then the overflow mode
+  (:func:`bitsim.kernels.requantize.requantize`).
 * **BLAS route**: a float BLAS product is exact when every partial sum is an integer below
   2**24 (float32) or 2**53 (float64) in magnitude. From the formats, each product is at most
   ``P = 2**(bits_a - 1) * 2**(bits_b - 1)`` in magnitude, so a sum of ``c`` products is exact
@@ -28,27 +29,24 @@ not depend on the route, the kernel or the number of numba threads. On CPUs with
 int32-block kernel is a 4 x 16 tile written in LLVM IR around ``vpmaddwd`` (16 exact int16
 products per instruction, adjacent pairs added in int32: the block proof covers the pairs);
 elsewhere a portable Numba loop (``vpmulld`` on x86) computes the same sums. Slow oracles live
-in :mod:`bitsim.reference.fixed`.
+in :mod:`bitsim.reference.intmatmul`.
 """
 
 import numba
 import numpy as np
-from llvmlite import binding as _llvm
+from llvmlite import binding
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..errors import InputError, InputTypeError, RangeError
-from ..formats import fixed as _fixed
-from ..formats.fixed import MAX_SHIFT, FixedFormat
-from ..formats.modes import Counts, Overflow, Rounding
-from ._launch import launch
+from ..errors import InputError
+from ..formats.launch import launch
+from .operands import as_acc_dtype, as_codes, check_k
+from .requantize import INT32_MAX, check_fixed_format, requantize, saturate_int32, shift_of
 
-__all__ = ["matmul", "plan", "requantize", "saturate_int32"]
+__all__ = ["matmul", "plan"]
 
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
 FLOAT32_EXACT = 2**24
 FLOAT64_EXACT = 2**53
 CHUNK32_MIN = 512  # float32 K-chunks shorter than this are not worth their extra BLAS calls
@@ -57,207 +55,6 @@ KC = 512  # K-block of the integer kernels (also bounded by the int32 proof)
 MR, NR, NCB = 4, 16, 4  # vpmaddwd tile: 4 rows of a by 16 rows of b; a task covers NCB tiles of b
 RG, NC = 64, 32  # a task: RG rows of a by NC rows of b (their K-blocks, 96 KiB of int16, stay in L2)
 PARALLEL_MIN_WORK = 2**18
-
-ROUNDING_CODES = {
-    Rounding.FLOOR: 0,
-    Rounding.CEIL: 1,
-    Rounding.TOWARD_ZERO: 2,
-    Rounding.NEAREST_UP: 3,
-    Rounding.NEAREST_EVEN: 4,
-    Rounding.NEAREST_AWAY: 5,
-}
-OVERFLOW_CODES = {Overflow.SATURATE: 0, Overflow.WRAP: 1, Overflow.ERROR: 2}
-
-
-# ---------------------------------------------------------------------------------------
-# requantization
-
-
-@numba.njit(cache=True)
-def _rshift_round(x, s, mode):
-    """``bitsim.formats.fixed.rshift_round`` for one int64 and a shift 0..63 (deterministic modes)."""
-    q = x >> s
-    if s == 0:
-        return q
-    r = x - (q << s)
-    half = np.int64(1) << (s - 1)
-    if mode == 0:
-        up = False
-    elif mode == 1:
-        up = r > 0
-    elif mode == 2:
-        up = r > 0 and x < 0
-    elif mode == 3:
-        up = r >= half
-    elif mode == 4:
-        up = r > half or (r == half and (q & 1) == 1)
-    else:
-        up = r > half or (r == half and x >= 0)
-    return q + 1 if up else q
-
-
-@numba.njit(cache=True, parallel=True)
-def _requantize(acc, delta, mode, overflow, bits, out):
-    lo = -(np.int64(1) << (bits - 1))
-    hi = -lo - 1
-    span = np.int64(1) << bits
-    over = 0
-    for i in numba.prange(acc.size):
-        v = np.int64(acc[i])
-        if delta >= 0:
-            v = _rshift_round(v, delta, mode)
-            high = v > hi
-            low = v < lo
-        else:
-            high = v > (hi >> -delta)
-            low = v < -((-lo) >> -delta)
-            v = v << -delta
-        if high or low:
-            over += 1
-            if overflow == 1:
-                v = ((v - lo) & (span - 1)) + lo
-            elif high:
-                v = hi
-            else:
-                v = lo
-        out[i] = v
-    return over
-
-
-@numba.njit(cache=True, parallel=True)
-def _saturate_int32(acc, out):
-    n = 0
-    for i in numba.prange(acc.size):
-        v = acc[i]
-        if v > INT32_MAX:
-            v = INT32_MAX
-            n += 1
-        elif v < INT32_MIN:
-            v = INT32_MIN
-            n += 1
-        out[i] = v
-    return n
-
-
-def _check_fixed_format(fmt, name):
-    if not isinstance(fmt, FixedFormat):
-        raise InputTypeError(f"{name} must be a bitsim.formats.fixed.FixedFormat, got {type(fmt).__name__}")
-
-
-def _shift_of(acc_frac_bits, fmt):
-    delta = int(acc_frac_bits) - fmt.frac_bits
-    if abs(delta) > MAX_SHIFT:
-        way = f"2**-{delta}" if delta > 0 else f"2**{-delta}"
-        raise InputError(f"rescaling by {way} exceeds the largest shift {MAX_SHIFT}; choose closer frac_bits")
-    return delta
-
-
-def _requantize_into(acc, delta, fmt, counts):
-    """Jitted requantize of an int32/int64 array by ``delta``; raises for Overflow.ERROR."""
-    out = np.empty(acc.shape, dtype=np.int64)  # one compiled kernel per input dtype; narrowed below
-    flat = acc.reshape(-1)
-    over = _launch(_requantize, flat.size, flat, delta, ROUNDING_CODES[fmt.rounding],
-                   OVERFLOW_CODES[fmt.overflow], fmt.bits, out.reshape(-1))
-    if over:
-        if fmt.overflow is Overflow.ERROR:
-            raise RangeError(
-                f"{over} value(s) overflow {fmt.name}; widen the format or choose overflow='saturate' or 'wrap'"
-            )
-        if counts is not None:
-            if fmt.overflow is Overflow.SATURATE:
-                counts.saturated += over
-            else:
-                counts.wrapped += over
-    return out.astype(fmt.dtype)
-
-
-def requantize(acc, acc_frac_bits, fmt, rng=None, counts=None):
-    """Rescale integer accumulators with ``acc_frac_bits`` fractional bits into ``fmt``.
-
-    Bit for bit equal to :func:`bitsim.formats.fixed.requantize`, in a parallel jitted kernel.
-    With ``delta = acc_frac_bits - fmt.frac_bits``:
-
-    * ``delta >= 0``: ``v = rshift_round(acc, delta, fmt.rounding)``: the floor quotient
-      ``q = acc >> delta`` and remainder ``r = acc - (q << delta)``, then ``q + 1`` when the
-      mode's rule holds (FLOOR never; CEIL ``r > 0``; TOWARD_ZERO ``r > 0 and acc < 0``;
-      NEAREST_UP ``r >= 2**(delta-1)``; NEAREST_EVEN ``r > 2**(delta-1)`` or a tie with ``q``
-      odd; NEAREST_AWAY ``r > 2**(delta-1)`` or a tie with ``acc >= 0``; never when
-      ``delta == 0``). Out of range when ``v`` leaves ``[fmt.min_code, fmt.max_code]``.
-    * ``delta < 0``: ``v = acc << -delta`` (int64, exact when in range); out of range when
-      ``acc > max_code >> -delta`` or ``acc < -((-min_code) >> -delta)``.
-    * out-of-range values: SATURATE clamps to the nearest end (counted in
-      ``counts.saturated``), WRAP keeps the low ``fmt.bits`` bits as a two's-complement code
-      (counted in ``counts.wrapped``), ERROR raises ``OverflowError``.
-
-    Parameters
-    ----------
-    acc : array_like of int
-        Accumulators; any integer dtype (converted to int64 unless int32 or int64).
-    acc_frac_bits : int
-        Fractional bits of ``acc``; ``|acc_frac_bits - fmt.frac_bits| <= 62``.
-    fmt : FixedFormat
-    rng : generator or int, optional
-        Only for ``Rounding.STOCHASTIC``, which is delegated to
-        :func:`bitsim.formats.fixed.requantize` (one uint32 draw per value, row-major).
-    counts : Counts, optional
-        Receives the saturated or wrapped values.
-
-    Returns
-    -------
-    numpy.ndarray of ``fmt.dtype``, shaped like ``acc``
-
-    Raises
-    ------
-    TypeError
-        If ``acc`` is not an integer array or ``fmt`` is not a FixedFormat.
-    ValueError
-        If the shift exceeds 62.
-    OverflowError
-        If ``fmt.overflow`` is ERROR and a value is out of range.
-
-    Examples
-    --------
-    >>> requantize(np.array([37, -37], dtype=np.int32), 3, FixedFormat(8, 0, rounding="nearest_up"))
-    array([ 5, -5], dtype=int8)
-    """
-    _check_fixed_format(fmt, "fmt")
-    acc = np.asarray(acc)
-    if acc.dtype.kind not in "iu":
-        raise InputTypeError(
-            f"requantize expects integer accumulators, got {acc.dtype}; quantize floats with "
-            "bitsim.formats.fixed.quantize(...) instead"
-        )
-    delta = _shift_of(acc_frac_bits, fmt)
-    if fmt.rounding is Rounding.STOCHASTIC:
-        return _fixed.requantize(acc, acc_frac_bits, fmt, rng, counts)
-    if acc.dtype not in (np.int32, np.int64):
-        acc = acc.astype(np.int64)
-    return _requantize_into(np.ascontiguousarray(acc), delta, fmt, counts)
-
-
-def saturate_int32(acc, counts=None):
-    """Clamp int64 values to int32, counting each clamped value in ``counts.saturated``.
-
-    Parameters
-    ----------
-    acc : numpy.ndarray of int64
-    counts : Counts, optional
-
-    Returns
-    -------
-    numpy.ndarray of int32, shaped like ``acc``
-    """
-    acc = np.ascontiguousarray(acc, dtype=np.int64)
-    out = np.empty(acc.shape, dtype=np.int32)
-    n = _launch(_saturate_int32, acc.size, acc.reshape(-1), out.reshape(-1))
-    if counts is not None:
-        counts.saturated += n
-    return out
-
-
-def _launch(kernel, work, *args, tasks=False):
-    return launch(kernel, work, *args, min_work=PARALLEL_MIN_WORK, tasks=tasks)
-
 
 # ---------------------------------------------------------------------------------------
 # integer GEMM kernels
@@ -373,7 +170,7 @@ def max_abs(x, fmt, name):
     """Largest code magnitude of ``x`` (2-D); raises if a code lies outside ``fmt``'s range."""
     if x.size == 0:
         return 0
-    big, bad = _launch(_max_abs_rows, x.size, x, fmt.min_code, fmt.max_code)
+    big, bad = launch(_max_abs_rows, x.size, x, fmt.min_code, fmt.max_code, min_work=PARALLEL_MIN_WORK)
     if bad.any():
         row = int(np.argmax(bad))
         raise InputError(
@@ -401,7 +198,7 @@ def int32_block(max_a, max_b, k):
 
 def _has_avx2():
     try:
-        features = _llvm.get_host_cpu_features()
+        features = binding.get_host_cpu_features()
     except RuntimeError:
         return False
     return bool(features.get("avx2")) and numba.config.CPU_NAME in (None, "host")
@@ -496,9 +293,9 @@ def _integer_gemm(a, b, max_a, max_b, portable=False):
         return out
     kb = int32_block(max_a, max_b, k)
     if kb < BLOCK_MIN and kb < k:
-        _launch(_gemm_i64, out.size * k, a, b, min(k, KC), out, tasks=True)
+        launch(_gemm_i64, out.size * k, a, b, min(k, KC), out, min_work=PARALLEL_MIN_WORK, tasks=True)
     elif portable or not HAS_AVX2:
-        _launch(_gemm_i32, out.size * k, a, b, min(kb, KC), out, tasks=True)
+        launch(_gemm_i32, out.size * k, a, b, min(kb, KC), out, min_work=PARALLEL_MIN_WORK, tasks=True)
     else:
         kpad = k + k % 2
         a16 = np.zeros(((m + MR - 1) // MR * MR, kpad), dtype=np.int16)
@@ -506,9 +303,9 @@ def _integer_gemm(a, b, max_a, max_b, portable=False):
         bp = np.empty(((n + NR - 1) // NR, kpad // 2, NR, 2), dtype=np.int16)
         if n % NR or k % 2:
             bp[-1] = 0
-        _launch(_pack_pairs, n * k, b, kpad, bp)
+        launch(_pack_pairs, n * k, b, kpad, bp, min_work=PARALLEL_MIN_WORK)
         kb = max(2, min(kb, KC, kpad) // 2 * 2)
-        _launch(_gemm_madd, out.size * k, a16, bp, kb, m, n, out, tasks=True)
+        launch(_gemm_madd, out.size * k, a16, bp, kb, m, n, out, min_work=PARALLEL_MIN_WORK, tasks=True)
     return out
 
 
@@ -579,15 +376,8 @@ def _blas_gemm(a, b, fmt_a, fmt_b, how):
 
 
 def _codes(x, fmt, name):
-    x = np.asarray(x)
-    if x.dtype.kind not in "iu" or x.dtype != fmt.dtype:
-        raise InputTypeError(
-            f"{name}: expected {fmt.dtype} fixed-point codes of {fmt.name}, got {x.dtype}; "
-            "quantize with bitsim.formats.fixed.quantize(x, fmt)"
-        )
-    if x.ndim != 2:
-        raise InputError(f"{name}: expected a 2-D array of codes (rows, K), got shape {x.shape}")
-    return np.ascontiguousarray(x)
+    return as_codes(x, name, (fmt.dtype,), f"{fmt.dtype} fixed-point codes of {fmt.name}",
+                    "quantize with bitsim.formats.fixed.quantize(x, fmt)")
 
 
 def matmul(a, fmt_a, b, fmt_b, out_fmt=None, *, acc_dtype=np.int32, route="auto", rng=None, counts=None):
@@ -655,8 +445,8 @@ def matmul(a, fmt_a, b, fmt_b, out_fmt=None, *, acc_dtype=np.int32, route="auto"
     >>> matmul(a, f, b, f, out_fmt=f)
     array([[48, -8]], dtype=int8)
     """
-    _check_fixed_format(fmt_a, "fmt_a")
-    _check_fixed_format(fmt_b, "fmt_b")
+    check_fixed_format(fmt_a, "fmt_a")
+    check_fixed_format(fmt_b, "fmt_b")
     for fmt, name in ((fmt_a, "fmt_a"), (fmt_b, "fmt_b")):
         if fmt.bits > 16:
             raise InputError(
@@ -664,21 +454,16 @@ def matmul(a, fmt_a, b, fmt_b, out_fmt=None, *, acc_dtype=np.int32, route="auto"
                 "Requantize the operand to at most 16 bits first"
             )
     if out_fmt is not None:
-        _check_fixed_format(out_fmt, "out_fmt")
-    acc_dtype = np.dtype(acc_dtype)
-    if acc_dtype not in (np.int32, np.int64):
-        raise InputTypeError(f"acc_dtype must be numpy.int32 or numpy.int64, got {acc_dtype}")
+        check_fixed_format(out_fmt, "out_fmt")
+    acc_dtype = as_acc_dtype(acc_dtype)
     a = _codes(a, fmt_a, "matmul: a")
     b = _codes(b, fmt_b, "matmul: b")
-    if a.shape[1] != b.shape[1]:
-        raise InputError(
-            f"matmul: a has K={a.shape[1]} columns but b has K={b.shape[1]}; b holds one row per output "
-            "column (pass the weight matrix as (out, in), i.e. transposed)"
-        )
+    check_k("matmul", a, b, ("a", "b"), " (pass the weight matrix as (out, in), i.e. transposed)")
     a, b = a.astype(np.int16, copy=False), b.astype(np.int16, copy=False)  # one compiled kernel each
     k = a.shape[1]
     plan(fmt_a, fmt_b, k, route)  # validates the route and the BLAS bound first
-    delta = _shift_of(fmt_a.frac_bits + fmt_b.frac_bits, out_fmt) if out_fmt is not None else 0
+    if out_fmt is not None:
+        shift_of(fmt_a.frac_bits + fmt_b.frac_bits, out_fmt)  # refuses a rescaling beyond 62 bits before the work
     max_a = max_abs(a, fmt_a, "matmul: a")
     max_b = max_abs(b, fmt_b, "matmul: b")
     how = plan(fmt_a, fmt_b, k, route, (max_a, max_b))
@@ -690,6 +475,4 @@ def matmul(a, fmt_a, b, fmt_b, out_fmt=None, *, acc_dtype=np.int32, route="auto"
         acc = saturate_int32(acc, counts)
     if out_fmt is None:
         return acc
-    if out_fmt.rounding is Rounding.STOCHASTIC:
-        return _fixed.requantize(acc, fmt_a.frac_bits + fmt_b.frac_bits, out_fmt, rng, counts)
-    return _requantize_into(acc, delta, out_fmt, counts)
+    return requantize(acc, fmt_a.frac_bits + fmt_b.frac_bits, out_fmt, rng, counts)

@@ -1,5 +1,10 @@
 """Popcount kernels for packed binary and ternary operands.
 
+One module, although long (one cohesive thing): the popcount GEMMs, the binary convolution built on
+them and the two packers that feed and follow them (:func:`pack_planes`, :func:`threshold_pack`) share
+the packed layout, the operand checks and the threading rule, and :mod:`bitsim.reference.xnor` mirrors
+them one to one.
+
 Every operand uses the packed layout of :mod:`bitsim.formats.binary`: uint64 words, element
 ``i`` of the last axis at bit ``i % 64`` of word ``i // 64`` (bitorder 'little'), bit 1 = +1,
 padding bits 0. With zero padding, the ±1 dot product of length ``n`` is
@@ -11,7 +16,7 @@ jitted kernel that does no checking. The kernels are pure integer code: ``fastma
 used because it only changes floating-point operations, and every sum is an exact integer
 sum, so results do not depend on the number of numba threads.
 
-The slow, obvious versions of these functions are in :mod:`bitsim.reference.binary`.
+The slow, obvious versions of these functions are in :mod:`bitsim.reference.xnor`.
 
 Performance: the GEMM-like kernels compute a 2x2 tile of (row, row) pairs per pass over the
 words, parallel over row pairs (``numba.prange``). With AVX2 the inner loop is
@@ -28,9 +33,10 @@ import numba
 import numpy as np
 
 from ..errors import InputError, InputTypeError
-from ..formats.binary import WORD_BITS, check_bitorder, n_words, padding_mask
-from ._bits import popcount
-from ._launch import launch
+from ..formats.binary import WORD_BITS, n_words, padding_mask
+from ..formats.launch import launch
+from .bits import popcount
+from .words import as_length, as_ternary_planes, as_words
 
 __all__ = [
     "xnor_gemm",
@@ -55,79 +61,31 @@ PARALLEL_MIN_WORK = 2**20
 # Inside the tile loops, rows of the left operand are "a0, a1", rows of the right operand
 # "b0, b1", and s{r}{c} is the popcount accumulator of pair (a_r, b_c), so each word loaded
 # serves two pairs. LLVM vectorizes the loop over words: 4 words per AVX2 register, ctpop
-# lowered to the vpshufb nibble lookup + vpsadbw into 64-bit lanes (see _bits.py).
+# lowered to the vpshufb nibble lookup + vpsadbw into 64-bit lanes (see bits.py).
 
 
 # ---------------------------------------------------------------------------------------
 # validation helpers
 
 
-def _length(n, what="n"):
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise InputTypeError(f"{what} must be an integer number of values, got {type(n).__name__}") from None
-    if n < 0:
-        raise InputError(f"{what} must be >= 0, got {n}")
-    return n
-
-
-def _reverse_bits(words):
-    """Reverse the bit order inside every uint64 word (converts bitorder 'big' to 'little')."""
-    as_bytes = np.ascontiguousarray(words, dtype="<u8").view(np.uint8).reshape(words.shape + (8,))
-    reversed_bytes = np.ascontiguousarray(_REVERSE_BYTE[as_bytes[..., ::-1]])
-    return reversed_bytes.view("<u8").reshape(words.shape).astype(np.uint64)
-
-
-_REVERSE_BYTE = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
-
-
-def _words(arr, name, n, ndim, bitorder="little"):
-    """Return ``arr`` as C-contiguous little-bitorder uint64 words of length-``n`` rows, or raise."""
-    check_bitorder(bitorder)
-    arr = np.asarray(arr)
-    if arr.dtype != np.uint64:
-        raise InputTypeError(
-            f"{name}: expected uint64 packed words, got {arr.dtype}; pack with bitsim.formats.binary.pack(...)"
-        )
-    if arr.ndim != ndim:
-        raise InputError(f"{name}: expected a {ndim}-D array of packed words, got shape {arr.shape}")
-    need = n_words(n)
-    if arr.shape[-1] != need:
-        raise InputError(
-            f"{name}: {n} values need {need} uint64 words along the last axis, got shape {arr.shape}; "
-            "pass the unpacked length n, not the number of words"
-        )
-    if bitorder == "big":
-        arr = _reverse_bits(arr)
-    arr = np.ascontiguousarray(arr)
-    if arr.size and n % WORD_BITS and (arr[..., -1] & ~padding_mask(n)).any():
-        raise InputError(
-            f"{name}: padding bits beyond length {n} are not zero; pack with bitsim.formats.binary.pack(...) "
-            "or clear them with words[..., -1] &= bitsim.formats.binary.padding_mask(n)"
-        )
-    return arr
-
-
-def _ternary_planes(signs, mask, name, n, bitorder):
-    signs = _words(signs, f"{name} signs", n, 2, bitorder)
-    mask = _words(mask, f"{name} mask", n, 2, bitorder)
-    if signs.shape != mask.shape:
-        raise InputError(f"{name}: signs and mask planes differ in shape: {signs.shape} vs {mask.shape}")
-    if (signs & ~mask).any():
-        raise InputError(
-            f"{name}: non-canonical ternary planes, a sign bit is set where the mask is 0; clear it with signs &= mask"
-        )
-    return signs, mask
-
-
-def _launch(kernel, work, *args, tasks=False):
-    return launch(kernel, work, *args, min_work=PARALLEL_MIN_WORK, tasks=tasks)
-
-
 def _check_int32(bound, what):
     if bound > INT32_MAX:
         raise InputError(f"{what}: results up to {bound} do not fit the int32 output; split the reduction axis")
+
+
+def _int32_length(n, what):
+    """The reduction length ``n`` (:func:`bitsim.kernels.words.as_length`) of a product with int32 results."""
+    n = as_length(n)
+    _check_int32(n, what)
+    return n
+
+
+def _int32_out(kernel, shape, work, *args):
+    """A new int32 array of ``shape`` filled by ``kernel(*args, out)`` (not called when empty); ``work`` per element."""
+    out = np.empty(shape, dtype=np.int32)
+    if out.size:
+        launch(kernel, out.size * work, *args, out, min_work=PARALLEL_MIN_WORK)
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -254,14 +212,10 @@ def xnor_gemm(a, b, n, bitorder="little"):
     >>> xnor_gemm(pack([[1, -1, 1]]), pack([[1, 1, 1], [-1, 1, -1]]), 3)
     array([[ 1, -3]], dtype=int32)
     """
-    n = _length(n)
-    _check_int32(n, "xnor_gemm")
-    a = _words(a, "xnor_gemm: a", n, 2, bitorder)
-    b = _words(b, "xnor_gemm: b", n, 2, bitorder)
-    out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
-    if out.size:
-        _launch(_xnor_gemm, out.size * a.shape[1], a, b, n, out)
-    return out
+    n = _int32_length(n, "xnor_gemm")
+    a = as_words(a, "xnor_gemm: a", n, 2, bitorder)
+    b = as_words(b, "xnor_gemm: b", n, 2, bitorder)
+    return _int32_out(_xnor_gemm, (a.shape[0], b.shape[0]), a.shape[1], a, b, n)
 
 
 def xnor_gemv(a, x, n, bitorder="little"):
@@ -283,14 +237,10 @@ def xnor_gemv(a, x, n, bitorder="little"):
     -----
     Same checks and copying rules as :func:`xnor_gemm`.
     """
-    n = _length(n)
-    _check_int32(n, "xnor_gemv")
-    a = _words(a, "xnor_gemv: a", n, 2, bitorder)
-    x = _words(x, "xnor_gemv: x", n, 1, bitorder)
-    out = np.empty(a.shape[0], dtype=np.int32)
-    if out.size:
-        _launch(_xnor_gemv, a.size, a, x, n, out)
-    return out
+    n = _int32_length(n, "xnor_gemv")
+    a = as_words(a, "xnor_gemv: a", n, 2, bitorder)
+    x = as_words(x, "xnor_gemv: x", n, 1, bitorder)
+    return _int32_out(_xnor_gemv, a.shape[0], a.shape[1], a, x, n)
 
 
 # ---------------------------------------------------------------------------------------
@@ -442,9 +392,9 @@ def binary_conv2d(x, w, c, stride=1, padding=0, bitorder="little"):
 
     Non-C-contiguous operands are accepted and copied.
     """
-    c = _length(c, "c")
-    x = _words(x, "binary_conv2d: x", c, 4, bitorder)
-    w = _words(w, "binary_conv2d: w", c, 4, bitorder)
+    c = as_length(c, "c")
+    x = as_words(x, "binary_conv2d: x", c, 4, bitorder)
+    w = as_words(w, "binary_conv2d: w", c, 4, bitorder)
     sh, sw = _pair(stride, "stride")
     if sh < 1 or sw < 1:
         raise InputError(f"stride must be >= 1, got {stride!r}")
@@ -462,11 +412,12 @@ def binary_conv2d(x, w, c, stride=1, padding=0, bitorder="little"):
     if cw:
         plus_one[-1] = padding_mask(c)
     cols = np.empty((nb * oh * ow, kh * kw * cw), dtype=np.uint64)
-    _launch(_im2col, cols.size, x, kh, kw, sh, sw, top, left, oh, ow, plus_one, cols)
-    _launch(_xnor_gemm, out.size * cols.shape[1], cols, w.reshape(nout, kh * kw * cw), taps, out.reshape(-1, nout))
+    launch(_im2col, cols.size, x, kh, kw, sh, sw, top, left, oh, ow, plus_one, cols, min_work=PARALLEL_MIN_WORK)
+    launch(_xnor_gemm, out.size * cols.shape[1], cols, w.reshape(nout, kh * kw * cw), taps, out.reshape(-1, nout),
+           min_work=PARALLEL_MIN_WORK)
     if top or bottom or left or right:
         corr = _padding_correction(w, c, h, wd, sh, sw, top, left, oh, ow)
-        _launch(_subtract_correction, out.size, out, corr)
+        launch(_subtract_correction, out.size, out, corr, min_work=PARALLEL_MIN_WORK)
     return out
 
 
@@ -488,6 +439,13 @@ def _pack_planes(x, bits, out):
                 out[p, i, word] = acc
 
 
+@numba.njit(cache=True, inline="always")
+def _tile_pair(t, n):
+    # rows (or columns) 2t and 2t + 1 of a 2-wide tile; an odd last one pairs with itself (computed twice, harmlessly)
+    i0 = 2 * t
+    return i0, min(i0 + 1, n - 1)
+
+
 @numba.njit(cache=True)
 def _row_sum(planes, i):
     # sum_k x[i, k] = sum_p 2**p * popcount(plane p of row i)
@@ -507,18 +465,15 @@ def _bitplane_gemm(planes, w, out):
     bits, m, nw = planes.shape
     nb = w.shape[0]
     for t in numba.prange((m + 1) // 2):
-        i0 = 2 * t
-        i1 = min(i0 + 1, m - 1)  # an odd last row is computed twice, harmlessly
+        i0, i1 = _tile_pair(t, m)
         r0 = _row_sum(planes, i0)
         r1 = _row_sum(planes, i1)
-        for j in range(0, nb, 2):
-            j1 = min(j + 1, nb - 1)
-            w0 = w[j]
-            w1 = w[j1]
+        for u in range((nb + 1) // 2):
+            j0, j1 = _tile_pair(u, nb)
+            w0, w1 = w[j0], w[j1]
             t00 = t01 = t10 = t11 = np.int64(0)
             for p in range(bits):
-                x0 = planes[p, i0]
-                x1 = planes[p, i1]
+                x0, x1 = planes[p, i0], planes[p, i1]
                 s00 = s01 = s10 = s11 = np.uint64(0)
                 for k in range(nw):
                     s00 += popcount(x0[k] & w0[k])
@@ -529,9 +484,9 @@ def _bitplane_gemm(planes, w, out):
                 t01 += np.int64(s01) << p
                 t10 += np.int64(s10) << p
                 t11 += np.int64(s11) << p
-            out[i0, j] = 2 * t00 - r0
+            out[i0, j0] = 2 * t00 - r0
             out[i0, j1] = 2 * t01 - r0
-            out[i1, j] = 2 * t10 - r1
+            out[i1, j0] = 2 * t10 - r1
             out[i1, j1] = 2 * t11 - r1
 
 
@@ -568,7 +523,7 @@ def pack_planes(x, bits=8):
     x, bits = _check_unsigned(x, bits, "pack_planes")
     out = np.empty((bits, x.shape[0], n_words(x.shape[1])), dtype=np.uint64)
     if out.size:
-        _launch(_pack_planes, x.size * bits, x, bits, out)
+        launch(_pack_planes, x.size * bits, x, bits, out, min_work=PARALLEL_MIN_WORK)
     return out
 
 
@@ -590,16 +545,17 @@ def bitplane_gemm_planes(planes, w, n, bitorder="little"):
     -------
     numpy.ndarray of int32, or int64 when ``(2**bits - 1) * n`` exceeds the int32 range; shape (M, N)
     """
-    n = _length(n)
-    planes = _words(planes, "bitplane_gemm: planes", n, 3, bitorder)
-    w = _words(w, "bitplane_gemm: w", n, 2, bitorder)
+    n = as_length(n)
+    planes = as_words(planes, "bitplane_gemm: planes", n, 3, bitorder)
+    w = as_words(w, "bitplane_gemm: w", n, 2, bitorder)
     bound = (2 ** planes.shape[0] - 1) * n
     if bound > 2**63 - 1:
         raise InputError(f"bitplane_gemm: results up to {bound} do not fit int64; use fewer planes or split n")
     dtype = np.int32 if bound <= INT32_MAX else np.int64
     out = np.empty((planes.shape[1], w.shape[0]), dtype=dtype)
     if out.size:
-        _launch(_bitplane_gemm, out.size * planes.shape[0] * planes.shape[2], planes, w, out)
+        launch(_bitplane_gemm, out.size * planes.shape[0] * planes.shape[2], planes, w, out,
+               min_work=PARALLEL_MIN_WORK)
     return out
 
 
@@ -631,7 +587,7 @@ def bitplane_gemm(x, w, n, bits=8, bitorder="little"):
     --------
     pack_planes, bitplane_gemm_planes : pre-pack the inputs once and reuse them.
     """
-    n = _length(n)
+    n = as_length(n)
     x, bits = _check_unsigned(x, bits, "bitplane_gemm")
     if x.shape[1] != n:
         raise InputError(f"bitplane_gemm: x has {x.shape[1]} columns but n = {n}")
@@ -648,29 +604,24 @@ def _ternary_binary_gemm(ts, tm, b, out):
     m, nw = ts.shape
     nb = b.shape[0]
     for t in numba.prange((m + 1) // 2):
-        i0 = 2 * t
-        i1 = min(i0 + 1, m - 1)  # an odd last row is computed twice, harmlessly
-        s0 = ts[i0]
-        s1 = ts[i1]
-        m0 = tm[i0]
-        m1 = tm[i1]
+        i0, i1 = _tile_pair(t, m)
+        s0, s1, m0, m1 = ts[i0], ts[i1], tm[i0], tm[i1]
         c0 = c1 = np.uint64(0)
         for k in range(nw):
             c0 += popcount(m0[k])
             c1 += popcount(m1[k])
-        for j in range(0, nb, 2):
-            j1 = min(j + 1, nb - 1)
-            b0 = b[j]
-            b1 = b[j1]
+        for u in range((nb + 1) // 2):
+            j0, j1 = _tile_pair(u, nb)
+            b0, b1 = b[j0], b[j1]
             d00 = d01 = d10 = d11 = np.uint64(0)
             for k in range(nw):
                 d00 += popcount(m0[k] & (s0[k] ^ b0[k]))
                 d01 += popcount(m0[k] & (s0[k] ^ b1[k]))
                 d10 += popcount(m1[k] & (s1[k] ^ b0[k]))
                 d11 += popcount(m1[k] & (s1[k] ^ b1[k]))
-            out[i0, j] = np.int64(c0) - 2 * np.int64(d00)
+            out[i0, j0] = np.int64(c0) - 2 * np.int64(d00)
             out[i0, j1] = np.int64(c0) - 2 * np.int64(d01)
-            out[i1, j] = np.int64(c1) - 2 * np.int64(d10)
+            out[i1, j0] = np.int64(c1) - 2 * np.int64(d10)
             out[i1, j1] = np.int64(c1) - 2 * np.int64(d11)
 
 
@@ -680,12 +631,8 @@ def _ternary_gemm(sa, ma, sb, mb, out):
     m, nw = sa.shape
     nb = sb.shape[0]
     for t in numba.prange((m + 1) // 2):
-        i0 = 2 * t
-        i1 = min(i0 + 1, m - 1)  # an odd last row is computed twice, harmlessly
-        s0 = sa[i0]
-        s1 = sa[i1]
-        m0 = ma[i0]
-        m1 = ma[i1]
+        i0, i1 = _tile_pair(t, m)
+        s0, s1, m0, m1 = sa[i0], sa[i1], ma[i0], ma[i1]
         for j in range(nb):
             y = sb[j]
             n_ = mb[j]
@@ -714,20 +661,18 @@ def ternary_binary_gemm(ts, tm, b, n, bitorder="little"):
     b : numpy.ndarray of uint64, shape (N, ceil(n / 64))
         Packed ±1 rows.
     n : int
+        Values per row (the reduction length K).
     bitorder : {'little', 'big'}
+        Layout of ``ts``, ``tm`` and ``b``.
 
     Returns
     -------
     numpy.ndarray of int32, shape (M, N)
     """
-    n = _length(n)
-    _check_int32(n, "ternary_binary_gemm")
-    ts, tm = _ternary_planes(ts, tm, "ternary_binary_gemm: t", n, bitorder)
-    b = _words(b, "ternary_binary_gemm: b", n, 2, bitorder)
-    out = np.empty((ts.shape[0], b.shape[0]), dtype=np.int32)
-    if out.size:
-        _launch(_ternary_binary_gemm, out.size * ts.shape[1], ts, tm, b, out)
-    return out
+    n = _int32_length(n, "ternary_binary_gemm")
+    ts, tm = as_ternary_planes(ts, tm, "ternary_binary_gemm: t", n, bitorder)
+    b = as_words(b, "ternary_binary_gemm: b", n, 2, bitorder)
+    return _int32_out(_ternary_binary_gemm, (ts.shape[0], b.shape[0]), ts.shape[1], ts, tm, b)
 
 
 def ternary_gemm(sa, ma, sb, mb, n, bitorder="little"):
@@ -742,20 +687,18 @@ def ternary_gemm(sa, ma, sb, mb, n, bitorder="little"):
     sb, mb : numpy.ndarray of uint64, shape (N, ceil(n / 64))
         Signs and mask planes of ``B``.
     n : int
+        Values per row (the reduction length K).
     bitorder : {'little', 'big'}
+        Layout of all four planes.
 
     Returns
     -------
     numpy.ndarray of int32, shape (M, N)
     """
-    n = _length(n)
-    _check_int32(n, "ternary_gemm")
-    sa, ma = _ternary_planes(sa, ma, "ternary_gemm: a", n, bitorder)
-    sb, mb = _ternary_planes(sb, mb, "ternary_gemm: b", n, bitorder)
-    out = np.empty((sa.shape[0], sb.shape[0]), dtype=np.int32)
-    if out.size:
-        _launch(_ternary_gemm, 2 * out.size * sa.shape[1], sa, ma, sb, mb, out)
-    return out
+    n = _int32_length(n, "ternary_gemm")
+    sa, ma = as_ternary_planes(sa, ma, "ternary_gemm: a", n, bitorder)
+    sb, mb = as_ternary_planes(sb, mb, "ternary_gemm: b", n, bitorder)
+    return _int32_out(_ternary_gemm, (sa.shape[0], sb.shape[0]), 2 * sa.shape[1], sa, ma, sb, mb)
 
 
 # ---------------------------------------------------------------------------------------
@@ -829,5 +772,5 @@ def threshold_pack(acc, thresholds, flip=None):
         thresholds = thresholds.astype(np.int64)
         low = np.where(flip, np.iinfo(np.int64).min, thresholds)
         high = np.where(flip, thresholds, np.iinfo(np.int64).max)
-        _launch(_threshold_pack, flat.size, flat, low, high, out)
+        launch(_threshold_pack, flat.size, flat, low, high, out, min_work=PARALLEL_MIN_WORK)
     return out.reshape(acc.shape[:-1] + (n_words(c),))

@@ -26,9 +26,10 @@ from bitsim.formats import binary
 from bitsim.formats.rng import as_rng
 
 from ..errors import InputError
-from ._fused import sign_pm1
-from .init import uniform
-from .layers import Layer, Param, _check_2d, _check_nhwc, _window, conv_backward, conv_forward, conv_output_hw
+from .conv import ConvLayer, conv_backward, conv_forward
+from .fused import sign_pm1
+from .layers import DenseLayer, Param, dense_backward, dense_forward, latent_weights
+from .shapes import check_2d, check_nhwc
 
 EXACT_LIMIT = {np.dtype(np.float32): 2**24, np.dtype(np.float64): 2**53}
 
@@ -75,7 +76,7 @@ class _Binarized:
         return self._wb.astype(np.int8)
 
 
-class BinaryDense(_Binarized, Layer):
+class BinaryDense(_Binarized, DenseLayer):
     """Fully connected layer with ±1 weights: ``y = x @ Wb.T (+ b)``; see the module docstring for the rules.
 
     Parameters
@@ -99,56 +100,42 @@ class BinaryDense(_Binarized, Layer):
     Notes
     -----
     ``W`` and :meth:`binary_weights` have shape ``(n_out, n_in)``, the (out, in) layout of
-    :func:`bitsim.kernels.binary.xnor_gemm`.
+    :func:`bitsim.kernels.xnor.xnor_gemm`.
     """
 
     weight_bits = 1
 
     def __init__(self, n_in, n_out, stochastic=False, rng=None, *, bias=False, lr_scale=1.0, init_rng=None,
                  dtype=np.float32, input_grad=True):
-        self.n_in, self.n_out, self.dtype = int(n_in), int(n_out), np.dtype(dtype)
+        self._init_sizes(n_in, n_out, dtype)
         self.input_grad = bool(input_grad)
-        self.W = Param(uniform((self.n_out, self.n_in), -1.0, 1.0, init_rng, self.dtype), "W",
-                       clip=(-1.0, 1.0), lr_scale=lr_scale)
+        self.W = latent_weights((self.n_out, self.n_in), init_rng, self.dtype, lr_scale)
         self.b = Param(np.zeros(self.n_out, self.dtype), "b") if bias else None
         self._init_binary(stochastic, rng)
 
     def forward(self, x, training=True):
         x = np.asarray(x)
-        _check_2d(x, self.n_in, self)
+        check_2d(x, self.n_in, self)
         _check_exact(x, self.n_in, self.dtype, self)
         x = x.astype(self.dtype, copy=False)
-        wb = self._binarize(training)
-        self._x = x
-        y = x @ wb.T
-        return y + self.b.value if self.b is not None else y
+        return dense_forward(self, x, self._binarize(training))
 
     def backward(self, grad):
-        x = self._cached("_x")
-        self.W.grad = grad.T @ x
-        if self.b is not None:
-            self.b.grad = grad.sum(axis=0)
-        return grad @ self._wb if self.input_grad else None
-
-    def params(self):
-        return [self.W] + ([self.b] if self.b is not None else [])
-
-    def output_shape(self, shape):
-        return (self.n_out,)
+        return dense_backward(self, grad, self.input_grad)
 
     def _describe(self):
         return f"{self.n_in}, {self.n_out}, stochastic={self.stochastic}, bias={self.b is not None}"
 
 
-class BinaryConv2d(_Binarized, Layer):
-    """2-D convolution of NHWC images with ±1 weights; see :class:`~bitsim.nn.layers.Conv2d` and the module rules.
+class BinaryConv2d(_Binarized, ConvLayer):
+    """2-D convolution of NHWC images with ±1 weights; see :class:`~bitsim.nn.conv.Conv2d` and the module rules.
 
     Parameters
     ----------
     c_in, c_out : int
     kernel, stride, padding : int or (int, int)
-        As in :class:`~bitsim.nn.layers.Conv2d`; padded positions hold 0 (not ±1), as in
-        :func:`bitsim.kernels.binary.binary_conv2d`.
+        As in :class:`~bitsim.nn.conv.Conv2d`; padded positions hold 0 (not ±1), as in
+        :func:`bitsim.kernels.xnor.binary_conv2d`.
     stochastic, rng, bias, lr_scale, init_rng, dtype
         As in :class:`BinaryDense`.
 
@@ -162,17 +149,15 @@ class BinaryConv2d(_Binarized, Layer):
 
     def __init__(self, c_in, c_out, kernel, stride=1, padding=0, stochastic=False, rng=None, *, bias=False,
                  lr_scale=1.0, init_rng=None, dtype=np.float32):
-        self.c_in, self.c_out, self.dtype = int(c_in), int(c_out), np.dtype(dtype)
-        self.kernel, self.stride, self.padding = _window(kernel, stride, padding)
+        self._init_window(c_in, c_out, kernel, stride, padding, dtype)
         kh, kw = self.kernel
-        self.W = Param(uniform((self.c_out, kh, kw, self.c_in), -1.0, 1.0, init_rng, self.dtype), "W",
-                       clip=(-1.0, 1.0), lr_scale=lr_scale)
+        self.W = latent_weights((self.c_out, kh, kw, self.c_in), init_rng, self.dtype, lr_scale)
         self.b = Param(np.zeros(self.c_out, self.dtype), "b") if bias else None
         self._init_binary(stochastic, rng)
 
     def forward(self, x, training=True):
         x = np.asarray(x)
-        _check_nhwc(x, self.c_in, self)
+        check_nhwc(x, self.c_in, self)
         _check_exact(x, self.kernel[0] * self.kernel[1] * self.c_in, self.dtype, self)
         x = x.astype(self.dtype, copy=False)
         return conv_forward(self, x, self._binarize(training).reshape(self.c_out, -1))
@@ -180,12 +165,5 @@ class BinaryConv2d(_Binarized, Layer):
     def backward(self, grad):
         return conv_backward(self, grad)
 
-    def params(self):
-        return [self.W] + ([self.b] if self.b is not None else [])
-
-    def output_shape(self, shape):
-        return conv_output_hw(shape[:2], self.kernel, self.stride, self.padding) + (self.c_out,)
-
     def _describe(self):
-        return (f"{self.c_in}, {self.c_out}, kernel={self.kernel}, stride={self.stride}, padding={self.padding}, "
-                f"stochastic={self.stochastic}, bias={self.b is not None}")
+        return f"{self._describe_window()}, stochastic={self.stochastic}, bias={self.b is not None}"

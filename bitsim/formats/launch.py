@@ -1,4 +1,9 @@
-"""How the kernel wrappers call their parallel Numba kernels."""
+"""How bitsim calls its parallel Numba kernels: on the calling thread alone when the work is small.
+
+It lives at the bottom of the kernel code (formats) because the parallel Philox draws of
+:mod:`bitsim.formats.rng` and the dynamic fixed point of :mod:`bitsim.formats.dynamic_fixed` use it
+as well as :mod:`bitsim.kernels` and :mod:`bitsim.nn`; imports only point down.
+"""
 
 import numba
 
@@ -11,6 +16,24 @@ def launch(kernel, work, *args, min_work, tasks=False):
     loop runs few, long iterations; hand them out one at a time, so that a thread slowed by other
     processes does not hold up the others. Results never depend on the thread count: every kernel
     computes each output element on one thread in a fixed order.
+
+    Parameters
+    ----------
+    kernel : numba dispatcher
+        A ``parallel=True`` jitted function.
+    work : int
+        A measure of the call's work (inner-loop operations or elements), compared with ``min_work``.
+    *args
+        The kernel's arguments.
+    min_work : int
+        The least work worth the other threads.
+    tasks : bool
+        Hand out the parallel loop's iterations one at a time (chunk size 1).
+
+    Returns
+    -------
+    object
+        What the kernel returns.
     """
     threads = numba.get_num_threads()
     if work >= min_work or threads == 1:

@@ -1,9 +1,30 @@
-"""End-of-epoch bookkeeping and model loading shared by the trainers of the methods."""
+"""The epoch plumbing shared by the trainers of the methods: starting or resuming a run, one epoch of
+shuffled mini-batches, end-of-epoch bookkeeping, batch-norm calibration and model loading.
+
+The epoch trainers (``train`` of :mod:`~bitsim.methods.bnn`, :mod:`~bitsim.methods.connect` and
+:mod:`~bitsim.methods.loggru`) take the same run options:
+
+``out_dir`` : str or Path, optional
+    The run directory: ``checkpoint.{npz,json}``, ``optimizer.{npz,json}`` and ``history.json`` are
+    written after every epoch, ``best.{npz,json}`` after the best epoch so far (:func:`end_of_epoch`).
+    None writes nothing.
+``progress`` : bool
+    A tqdm bar per epoch (only on a terminal).
+``resume`` : bool
+    Continue from ``out_dir/checkpoint`` when it exists (:func:`begin_run`).
+``stop_after`` : int, optional
+    Return after this many epochs of this call (a later call with ``resume=True`` continues).
+``log`` : callable
+    Receives one line per epoch.
+"""
 
 import json
+import time
+from pathlib import Path
 
 import numpy as np
 
+from ..datasets import random_shifts
 from ..errors import DamagedFileError, InputError
 from ..io import atomic_write_bytes, load_bundle, save_bundle
 
@@ -11,21 +32,6 @@ from ..io import atomic_write_bytes, load_bundle, save_bundle
 BN_STATS = ("running", "precise")
 # options that runs did not record before they existed, with the values those runs used
 LEGACY = {"bn_stats": "running", "calibration_size": 10_000, "translate": 0}
-
-
-def check_bn_stats(bn_stats, calibration_size):
-    """Raise ValueError unless ``bn_stats`` is one of :data:`BN_STATS` and ``calibration_size`` >= 1."""
-    if bn_stats not in BN_STATS:
-        raise InputError(f"unknown bn_stats {bn_stats!r}; choose one of {BN_STATS}")
-    if calibration_size < 1:
-        raise InputError(f"calibration_size must be >= 1, got {calibration_size}")
-
-
-def check_translate(translate):
-    """``translate`` (the largest random shift of a training image) as an int; ValueError unless an integer >= 0."""
-    if isinstance(translate, (bool, np.bool_)) or not isinstance(translate, (int, np.integer)) or translate < 0:
-        raise InputError(f"translate must be a whole number of pixels >= 0 (0: no shifts), got {translate!r}")
-    return int(translate)
 
 
 def translate_key(seed, epoch):
@@ -122,6 +128,95 @@ def resume_run(model, opt, out, score_key, kind="bitsim.nn.Sequential", log=prin
     best = (score, load_bundle(out / "best", kind)[0])
     log(f"resumed from {out / 'checkpoint'} after epoch {len(history)}")
     return history, best, len(history)
+
+
+def begin_run(model, opt, out_dir, resume, epochs, stop_after=None, score_key="val_error", **options):
+    """Where a trainer starts: a new run, or the run in ``out_dir`` resumed (:func:`resume_run`).
+
+    Parameters
+    ----------
+    model, opt
+        The new model and optimizer; a resumed run loads its states into them.
+    out_dir : str or Path or None
+        The run directory (None: nothing is written or resumed).
+    resume : bool
+        Continue from ``out_dir/checkpoint`` when it exists.
+    epochs : int
+        The epochs of the whole run.
+    stop_after : int, optional
+        Train at most this many epochs in this call.
+    score_key : str
+        The history's entry whose lowest value marks the best epoch.
+    **options
+        ``kind``, ``log``, ``config`` and ``legacy`` of :func:`resume_run`.
+
+    Returns
+    -------
+    out, history, best, epochs
+        ``out_dir`` as a Path (or None), the epochs so far, ``(score, state)`` of the best one (None
+        before the first) and the range of epoch indices this call trains.
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    history, best, start = [], None, 0
+    if out is not None and resume and (out / "checkpoint.json").exists():
+        history, best, start = resume_run(model, opt, out, score_key, **options)
+    stop = epochs if stop_after is None else min(epochs, start + int(stop_after))
+    return out, history, best, range(start, stop)
+
+
+def classifier_epoch(model, opt, loss, cfg, epoch, train, generators, progress, shift, inputs=None):
+    """Train an image classifier for one epoch of shuffled mini-batches (the BNN and Connect trainers).
+
+    Parameters
+    ----------
+    model : bitsim.nn.Sequential
+    opt : bitsim.nn optimizer
+    loss : callable
+        ``loss(scores, labels)`` returns the batch's mean loss and the gradient of the scores.
+    cfg : configuration
+        Gives ``batch_size``, ``epochs`` and ``translate``, the largest random shift of an image.
+    epoch : int
+        The epoch's index, from 0.
+    train : tuple
+        ``(images, labels)``.
+    generators : tuple
+        ``(order, shifts)``: the generator of the epoch's order (one uint32 per image, sorted stably) and
+        the one of its image shifts (:func:`bitsim.datasets.random_shifts`).
+    progress : bool
+        A tqdm bar (only on a terminal).
+    shift : callable
+        ``shift(images, dy, dx)``, :func:`bitsim.datasets.translate`: moves the images of a batch when
+        ``cfg.translate`` is not 0.
+    inputs : callable, optional
+        Turns a batch of images into the model's input (default: the images as they are).
+
+    Returns
+    -------
+    total, wrong, seconds
+        The loss summed over the images, the images classified wrongly and the epoch's wall time.
+    """
+    from tqdm.auto import tqdm
+
+    x, y = train
+    t0 = time.perf_counter()
+    order = np.argsort(generators[0].uint32(len(x)), kind="stable")
+    dy, dx = random_shifts(generators[1], len(x), cfg.translate)
+    total, wrong = 0.0, 0
+    bar = tqdm(range(-(-len(x) // cfg.batch_size)), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               unit="batch", disable=None if progress else True)  # None: no bar when the output is not a terminal
+    for b in bar:
+        idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+        images = shift(x[idx], dy[idx], dx[idx]) if cfg.translate else x[idx]
+        scores = model.forward(images if inputs is None else inputs(images), training=True)
+        value, grad = loss(scores, y[idx])
+        model.backward(grad)
+        opt.step()
+        total += value * len(idx)
+        wrong += int(np.sum(scores.argmax(1) != y[idx]))
+        if b % 20 == 0:
+            seen = min((b + 1) * cfg.batch_size, len(x))
+            bar.set_postfix(loss=f"{total / seen:.4f}", err=f"{100 * wrong / seen:.2f}%")
+    return total, wrong, time.perf_counter() - t0
 
 
 def end_of_epoch(model, opt, out, meta, history, best, score, kept=None):

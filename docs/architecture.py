@@ -1,0 +1,131 @@
+"""Draw bitsim's import graph, package by package, from the code itself: ``docs/img/architecture.png``.
+
+    python docs/architecture.py            # needs matplotlib (the plot extra)
+
+Each box is a package or top-level module of ``bitsim`` (its lines of code beside the name); an arrow
+``A -> B`` means some module of A imports B, drawn only where no longer chain of imports already leads
+from A to B (the transitive reduction), so that the picture shows the layering rather than every
+import. A box stands one row above everything it imports, so the rows are the layers, read from the
+bottom up, and every arrow points down. Nothing is drawn by hand.
+"""
+
+import ast
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "bitsim"
+
+
+def part(module):
+    """The top-level part of a dotted bitsim module name: ``bitsim.kernels.u8`` -> ``kernels``."""
+    pieces = module.split(".")
+    return pieces[1] if len(pieces) > 1 else "__init__"
+
+
+def imports(path):
+    """The bitsim modules ``path`` imports, at any depth of the file."""
+    here = "bitsim." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    package = here.removesuffix(".__init__") if path.name == "__init__.py" else here.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+            name = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module or ""
+            targets = [name] if node.module else [f"{name}.{a.name}" for a in node.names]
+            yield from (t for t in targets if t.startswith("bitsim."))
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names if a.name.startswith("bitsim."))
+
+
+def graph():
+    """``(lines, edges)``: lines of code per part, and the set of ``(importer, imported)`` parts."""
+    lines, edges = defaultdict(int), set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = part("bitsim." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts))
+        if source == "__init__":
+            continue
+        lines[source] += sum(1 for line in path.read_text().splitlines() if line.strip())
+        for target in imports(path):
+            target = part(target)
+            if target not in (source, "__init__", "__version__"):
+                edges.add((source, target))
+    return dict(lines), edges
+
+
+def reduction(edges):
+    """The edges that no longer path between the same two nodes makes redundant."""
+    below = defaultdict(set)
+    for a, b in edges:
+        below[a].add(b)
+
+    def reachable(start, skip):
+        seen, todo = set(), [n for n in below[start] if n != skip]
+        while todo:
+            node = todo.pop()
+            if node not in seen:
+                seen.add(node)
+                todo.extend(below[node])
+        return seen
+
+    return {(a, b) for a, b in edges if b not in reachable(a, b)}
+
+
+def floors(nodes, edges):
+    """Row of each node: 0 for nodes that import nothing, else one above the highest node they import."""
+    below = defaultdict(set)
+    for a, b in edges:
+        below[a].add(b)
+    row = {}
+
+    def place(node, seen=()):
+        if node in seen:
+            raise ValueError(f"import cycle through {node}")
+        if node not in row:
+            row[node] = 1 + max((place(b, seen + (node,)) for b in below[node]), default=-1)
+        return row[node]
+
+    for node in nodes:
+        place(node)
+    return row
+
+
+def draw(path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines, edges = graph()
+    row = floors(lines, edges)
+    edges = reduction(edges)
+    levels = defaultdict(list)
+    for node in sorted(lines, key=lambda n: (row[n], n)):
+        levels[row[node]].append(node)
+    width = max(len(v) for v in levels.values())
+    where = {}
+    for level, nodes in levels.items():
+        for i, node in enumerate(nodes):
+            where[node] = ((i + 0.5) * width / len(nodes), level * 1.6)
+    fig, ax = plt.subplots(figsize=(2.2 * width, 1.3 * (len(levels) + 1)))
+    for a, b in sorted(edges):
+        (x0, y0), (x1, y1) = where[a], where[b]
+        ax.annotate("", (x1, y1 + 0.3), (x0, y0 - 0.3),
+                    arrowprops={"arrowstyle": "-|>", "color": "0.55", "lw": 0.8, "shrinkA": 0, "shrinkB": 0})
+    for node, (x, y) in where.items():
+        name = f"{node}/" if (PACKAGE / node).is_dir() else f"{node}.py"
+        ax.text(x, y, f"{name}\n{lines[node]:,} lines", ha="center", va="center", fontsize=9,
+                bbox={"boxstyle": "round,pad=0.4", "fc": "#e8f0fa", "ec": "#35587a"})
+    ax.set_xlim(-0.2, width + 0.2)
+    ax.set_ylim(-0.8, 1.6 * max(levels) + 0.8)
+    ax.axis("off")
+    ax.set_title("bitsim's parts and their imports (generated by docs/architecture.py; arrows point down)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "img" / "architecture.png"
+    print(f"wrote {draw(out)}")
