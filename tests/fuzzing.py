@@ -419,3 +419,18 @@ def py2_pickle(obj):
     Py2Pickler(buffer, protocol=2).dump(obj)
     # numpy 1.x (the files' era) names its reconstructor numpy.core.multiarray
     return buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
+def plain_words(data):
+    """$readmemh words by the plainest reading (a hex digit, then hex digits or Verilog's '_' separators);
+    None for anything that is not such words."""
+    words = []
+    for line in data.split(b"\n"):
+        for token in line.split(b"//")[0].split():
+            if token[0] not in HEX_DIGITS or not all(c in HEX_DIGITS + b"_" for c in token):
+                return None
+            words.append(int(token.replace(b"_", b""), 16))
+    return words

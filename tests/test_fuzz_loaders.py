@@ -27,7 +27,8 @@ from bitsim.nn.binarized import BinaryDense
 from bitsim.nn.model import Sequential
 from bitsim.outputs import MARKER, read_marker, write_marker
 from fuzzing import (ArrayEdit, Files, JsonEdit, array_edits, array_signings, byte_edits, call, expect,
-                     fuzz_settings, json_edits, manifest_text, npy_bytes, npz_of, record, refused, resign, signings)
+                     fuzz_settings, json_edits, manifest_text, npy_bytes, npz_of, plain_words, record, refused, resign,
+                     signings)
 
 pytest_plugins = ["fuzz_summary_plugin"]
 
@@ -388,21 +389,6 @@ def test_golden_npz(golden, data):
 
 # ---------------------------------------------------------------------------------------------------
 # 8: golden.compare with a damaged DUT file
-
-HEX_DIGITS = b"0123456789abcdefABCDEF"
-
-
-def plain_words(data):
-    """$readmemh words by the plainest reading (a hex digit, then hex digits or Verilog's '_' separators);
-    None for anything that is not such words."""
-    words = []
-    for line in data.split(b"\n"):
-        for token in line.split(b"//")[0].split():
-            if token[0] not in HEX_DIGITS or not all(c in HEX_DIGITS + b"_" for c in token):
-                return None
-            words.append(int(token.replace(b"_", b""), 16))
-    return words
-
 
 def bin_words(data, count, itemsize):
     if len(data) != count * itemsize:

@@ -1,7 +1,6 @@
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitsim.golden import GoldenError, compare, export, format_report, passed
+from fuzzing import plain_words
 from bitsim.golden.manifest import parse_bin, parse_memh
 from bitsim.golden.export import memh_text, raw_bytes, to_words
 
@@ -108,21 +108,6 @@ def test_tampered_files_never_match(golden, tmp_path_factory, pick, action, wher
         assert same, (action, verdict)
     if not same:
         assert verdict.status in ("mismatch", "malformed"), (action, verdict)
-
-
-HEX_DIGITS = b"0123456789abcdefABCDEF"
-
-
-def plain_words(data):
-    """$readmemh words by the plainest reading (a hex digit, then hex digits or Verilog's '_' separators);
-    None for anything that is not such words."""
-    words = []
-    for line in data.split(b"\n"):
-        for token in line.split(b"//")[0].split():
-            if token[0] not in HEX_DIGITS or not all(c in HEX_DIGITS + b"_" for c in token):
-                return None
-            words.append(int(token.replace(b"_", b""), 16))
-    return words
 
 
 def test_missing_malformed_and_checksum_are_reported(golden, tmp_path):

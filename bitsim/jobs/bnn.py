@@ -220,7 +220,7 @@ def plot_history(history, path, paper_error=0.0096):
 # bitsim train bnn
 
 def _add_train_arguments(parser):
-    """The defaults are the README's 30-minute reproduction."""
+    """The defaults are the 30-minute reproduction of docs/bnn.md."""
     d = BNNConfig()
     parser.add_argument("--dataset", choices=["mnist"], default="mnist")
     parser.add_argument("--hidden", type=positive_int, default=d.hidden,
@@ -284,7 +284,7 @@ def _run_demo(args):
                     translate=0)
     print(f"bitsim demo: train a binarized MLP (784-{cfg.hidden}-{cfg.hidden}-10) on {cfg.train_size:,} bundled "
           f"MNIST images for {cfg.epochs} epochs, compile it to packed integers, check it bit for bit, time it.")
-    print("(the full reproduction is `bitsim train bnn`; see README.md)")
+    print("(the full reproduction is `bitsim train bnn`; see docs/bnn.md)")
     require_exact(pipeline(cfg, progress=not args.no_progress)[3])
 
 

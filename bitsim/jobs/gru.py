@@ -205,7 +205,7 @@ GRU = Group(help="the log-quantized GRU: Table 1 beside the paper's",
 # bitsim train gru
 
 def _add_train_arguments(parser):
-    """The defaults are the README's reproduction."""
+    """The defaults are the reproduction of docs/gru.md."""
     d = GRUConfig()
     parser.add_argument("--dataset", choices=["shakespeare"], default="shakespeare")
     parser.add_argument("--input", choices=INPUTS, default=d.input,

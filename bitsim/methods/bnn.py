@@ -43,7 +43,7 @@ LR_SCALES = ("glorot", "none")
 
 @dataclass
 class BNNConfig(RunConfig):
-    """Options of a BNN MNIST run (the defaults are the README's 30-minute reproduction)."""
+    """Options of a BNN MNIST run (the defaults are the 30-minute reproduction of docs/bnn.md)."""
 
     LIMITS = {"hidden": SIZE, "layers": (1, 64), "epochs": (1, None), "batch_size": SIZE, "translate": (0, None),
               "calibration_size": (1, None), "seed": (0, None)}

@@ -65,7 +65,7 @@ assert 2 * MAX_LAYERS < TRANSLATE_STREAM < 16, "every stream of an epoch needs i
 
 @dataclass
 class ConnectConfig(RunConfig):
-    """Options of a run (the defaults are the README's 30-minute BinaryConnect + QBP reproduction)."""
+    """Options of a run (the defaults are the 30-minute BinaryConnect + QBP reproduction of docs/connect.md)."""
 
     LIMITS = {"hidden": SIZE, "layers": (1, MAX_LAYERS), "epochs": (1, None), "batch_size": SIZE,
               "translate": (0, None), "calibration_size": (1, None), "seed": (0, None)}

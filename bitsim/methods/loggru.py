@@ -45,7 +45,7 @@ INPUTS = ("embedding", "onehot")
 
 @dataclass
 class GRUConfig(RunConfig):
-    """Options of a character-level GRU run (the defaults are the README's reproduction, under 30 minutes)."""
+    """Options of a character-level GRU run (the defaults are the reproduction of docs/gru.md, under 30 minutes)."""
 
     LIMITS = {"embed": SIZE, "hidden": SIZE, "epochs": (1, None), "batch_size": SIZE, "seq_len": SIZE,
               "eval_streams": SIZE, "seed": (0, None)}
