@@ -25,8 +25,7 @@ from .io import atomic_write_bytes, canonical_sha256, current_umask, read_json
 from .schema import SHA256, OneOf, Str, validate
 
 MARKER = "bitsim-output.json"
-# left behind by a write that was interrupted (atomic_write_bytes and the directory builders)
-TEMPORARY = (".*.tmp", ".*.new-*", ".*.old-*")
+TEMPORARY = ".*.tmp"  # a file atomic_write_bytes left behind when it was interrupted
 
 
 MARKER_SCHEMA = {"bitsim_output": OneOf(1), "kind": Str(), "bitsim_version": Str(), "marker_sha256": SHA256}
@@ -79,11 +78,14 @@ def is_empty_dir(path):
 def foreign_files(directory, owned):
     """Entries of ``directory`` that bitsim did not write as output matching the ``owned`` shell patterns.
 
-    The marker and files left by an interrupted write are bitsim's too; links never are.
+    A pattern ending in ``/`` names a directory, any other pattern a file. The marker and the
+    temporary files of an interrupted atomic write are bitsim's too; links never are.
     """
-    patterns = tuple(owned) + (MARKER,) + TEMPORARY
+    files = tuple(p for p in owned if not p.endswith("/")) + (MARKER, TEMPORARY)
+    dirs = tuple(p[:-1] for p in owned if p.endswith("/"))
 
     def ours(entry):
+        patterns = dirs if entry.is_dir() else files
         return not entry.is_symlink() and any(fnmatch.fnmatchcase(entry.name, p) for p in patterns)
 
     return sorted(entry.name for entry in Path(directory).iterdir() if not ours(entry))
@@ -108,7 +110,8 @@ def check_replaceable(directory, kind, owned, inputs=(), kind_of=read_marker):
     kind : str
         The kind of output about to be written.
     owned : iterable of str
-        Shell patterns of the file names that output of ``kind`` consists of.
+        Shell patterns of the names that output of ``kind`` consists of (ending in ``/`` for a
+        directory, otherwise a file).
     inputs : iterable of paths
         What the command reads; the directory must hold none of them.
     kind_of : callable

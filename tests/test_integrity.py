@@ -209,6 +209,10 @@ def test_run_directories_follow_the_rule(tmp_path):
     with pytest.raises(OutputExistsError, match="keep.txt"):
         prepare_run_dir(out, "bitsim train bnn", ("best.*",), overwrite=True)
     (out / "keep.txt").unlink()
+    (out / "best.old").mkdir()  # a directory is never a file of the run, whatever its name
+    with pytest.raises(OutputExistsError, match="best.old"):
+        prepare_run_dir(out, "bitsim train bnn", ("best.*",), overwrite=True)
+    (out / "best.old").rmdir()
     prepare_run_dir(out, "bitsim train bnn", ("best.*",), overwrite=True)
     assert sorted(os.listdir(out)) == [MARKER]
     other = tmp_path / "other"
