@@ -17,7 +17,7 @@ import textwrap
 import traceback
 
 from . import __version__
-from .errors import EXIT_STATUSES, BitsimError
+from .errors import EXIT_STATUSES, BitsimError, one_line
 from .jobs import bnn, connect, explain, golden, gru, surgery
 from .jobs.arguments import Group
 
@@ -111,12 +111,6 @@ def _numbers_last(argv):
     return argv[:command + 1] + [word for word in rest if word not in numbers] + ["--"] + numbers
 
 
-def _one_line(err):
-    """``TYPE: first line of the message`` of an exception."""
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
-
-
 def _os_error_text(err):
     """One line naming the path(s) of a file-system error."""
     if err.filename is None or not err.strerror:
@@ -131,7 +125,7 @@ def _failure(name, err):
         return f"{name}: error: {err}", err.exit_status
     if isinstance(err, OSError):
         return f"{name}: error: {_os_error_text(err)}", 2
-    return (f"{name}: internal error: {_one_line(err)}\nthis is a bug in bitsim: please report it with the command "
+    return (f"{name}: internal error: {one_line(err)}\nthis is a bug in bitsim: please report it with the command "
             f"you ran ({DEBUG_VARIABLE}=1 shows the traceback)"), 3
 
 

@@ -87,5 +87,11 @@ class MissingExtra(BitsimError, ImportError):
     """A feature needs an optional dependency; the message names the extra to install."""
 
 
-__all__ = ["EXIT_STATUSES", "BitsimError", "InputError", "InputTypeError", "RangeError", "MissingFileError",
+def one_line(err):
+    """``TYPE: first line of the message`` of an exception, for one-line reports of errors bitsim did not raise."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+__all__ = ["one_line", "EXIT_STATUSES", "BitsimError", "InputError", "InputTypeError", "RangeError", "MissingFileError",
            "OutputExistsError", "DamagedFileError", "GoldenError", "CheckFailed", "MissingExtra"]

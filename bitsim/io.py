@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import BitsimError, DamagedFileError, InputError, InputTypeError, MissingFileError
+from .errors import BitsimError, DamagedFileError, InputError, InputTypeError, MissingFileError, one_line
 from .schema import ANY, SHA256, SHAPE, MapOf, OneOf, Str, validate
 
 FORMAT_VERSION = 2
@@ -317,7 +317,7 @@ def read_inputs(spec):
     except OSError as err:
         raise InputError(f"cannot read {path}: {err.strerror or err}") from None
     except Exception as err:  # whatever numpy or zipfile make of a damaged file
-        raise DamagedFileError(path, f"cannot be read as a {suffix} file ({_one_line(err)}); save the inputs "
+        raise DamagedFileError(path, f"cannot be read as a {suffix} file ({one_line(err)}); save the inputs "
                                      f"again with numpy.{'save' if suffix == '.npy' else 'savez'}") from None
     if x.ndim == 0:
         raise InputError(f"{path} holds a single value (a 0-d array); give an array with one example per row")
@@ -371,10 +371,3 @@ def _read_npz(stream, path):
                                          "numpy.savez(path, x=x)")
         with archive.open(member) as data:
             return _read_npy(data, member.file_size, f"{path} (array {member.filename[:-4]!r})")
-
-
-
-def _one_line(err):
-    """``TYPE: first line of the message`` of an exception."""
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

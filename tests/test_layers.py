@@ -20,19 +20,7 @@ def part(module):
 
 def imports(path, root=ROOT):
     """Every bitsim module that ``path`` imports, at any depth of the file (function-level imports too)."""
-    here = "bitsim." + ".".join(path.relative_to(root).with_suffix("").parts)
-    package = here.rsplit(".", 1)[0] if path.name != "__init__.py" else here.removesuffix(".__init__")
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
-                name = ".".join(base + ([node.module] if node.module else []))
-            else:
-                name = node.module or ""
-            targets = [name] if node.module else [f"{name}.{a.name}" for a in node.names]
-            yield from (t for t in targets if t.startswith("bitsim"))
-        elif isinstance(node, ast.Import):
-            yield from (a.name for a in node.names if a.name.startswith("bitsim"))
+    return [module for module, _ in resolved_imports(path, root.parent) if module.startswith("bitsim")]
 
 
 MODULES = sorted(ROOT.rglob("*.py"))

@@ -112,7 +112,6 @@ def compare(golden_dir, dut_dir, patterns=None, formats=("memh", "bin")):
     if patterns and not entries:
         names = ", ".join(e["name"] for e in manifest["tensors"])
         raise GoldenError(f"no tensor matches {patterns}; the tensors are: {names}")
-    verdicts = []
     return [compare_one(golden[entry["name"]], dut_dir, entry, sums, formats) for entry in entries]
 
 
