@@ -32,6 +32,7 @@ from bitsim.formats.binary import pack_bits  # noqa: E402
 from bitsim.kernels import xnor as kb  # noqa: E402
 from harness import Case, bitplane_case, naive_rows, pm1_float, rand_words  # noqa: E402
 from kernels_int import cases as integer_cases  # noqa: E402
+from kernels_mx import cases as mx_cases  # noqa: E402
 from kernels_u8 import cases as u8_cases  # noqa: E402
 
 NOTES = [
@@ -181,7 +182,7 @@ def cases(quick=False):
 
 def main():
     args = harness.parse_args(__doc__, quick="small shapes, for a smoke run (under ~20 s)")
-    every = cases(args.quick) + integer_cases(args.quick) + u8_cases(args.quick)
+    every = cases(args.quick) + integer_cases(args.quick) + u8_cases(args.quick) + mx_cases(args.quick)
     records = harness.run("bitsim kernels", NOTES, every, args)
     harness.print_load(records)
 

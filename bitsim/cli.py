@@ -18,8 +18,9 @@ import traceback
 
 from . import __version__
 from .errors import EXIT_STATUSES, BitsimError, one_line
-from .jobs import bnn, connect, explain, golden, gru, surgery
+from .jobs import bnn, connect, explain, golden, gru, surgery, sweep
 from .jobs.arguments import Group
+from .jobs.qonnx import QONNX
 
 DEBUG_VARIABLE = "BITSIM_DEBUG"
 
@@ -44,6 +45,8 @@ COMMANDS = {
     "explain": explain.EXPLAIN,
     "export": golden.EXPORT,
     "compare": golden.COMPARE,
+    "qonnx": QONNX,
+    "sweep": sweep.SWEEP,
 }
 
 

@@ -1,10 +1,12 @@
 """Worked examples that show the bits: how one value is encoded in each format, and why."""
 
+import re
+
 import numpy as np
 
 from .errors import InputError
 from .formats import binary, fixed, log, parse_format
-from .formats.modes import Counts, Rounding
+from .formats.modes import Counts, Rounding, parse_enum
 
 
 def float32_lines(x32):
@@ -155,6 +157,132 @@ def check_options(spec, options):
                              f"to {' and '.join(FAMILIES[f] for f in families)} only; leave it out")
 
 
+def explain_minifloat(x, fmt, rounding="nearest_even", overflow="saturate"):
+    from .formats import minifloat as mf
+
+    rounding, overflow = parse_enum(Rounding, rounding), parse_enum(mf.FloatOverflow, overflow)
+    lines = float32_lines(np.float32(x)) if np.float32(x) == x or not np.isfinite(x) else [f"input        {x!r}"]
+    special = ("top exponent field reserved: mantissa 0 = Inf, else NaN" if fmt.infinities else
+               "the all-ones code is NaN, no Inf" if fmt.nans else "no Inf, no NaN")
+    lines.append(f"format       {fmt.name}: {int(fmt.signed)} sign + {fmt.exp_bits} exponent + {fmt.man_bits} mantissa "
+                 f"bits, bias {fmt.bias}, {'subnormals' if fmt.subnormals else 'no subnormals'}, {special}; "
+                 f"largest {fmt.max!r}, smallest positive {fmt.min_positive!r}")
+    rules = {Rounding.FLOOR: "toward -inf", Rounding.CEIL: "toward +inf", Rounding.TOWARD_ZERO: "toward zero",
+             Rounding.NEAREST_UP: "nearest, ties toward +inf", Rounding.NEAREST_EVEN: "nearest, ties to the even code",
+             Rounding.NEAREST_AWAY: "nearest, ties away from zero",
+             Rounding.STOCHASTIC: "up with probability (|x| - lo) / (hi - lo): u < floor(p * 2^32), seed 1 here"}
+    vals = mf.values(fmt)
+    a = abs(float(x))
+    if np.isfinite(a):
+        finite = np.sort(np.unique(np.abs(vals[np.isfinite(vals)])))
+        lo = float(finite[finite <= a].max()) if (finite <= a).any() else np.nan
+        hi = float(finite[finite >= a].min()) if (finite >= a).any() else np.nan
+        if np.isnan(hi):
+            step = 2.0 ** (fmt.emax - fmt.man_bits)
+            lines.append(f"neighbours   |x| = {a!r} lies beyond the largest value {fmt.max!r}; the next value with an "
+                         f"unbounded exponent is {fmt.max + step!r}")
+        elif lo == hi:
+            lines.append(f"neighbours   |x| = {a!r} is a value of {fmt.name}: no rounding")
+        elif np.isnan(lo):
+            lines.append(f"neighbours   |x| = {a!r} lies below the smallest value {hi!r} (the format has no zero)")
+        else:
+            lines.append(f"neighbours   {lo!r} <= |x| = {a!r} <= {hi!r}, midpoint {(lo + hi) / 2!r}")
+    lines.append(f"rule         {rounding.value}: {rules[rounding]}; overflow {overflow.value}")
+    counts = Counts()
+    code = int(mf.encode(np.float64(x), fmt, rounding, overflow, rng=1, counts=counts))
+    if counts.saturated:
+        lines.append(f"overflow     beyond the largest finite value: {overflow.value} (counted {counts.saturated})")
+    if counts.flushed:
+        lines.append("underflow    a nonzero value became zero (counted as flushed)")
+    s, e, m = mf.fields(code, fmt)
+    digits = (fmt.bits + 3) // 4
+    fields_named = "sign | exponent | mantissa" if fmt.signed else "exponent"
+    bits = (f"{s}_" if fmt.signed else "") + f"{e:0{fmt.exp_bits}b}" + (f"_{m:0{fmt.man_bits}b}" if fmt.man_bits else "")
+    lines.append(f"code         0x{code:0{digits}x} = 0b{bits}  ({fields_named})")
+    v = float(mf.decode(np.array(code), fmt))
+    if np.isfinite(v) and v != 0:
+        if e == 0 and fmt.subnormals:
+            how = f"subnormal: {m}/2^{fmt.man_bits} * 2^{1 - fmt.bias}"
+        else:
+            how = f"(1 + {m}/2^{fmt.man_bits}) * 2^({e} - {fmt.bias})"
+        lines.append(f"decoded      {'-' if s else '+'}{how} = {v!r}")
+    else:
+        lines.append(f"decoded      {v!r}")
+    lines.append(_error_line(np.float64(v), np.float64(x)))
+    return lines
+
+
+def explain_mx(spec, values, scale_rule="floor", rounding="nearest_even"):
+    from .formats import minifloat as mf
+    from .formats import mx
+
+    fmt = mx.as_mx(spec)
+    rule = parse_enum(mx.ScaleRule, scale_rule)
+    x = np.asarray(values, dtype=np.float64).ravel()
+    t = mx.quantize(x, fmt, scale_rule=rule, rounding=rounding)
+    el = fmt.element
+    lines = [f"format       {fmt.name}: blocks of {fmt.block} {el.name} elements (largest {el.max!r} = "
+             f"{'1.x' if el.emax >= 0 else ''} * 2^{el.emax}, emax_elem {el.emax}) sharing one E8M0 scale "
+             f"X = 2^(code - 127)",
+             f"scale rule   {rule.value}: " + {
+                 mx.ScaleRule.FLOOR: "e = floor(log2(amax)) - emax_elem (OCP MX v1.0)",
+                 mx.ScaleRule.CEIL: "e = the smallest e with amax <= largest element * 2^e",
+                 mx.ScaleRule.RCEIL: "e = ceil(log2(fl32(amax / largest element))) (cuBLAS RCEIL)",
+                 mx.ScaleRule.EVEN: "e = floor(log2(amax rounded to the element's mantissa)) - emax_elem"}[rule]]
+    for b, s in enumerate(t.scales):
+        part = x[b * fmt.block:(b + 1) * fmt.block]
+        codes = t.codes[b * fmt.block:(b + 1) * fmt.block]
+        finite = np.isfinite(part).all()
+        amax = float(np.max(np.abs(part))) if finite else float("nan")
+        lines.append(f"block {b}      {len(part)} values, amax {amax!r}")
+        if not finite:
+            lines.append("  rule       the block holds NaN or Inf: scale code 0xff (NaN), every element decodes to NaN")
+            continue
+        if amax == 0:
+            lines.append("  rule       an all-zero block: scale code 0x00 (2^-127), element codes 0")
+        else:
+            e_raw = int(mx.shared_exponent(amax, fmt, rule))
+            clipped = f", clipped to {int(s) - 127}" if e_raw != int(s) - 127 else ""
+            lines.append(f"  exponent   floor(log2(amax)) = {int(np.frexp(amax)[1]) - 1}; e = {e_raw}{clipped}")
+        lines.append(f"  scale      code 0x{int(s):02x} = 0b{int(s):08b}  ->  X = 2^{int(s) - 127}")
+        dec = mx.dequantize(mx.MXTensor(codes, np.array([s], np.uint8), fmt, 0))
+        for v, c, d in zip(part.tolist(), codes, dec):
+            scaled = v / 2.0 ** (int(s) - 127)
+            ev = float(mx.decode_elements(np.array([c], np.uint8), el)[0])
+            note = "  (saturated)" if abs(scaled) > el.max else ""
+            lines.append(f"  x = {v!r:<12} x/X = {scaled!r:<12} code 0x{int(c):02x} = {ev!r:<8} value {float(d)!r:<12} "
+                         f"error {float(d) - v:.6g}{note}")
+    lines.append("decoded      element value * X (exact); the error column is decoded - x")
+    return lines
+
+
+MINIFLOAT_OPTIONS = ("rounding", "overflow")
+MX_OPTIONS = ("scale_rule", "rounding")
+
+
+def explain_block_format(spec, value, **options):
+    """The worked example of a minifloat or an MX format, or None when ``spec`` names neither."""
+    from .formats import minifloat as mf
+    from .formats import mx
+
+    text = str(spec).strip().lower()
+    is_mx = text in mx.FORMATS
+    is_mini = not is_mx and (text in mf.FORMATS or re.fullmatch(r"e\d+m\d+", text) is not None)
+    if not (is_mx or is_mini):
+        return None
+    allowed = MX_OPTIONS if is_mx else MINIFLOAT_OPTIONS
+    for name in options:
+        if name not in allowed:
+            raise InputError(f"option {name!r} does not apply to {text}: it takes {', '.join(allowed)}; leave it out")
+    if is_mx:
+        vals = value if isinstance(value, (list, tuple, np.ndarray)) else [value]
+        return "\n".join(explain_mx(text, vals, **options))
+    vals = value if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if len(vals) != 1:
+        raise InputError(f"{text} explains one value at a time, got {len(vals)}; MX formats take a block of values")
+    return "\n".join(explain_minifloat(float(vals[0]), mf.parse_minifloat(text), **options))
+
+
 def explain(spec, value, **options):
     """Return the worked example for encoding ``value`` in the format ``spec``, as text.
 
@@ -172,6 +300,13 @@ def explain(spec, value, **options):
     InputError
         An unknown format, or an option that does not apply to it.
     """
+    shown = explain_block_format(spec, value, **options)
+    if shown is not None:
+        return shown
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if len(value) != 1:
+            raise InputError(f"{spec} explains one value at a time, got {len(value)}; MX formats take a block")
+        value = value[0]
     check_options(spec, options)
     fmt = parse_format(spec, **options)
     value = float(value)

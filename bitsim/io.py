@@ -272,8 +272,8 @@ def _base(path):
     return path.with_suffix("") if path.suffix in (".npz", ".json") else path
 
 
-def read_inputs(spec):
-    """The inputs of ``bitsim export`` from a file: the uint8 array of a .npy or .npz file.
+def read_inputs(spec, dtypes=("uint8",)):
+    """The inputs of ``bitsim export`` or ``bitsim qonnx`` from a file: the array of a .npy or .npz file.
 
     Files are checked before they are used and never unpickled: whatever a file holds, the result is
     the array or a bitsim error naming the file.
@@ -282,12 +282,14 @@ def read_inputs(spec):
     ----------
     spec : str or Path
         The path of a ``.npy`` file, or of a ``.npz`` file holding exactly one array. The array must
-        be uint8 with one example per row and at least one row. (``bitsim export`` reads the bundled
-        images for ``mnist:test`` and ``mnist:train`` itself.)
+        have one of ``dtypes`` with one example per row and at least one row. (``bitsim export`` reads
+        the bundled images for ``mnist:test`` and ``mnist:train`` itself.)
+    dtypes : sequence of str, optional
+        The dtypes accepted (default uint8 only: the pixels bitsim's own models read).
 
     Returns
     -------
-    numpy.ndarray of uint8
+    numpy.ndarray of one of ``dtypes``
 
     Raises
     ------
@@ -295,7 +297,7 @@ def read_inputs(spec):
         A path that is not .npy or .npz, an unreadable path, a 0-d or empty array, a .npz without
         exactly one array.
     InputTypeError
-        An array that is not uint8.
+        An array whose dtype is not one of ``dtypes``.
     MissingFileError
         The file does not exist.
     DamagedFileError
@@ -308,7 +310,8 @@ def read_inputs(spec):
         raise InputError(f"cannot read inputs from {spec!r}; give mnist:test, mnist:train, a .npy or a .npz file")
     try:
         with open(path, "rb") as f:
-            x = _read_npy(f, os.fstat(f.fileno()).st_size, path) if suffix == ".npy" else _read_npz(f, path)
+            size = os.fstat(f.fileno()).st_size
+            x = _read_npy(f, size, path, dtypes) if suffix == ".npy" else _read_npz(f, path, dtypes)
     except BitsimError:
         raise
     except FileNotFoundError:
@@ -326,8 +329,8 @@ def read_inputs(spec):
     return x
 
 
-def _read_npy(stream, size, where):
-    """The uint8 array of the .npy data in ``stream`` (``size`` bytes), checked against its header first."""
+def _read_npy(stream, size, where, dtypes):
+    """The array of the .npy data in ``stream`` (``size`` bytes), checked against its header first."""
     fmt = np.lib.format
     try:
         version = fmt.read_magic(stream)
@@ -339,19 +342,22 @@ def _read_npy(stream, size, where):
         raise DamagedFileError(where, f"is a .npy file of version {version}; save the inputs with numpy.save, "
                                       "which writes version 1.0 for uint8 arrays")
     shape, _, dtype = read_header(stream)
-    if dtype != np.uint8:
-        raise InputTypeError(f"{where} holds an array of dtype {dtype}; export needs uint8 inputs (0..255, as the "
-                             "model reads them), e.g. numpy.save(path, x.astype(numpy.uint8))")
-    need, have = math.prod(shape), size - stream.tell()
+    if dtype.hasobject or dtype.name not in dtypes or not dtype.isnative:
+        if dtypes == ("uint8",):
+            raise InputTypeError(f"{where} holds an array of dtype {dtype}; export needs uint8 inputs (0..255, as "
+                                 "the model reads them), e.g. numpy.save(path, x.astype(numpy.uint8))")
+        raise InputTypeError(f"{where} holds an array of dtype {dtype}; give one of {', '.join(dtypes)} "
+                             "(native byte order), e.g. numpy.save(path, x.astype(numpy.float32))")
+    need, have = math.prod(shape) * dtype.itemsize, size - stream.tell()
     if need != have:
-        raise DamagedFileError(where, f"its header declares a uint8 array of shape {shape} ({need:,} bytes) but "
-                                      f"{have:,} bytes of data follow: the file is truncated or damaged")
+        raise DamagedFileError(where, f"its header declares a {dtype.name} array of shape {shape} ({need:,} bytes) "
+                                      f"but {have:,} bytes of data follow: the file is truncated or damaged")
     stream.seek(0)
     return fmt.read_array(stream, allow_pickle=False)
 
 
-def _read_npz(stream, path):
-    """The one uint8 array of the .npz archive in ``stream``."""
+def _read_npz(stream, path, dtypes):
+    """The one array of the .npz archive in ``stream``."""
     if stream.read(6) == b"\x93NUMPY":
         raise DamagedFileError(path, "is a .npy file, not a .npz archive; rename it to .npy")
     stream.seek(0)
@@ -370,4 +376,4 @@ def _read_npz(stream, path):
             raise DamagedFileError(path, f"holds {member.filename!r}, not a .npy array; save the inputs with "
                                          "numpy.savez(path, x=x)")
         with archive.open(member) as data:
-            return _read_npy(data, member.file_size, f"{path} (array {member.filename[:-4]!r})")
+            return _read_npy(data, member.file_size, f"{path} (array {member.filename[:-4]!r})", dtypes)

@@ -9,7 +9,7 @@ import bitsim
 
 ROOT = Path(bitsim.__file__).parent
 RANK = {"__version__": 0, "errors": 0, "schema": 0, "io": 0, "outputs": 0, "datasets": 0, "formats": 1, "kernels": 2,
-        "reference": 3, "nn": 4, "methods": 5, "deploy": 5, "golden": 5, "jobs": 6, "explain": 6, "tour": 6, "cli": 7,
+        "reference": 3, "nn": 4, "methods": 5, "deploy": 5, "golden": 5, "interop": 5, "jobs": 6, "verify": 5, "sweep": 6, "explain": 6, "tour": 6, "cli": 7,
         "__init__": 7}
 
 

@@ -13,6 +13,7 @@ section 8, for the exact file rules.
 """
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -206,3 +207,106 @@ def export(compiled, x, out_dir, formats=FORMATS, options=None, overwrite=False,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def export_tensors(tensors, out_dir, formats=FORMATS, options=None, overwrite=False, inputs=(), model_stages=(),
+                   examples=1):
+    """Write golden vectors of named tensors (an imported model's, by their ONNX names) into ``out_dir``.
+
+    The files and the manifest are those of :func:`export` (``docs/formats.md``, section 8); each entry
+    also names its tensor as the model does (``onnx_name``, when the file name had to differ) and, for
+    integer codes, their ``quant``: ``value = scale * (code - zero_point)``, the quantizer's width and
+    signedness.
+
+    Parameters
+    ----------
+    tensors : list of (str, numpy.ndarray, dict or None)
+        ``(name, array, quant)`` in order; names are ONNX tensor names.
+    out_dir : str or Path
+    formats, options, overwrite, inputs
+        As in :func:`export`.
+    model_stages : iterable of str
+        The op type of each node, recorded in the manifest.
+    examples : int
+        The number of inputs.
+
+    Returns
+    -------
+    dict
+        The manifest.
+    """
+    formats = tuple(formats)
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise InputError(f"unknown golden formats {sorted(unknown)}; choose from {list(FORMATS)}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() or out_dir.is_symlink():
+        if not overwrite:
+            raise OutputExistsError(f"{out_dir} exists; choose another --out, or pass --overwrite to replace "
+                                    "an earlier golden export there")
+        owned = owned_files(out_dir) if golden_kind(out_dir) else ()
+        check_replaceable(out_dir, KIND, owned, inputs, kind_of=golden_kind)
+    tmp = mkdtemp_beside(out_dir)
+    try:
+        entries, arrays, used = [], {}, set()
+        for onnx_name, a, quant in tensors:
+            name = file_name(onnx_name, used)
+            a = np.ascontiguousarray(a)
+            entry = {"name": name, "stage": None, "stage_type": None, "role": "integer" if quant else "float32",
+                     "shape": list(a.shape), "dtype": a.dtype.str, "bits": element_bits(a.dtype),
+                     "array_sha256": array_sha256(a), "files": {}}
+            if name != onnx_name:
+                entry["onnx_name"] = onnx_name
+            if quant:
+                entry["quant"] = quant
+            header = f"bitsim {onnx_name}: shape {tuple(a.shape)}, {entry['dtype']}, {entry['bits']}-bit elements"
+            if "memh" in formats:
+                data = memh_text(a, header).encode()
+                entry["files"]["memh"] = {"path": f"{name}.memh", "sha256": sha256_bytes(data)}
+                (tmp / f"{name}.memh").write_bytes(data)
+            if "bin" in formats:
+                data = raw_bytes(a)
+                entry["files"]["bin"] = {"path": f"{name}.bin", "sha256": sha256_bytes(data)}
+                (tmp / f"{name}.bin").write_bytes(data)
+            if "npz" in formats:
+                arrays[name] = a
+                entry["files"]["npz"] = {"path": "golden.npz", "key": name}
+            entries.append(entry)
+        manifest = {
+            "bitsim_golden": VERSION, "bitsim_version": __version__, "examples": int(examples),
+            "model_stages": list(model_stages), "options": options or {}, "formats": list(formats),
+            "rules": {
+                "memh": "one element per line, lowercase hex, width = ceil(bits / 4) digits, row-major order; "
+                        "signed integers in two's complement of their width; float32 as its bit pattern; "
+                        "lines starting with // are comments",
+                "bin": "elements little-endian, width = the dtype's bytes (bool: one byte 0/1), row-major",
+                "quant": "integer codes of an imported model: value = scale * (code - zero_point), scale an "
+                         "exact fraction",
+            },
+            "tensors": entries,
+        }
+        if "npz" in formats:
+            data = npz_bytes(arrays)
+            (tmp / "golden.npz").write_bytes(data)
+            manifest["npz_sha256"] = sha256_bytes(data)
+        manifest = json.loads(json.dumps(manifest))
+        manifest["manifest_sha256"] = canonical_sha256(manifest)
+        atomic_write_bytes(tmp / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+        swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def file_name(onnx_name, used):
+    """A golden tensor name for an ONNX tensor name: characters outside ``[A-Za-z0-9_.-]`` become ``_``,
+    a leading one becomes ``t``, and a clash gets a ``-2``, ``-3`` ... suffix."""
+    base = re.sub(r"[^A-Za-z0-9_.\-]", "_", onnx_name)[:190] or "t"
+    if not base[0].isalnum():
+        base = "t" + base
+    name, i = base, 2
+    while name in used:
+        name, i = f"{base}-{i}", i + 1
+    used.add(name)
+    return name

@@ -28,6 +28,9 @@ DTYPES = ("|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f4", "bool")
 PACKING_SCHEMA = {"word_bits": OneOf(64), "bitorder": OneOf("little"), "one_means": OneOf("+1"),
                   "padding_bits": OneOf(0), "note": Str(), "length": Int(0, 1 << 40)}
 FILE_SCHEMA = {"path": Str(), "sha256": SHA256}
+# an integer tensor of an imported QONNX model: value = scale * (code - zero_point)
+QUANT_SCHEMA = {"scale": Either(Str(), Int()), "zero_point": Int(), "width": Int(1, 64), "signed": OneOf(True, False),
+                "note": Str()}
 TENSOR_SCHEMA = {
     "name": Str(NAME, "a tensor name of letters, digits, '_', '.' and '-'"),
     "stage": Either(NULL, Int(0)),
@@ -39,6 +42,8 @@ TENSOR_SCHEMA = {
     "array_sha256": SHA256,
     "files": {"memh?": FILE_SCHEMA, "bin?": FILE_SCHEMA, "npz?": {"path": OneOf("golden.npz"), "key": Str()}},
     "packing?": PACKING_SCHEMA,
+    "onnx_name?": Str(),
+    "quant?": QUANT_SCHEMA,
 }
 MANIFEST_SCHEMA = {
     "bitsim_golden": OneOf(VERSION),

@@ -43,7 +43,7 @@ def first_rows(x, rows, spec):
 # bitsim export
 
 def _add_export_arguments(parser):
-    parser.add_argument("model", help="an integer model .json (from bitsim train)")
+    parser.add_argument("model", help="an integer model .json (from bitsim train), or a QONNX model .onnx")
     parser.add_argument("--inputs", default="mnist:test",
                         help="mnist:test (default), mnist:train, or a .npy/.npz of uint8, one example per row")
     parser.add_argument("--rows", type=positive_int,
@@ -52,12 +52,15 @@ def _add_export_arguments(parser):
     parser.add_argument("--out", required=True, help="output directory (written atomically)")
     parser.add_argument("--formats", default="memh,bin,npz", help="comma-separated: memh, bin, npz (default all)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--semantics", choices=("exact", "reference"), default="exact",
+                        help="for a QONNX model (.onnx): the level whose values are written (default exact)")
 
 
-def inputs_of(spec):
-    """The inputs named by ``--inputs``: ``mnist:test`` / ``mnist:train`` (bundled) or a .npy / .npz file."""
+def inputs_of(spec, dtypes=("uint8",)):
+    """The inputs named by ``--inputs``: ``mnist:test`` / ``mnist:train`` (bundled) or a .npy / .npz file of one
+    of ``dtypes``."""
     if not spec.startswith("mnist:"):
-        return read_inputs(spec)
+        return read_inputs(spec, dtypes)
     split = spec.split(":", 1)[1]
     if split not in ("test", "train"):
         raise InputError(f"unknown MNIST split {split!r}; use mnist:test or mnist:train")
@@ -66,6 +69,8 @@ def inputs_of(spec):
 
 def _run_export(args):
     """Write the golden vectors and say what was written."""
+    if str(args.model).lower().endswith(".onnx"):
+        return _run_export_onnx(args)
     compiled = IntegerModel.load(args.model)
     x = first_rows(inputs_of(args.inputs), args.rows, args.inputs)
     model = Path(args.model)
@@ -76,6 +81,29 @@ def _run_export(args):
                       options={"model": str(args.model), "inputs": args.inputs, "rows": int(len(x))}, inputs=inputs)
     print(f"wrote {len(manifest['tensors'])} tensors for {manifest['examples']} inputs to {args.out} "
           f"({', '.join(manifest['formats'])}; manifest.json lists shapes, packing and SHA-256)")
+
+
+def _run_export_onnx(args):
+    """Golden vectors of every tensor of a QONNX model, by ONNX name (integer codes where exact)."""
+    from ..golden.export import export_tensors
+    from ..interop.golden_rows import golden_rows
+    from .qonnx import INPUT_DTYPES, load_model, model_inputs
+
+    graph = load_model(args.model)
+    x = model_inputs(graph, args.inputs, inputs_of(args.inputs, INPUT_DTYPES))
+    rows = args.rows or min(EXPORT_ROWS, len(x))
+    x = first_rows(x, rows, args.inputs)
+    if len(x) % graph.batch:
+        raise InputError(f"--rows {len(x)} is not a multiple of the model's batch size {graph.batch}")
+    read = [Path(args.model)] + ([] if args.inputs.startswith("mnist:") else [Path(args.inputs)])
+    manifest = export_tensors(golden_rows(graph, x, args.semantics), args.out, formats=args.formats.split(","),
+                              overwrite=args.overwrite, inputs=read,
+                              options={"model": str(args.model), "inputs": args.inputs, "rows": int(len(x)),
+                                       "semantics": args.semantics},
+                              model_stages=[node.op_type for node in graph.nodes], examples=len(x))
+    ints = sum("quant" in e for e in manifest["tensors"])
+    print(f"wrote {len(manifest['tensors'])} tensors ({ints} as integer codes) of {args.model} for {len(x)} inputs "
+          f"to {args.out} ({', '.join(manifest['formats'])}; manifest.json lists names, scales and SHA-256)")
 
 
 EXPORT = Command(help="write golden vectors of a deployed model for a testbench",

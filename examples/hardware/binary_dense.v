@@ -4,11 +4,16 @@
 //   bit[o]  = flip[o] ? (acc[o] <= t[o]) : (acc[o] >= t[o])  (1 means +1)
 // Packed words: element i of a row at bit i % 64 of word i / 64; padding bits are 0.
 // One 64-bit word per clock: OUTS * WORDS cycles per input row.
+`timescale 1ns / 1ps
 module binary_dense #(
     parameter N = 130,          // ±1 values per input row
     parameter WORDS = 3,        // 64-bit words per input row: ceil(N / 64)
     parameter OUTS = 130,       // output channels
-    parameter OUT_WORDS = 3     // 64-bit words of packed outputs: ceil(OUTS / 64)
+    parameter OUT_WORDS = 3,    // 64-bit words of packed outputs: ceil(OUTS / 64)
+    parameter BUG = 0           // fault injection, 0 in a real design:
+                                //   1 the padding bits of the last word are counted (64 * WORDS, not N)
+                                //   2 a tie of the threshold compare goes the wrong way (acc > t, not acc >= t)
+                                //   3 the accumulator is 8 bits wide (wraps when |acc| > 127)
 ) (
     input  wire                     clk,
     input  wire                     rst,
@@ -39,9 +44,13 @@ module binary_dense #(
         end
     endfunction
 
+    localparam signed [31:0] LENGTH = (BUG == 1) ? 64 * WORDS : N;
     wire [31:0]        total = count + popcount64(x_word ^ weights[o * WORDS + x_addr]);
-    wire signed [31:0] acc   = N - 2 * $signed(total);
-    wire               bit_o = flip[o] ? (acc <= thresholds[o]) : (acc >= thresholds[o]);
+    wire signed [31:0] exact = LENGTH - 2 * $signed(total);
+    wire signed [7:0]  narrow = exact[7:0];
+    wire signed [31:0] acc   = (BUG == 3) ? narrow : exact;
+    wire               bit_o = flip[o] ? (acc <= thresholds[o])
+                                       : (BUG == 2 ? acc > thresholds[o] : acc >= thresholds[o]);
 
     always @(posedge clk) begin
         acc_valid <= 1'b0;

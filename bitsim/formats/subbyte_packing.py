@@ -1,0 +1,76 @@
+"""Packing FP4 and FP6 element codes into bytes, with the bit order stated.
+
+FP4: two codes per byte; element ``2i`` in bits 0-3 (the low nibble) and element ``2i + 1`` in bits 4-7 of
+byte ``i`` (the order of PyTorch's ``float4_e2m1fn_x2`` and of torchao's packed MXFP4). An odd count is
+padded with a zero code.
+
+FP6: four codes per three bytes, as a little-endian bit stream: element ``4i + j`` occupies bits
+``6j .. 6j + 5`` of the 24-bit little-endian word made of bytes ``3i, 3i + 1, 3i + 2``. A count that is
+not a multiple of four is padded with zero codes.
+
+The unpacked layout, one code per byte in the low bits, is the layout of ``ml_dtypes`` (``float4_e2m1fn``,
+``float6_e2m3fn``, ``float6_e3m2fn``: view the uint8 array with that dtype) and of the OCP specification's
+element codes.
+"""
+
+import numpy as np
+
+from ..errors import InputError, InputTypeError
+from .modes import first_index
+
+
+def _codes(codes, bits):
+    codes = np.asarray(codes)
+    if codes.dtype != np.uint8:
+        raise InputTypeError(f"expected uint8 codes, got dtype {codes.dtype}")
+    bad = codes >= (1 << bits)
+    if bad.any():
+        raise InputError(f"code {int(codes[first_index(bad)])} at index {first_index(bad)} has more than {bits} bits")
+    return codes.ravel()
+
+
+def pack_fp4(codes):
+    """Pack 4-bit codes (uint8, any shape, row-major) two per byte, low nibble first."""
+    c = _codes(codes, 4)
+    if c.size % 2:
+        c = np.concatenate([c, np.zeros(1, np.uint8)])
+    return (c[0::2] | (c[1::2] << 4)).astype(np.uint8)
+
+
+def unpack_fp4(packed, count):
+    """The first ``count`` 4-bit codes of bytes packed by :func:`pack_fp4`, one per byte."""
+    p = np.asarray(packed)
+    if p.dtype != np.uint8 or p.ndim != 1:
+        raise InputTypeError(f"expected a 1-D uint8 array of packed bytes, got {p.dtype} of shape {p.shape}")
+    if not 0 <= count <= 2 * p.size:
+        raise InputError(f"{p.size} bytes hold at most {2 * p.size} FP4 codes, asked for {count}")
+    out = np.empty(2 * p.size, np.uint8)
+    out[0::2], out[1::2] = p & 0xF, p >> 4
+    return out[:count]
+
+
+def pack_fp6(codes):
+    """Pack 6-bit codes four per three bytes, little-endian bit stream."""
+    c = _codes(codes, 6).astype(np.uint32)
+    pad = -c.size % 4
+    if pad:
+        c = np.concatenate([c, np.zeros(pad, np.uint32)])
+    q = c.reshape(-1, 4)
+    word = q[:, 0] | (q[:, 1] << 6) | (q[:, 2] << 12) | (q[:, 3] << 18)
+    return np.stack([word & 0xFF, (word >> 8) & 0xFF, word >> 16], axis=1).astype(np.uint8).ravel()
+
+
+def unpack_fp6(packed, count):
+    """The first ``count`` 6-bit codes of bytes packed by :func:`pack_fp6`, one per byte."""
+    p = np.asarray(packed)
+    if p.dtype != np.uint8 or p.ndim != 1 or p.size % 3:
+        raise InputTypeError(f"expected a 1-D uint8 array of 3-byte groups, got {p.dtype} of shape {p.shape}")
+    if not 0 <= count <= 4 * (p.size // 3):
+        raise InputError(f"{p.size} bytes hold at most {4 * (p.size // 3)} FP6 codes, asked for {count}")
+    t = p.reshape(-1, 3).astype(np.uint32)
+    word = t[:, 0] | (t[:, 1] << 8) | (t[:, 2] << 16)
+    out = np.stack([(word >> s) & 0x3F for s in (0, 6, 12, 18)], axis=1).astype(np.uint8).ravel()
+    return out[:count]
+
+
+__all__ = ["pack_fp4", "unpack_fp4", "pack_fp6", "unpack_fp6"]

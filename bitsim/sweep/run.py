@@ -1,0 +1,123 @@
+"""A whole sweep: check the spec against the model, prepare the output directory, run the points that are not
+done, write the summary, the Pareto front and its plot (``docs/sweep.md``)."""
+
+import json
+from pathlib import Path
+
+from ..datasets import MNIST_SHA256, load_mnist
+from ..errors import CheckFailed, InputError
+from ..io import atomic_write_bytes, sha256_file
+from ..outputs import prepare_run_dir
+from .engine import run_points
+from .network import load_network
+from .points import (Context, done_points, evaluate_point, pareto, read_point, summary_csv, summary_rows, timing_csv,
+                     write_point)
+from .spec import expand, load_spec, point_id
+
+__all__ = ["KIND", "OWNED", "prepare", "run_sweep", "write_results", "plot_pareto"]
+
+KIND = "bitsim sweep"
+OWNED = ("points/", "spec.toml", "summary.csv", "pareto.csv", "timing.csv", "pareto.png", "sweep.json")
+
+
+def prepare(spec_path):
+    """Everything checked before any work: ``(spec, network, configs, data)``."""
+    spec = load_spec(spec_path)
+    network = load_network(spec["model"]["kind"], spec["model"]["file"])
+    data_file = spec["data"].get("file")
+    data = load_mnist(data_file)
+    data_id = {"set": spec["data"]["set"], "size": spec["data"]["size"], "calibration": spec["data"]["calibration"],
+               "sha256": MNIST_SHA256 if data_file is None else sha256_file(data_file)}
+    if data_id["size"] > len(data["x_test"]) or data_id["calibration"] > len(data["x_train"]):
+        raise InputError(f"{spec_path}: the data set has {len(data['x_test'])} test and {len(data['x_train'])} "
+                         "training images; lower data.size or data.calibration")
+    configs = expand(spec, network, network.sha256, data_id, str(spec_path))
+    return spec, network, configs, data
+
+
+def plot_pareto(rows, front, path, title):
+    """Test error against memory of every done point, the Pareto front joined (needs matplotlib)."""
+    from ..jobs.runs import save_plot
+
+    def draw(ax):
+        done = [r for r in rows if r["status"] == "done"]
+        ax.scatter([r["weight_bytes"] + r["activation_bytes"] for r in done], [100 * r["test_error"] for r in done],
+                   s=10, color="0.6", label=f"{len(done)} points")
+        ax.plot([r["weight_bytes"] + r["activation_bytes"] for r in front], [100 * r["test_error"] for r in front],
+                marker="o", color="C3", label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_xlabel("memory: weight codes + one image's activation codes (bytes)")
+        ax.set_ylabel("test error (%)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+
+    return save_plot(path, draw, figsize=(6.4, 4))
+
+
+def write_results(out, configs, network, title):
+    """Write ``summary.csv``, ``timing.csv``, ``pareto.csv`` and ``pareto.png`` from the point files of ``configs``."""
+    out = Path(out)
+    records = [read_point(out / "points" / f"{point_id(c)}.json") for c in configs]
+    rows = summary_rows(records, network.names)
+    atomic_write_bytes(out / "summary.csv", summary_csv(rows))
+    atomic_write_bytes(out / "timing.csv", timing_csv(records))
+    front = pareto(rows)
+    if front:
+        atomic_write_bytes(out / "pareto.csv", summary_csv(front))
+    plot = plot_pareto(rows, front, out / "pareto.png", title) if front else None
+    return rows, front, plot
+
+
+def run_sweep(spec_path, out, workers=None, scheduler=None, resume=False, overwrite=False, progress=True, log=print):
+    """Run the sweep of ``spec_path`` into ``out``.
+
+    Parameters
+    ----------
+    spec_path : str or Path
+    out : str or Path
+        The output directory (:mod:`bitsim.outputs`: empty or absent, or ``resume`` / ``overwrite``).
+    workers : int, optional
+        0: serial; N: a local cluster of N processes (default one per core); ignored with ``scheduler``.
+    scheduler : str, optional
+        A running dask scheduler's address.
+    resume : bool
+        Skip the points whose files are done.
+    overwrite : bool
+    progress : bool
+    log : callable
+
+    Returns
+    -------
+    dict
+        ``points``, ``skipped``, ``ran``, ``failed``, ``engine``, ``seconds``, ``rows``, ``front``, ``plot``.
+    """
+    spec, network, configs, data = prepare(spec_path)
+    out = prepare_run_dir(out, KIND, OWNED, resume=resume, overwrite=overwrite)
+    atomic_write_bytes(out / "spec.toml", Path(spec_path).read_bytes())
+    ids = [point_id(c) for c in configs]
+    if len(set(ids)) != len(ids):
+        raise InputError(f"{spec_path}: two points of the space have the same configuration")
+    done = done_points(out, ids) if resume else {}
+    todo = [c for c, i in zip(configs, ids) if i not in done]
+    log(f"sweep: {len(configs)} points, {len(done)} already done, {len(todo)} to run")
+    info = {"engine": "none", "workers": 0, "seconds": 0.0, "points_seconds": 0.0}
+    failed, received = 0, []
+    if todo:
+        context = Context.build(network, data, spec["data"]["size"], spec["data"]["calibration"])
+
+        def keep(record):
+            nonlocal failed
+            failed += record["status"] != "done"
+            received.append(record["id"])
+            write_point(out, record)
+
+        info = run_points(evaluate_point, context, todo, keep, workers=workers, scheduler=scheduler,
+                          progress=progress)
+    if sorted(received) != sorted(point_id(c) for c in todo):
+        raise CheckFailed(f"the engine returned {len(received)} records for {len(todo)} points, not each point once")
+    title = f"{spec['model']['kind']} {network.variant}: {len(configs)} points ({Path(spec_path).name})"
+    rows, front, plot = write_results(out, configs, network, title)
+    summary = {"points": len(configs), "skipped": len(done), "ran": len(todo), "failed": failed, **info}
+    atomic_write_bytes(out / "sweep.json", (json.dumps(summary, indent=1) + "\n").encode())
+    return {**summary, "rows": rows, "front": front, "plot": plot, "out": out}

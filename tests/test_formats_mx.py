@@ -1,0 +1,200 @@
+"""Minifloats and MX blocks against ml_dtypes, gfloat and the Fraction oracles of bitsim.reference.mx."""
+
+import numpy as np
+import pytest
+
+import gfloat
+import ml_dtypes
+from gfloat import formats as gf
+
+from bitsim.formats import minifloat as mf
+from bitsim.formats import mx, nvfp4, subbyte_packing as sp
+from bitsim.formats.modes import Counts
+from bitsim.formats.rng import Philox
+from bitsim.kernels import mx as kmx
+from bitsim.reference import mx as ref
+
+ML = {"e4m3": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2, "e2m3": ml_dtypes.float6_e2m3fn,
+      "e3m2": ml_dtypes.float6_e3m2fn, "e2m1": ml_dtypes.float4_e2m1fn, "e8m0": ml_dtypes.float8_e8m0fnu}
+GF = {"e4m3": gf.format_info_ocp_e4m3, "e5m2": gf.format_info_ocp_e5m2, "e2m3": gf.format_info_ocp_e2m3,
+      "e3m2": gf.format_info_ocp_e3m2, "e2m1": gf.format_info_ocp_e2m1, "e8m0": gf.format_info_ocp_e8m0}
+MODES = ("nearest_even", "nearest_away", "nearest_up", "toward_zero", "floor", "ceil", "stochastic")
+
+
+@pytest.mark.parametrize("name", ML)
+def test_every_code_decodes_as_ml_dtypes_and_gfloat(name):
+    fmt = mf.parse_minifloat(name)
+    codes = np.arange(1 << fmt.bits, dtype=np.uint8)
+    ours = mf.decode(codes, fmt)
+    assert np.array_equal(ours, codes.view(ML[name]).astype(np.float64), equal_nan=True)
+    theirs = np.array([gfloat.decode_float(GF[name], int(c)).fval for c in codes])
+    assert np.array_equal(ours, theirs, equal_nan=True)
+    oracle = np.array([float(ref.decode_one(int(c), fmt)) for c in codes])
+    assert np.array_equal(ours, oracle, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", ["e4m3", "e5m2", "e8m0"])
+def test_all_code_pairs_multiply_exactly(name):
+    fmt = mf.parse_minifloat(name)
+    v = mf.values(fmt)
+    prod = np.multiply.outer(v, v)  # float64: at most 2 * 4 significant bits, exponents within range
+    from fractions import Fraction
+    for i in range(256):
+        for j in range(0, 256, 1):
+            a, b = ref.decode_one(i, fmt), ref.decode_one(j, fmt)
+            if isinstance(a, Fraction) and isinstance(b, Fraction):
+                assert Fraction(prod[i, j]) == a * b
+    if name != "e8m0":
+        ints, q, bad = kmx.element_integers(fmt)
+        ok = ~bad
+        assert np.array_equal(np.multiply.outer(ints[ok], ints[ok]), np.ldexp(prod[np.ix_(ok, ok)], 2 * q))
+
+
+def boundaries(fmt):
+    """Every representable magnitude and every midpoint (with the one beyond the range), +-, and one float32
+    ulp either side, as float32."""
+    mags = [float(v) for v, _ in ref.finite_magnitudes(fmt)]
+    pts = mags + [(a + b) / 2 for a, b in zip(mags, mags[1:])]
+    pts = np.array(pts, np.float32)
+    pts = pts[np.isfinite(pts)]
+    around = np.concatenate([pts, np.nextafter(pts, np.float32(np.inf)), np.nextafter(pts, np.float32(0))])
+    return np.concatenate([around, -around, np.array([np.inf, -np.inf], np.float32)])
+
+
+@pytest.mark.parametrize("name", ML)
+def test_encode_on_every_boundary_matches_ml_dtypes(name):
+    fmt = mf.parse_minifloat(name)
+    x = boundaries(fmt)
+    if name == "e8m0":
+        x = x[x > 0]  # ml_dtypes rounds E8M0 ties up: bitsim's nearest_away on positive values
+        ours = mf.encode(x, fmt, "nearest_away", "nonfinite")
+    else:
+        ours = mf.encode(x, fmt, "nearest_even", "nonfinite" if fmt.nans else "saturate")
+    with np.errstate(all="ignore"):
+        theirs = x.astype(ML[name]).view(np.uint8)
+    assert np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("name", ML)
+@pytest.mark.parametrize("mode", MODES)
+def test_encode_on_every_boundary_matches_the_oracle(name, mode):
+    fmt = mf.parse_minifloat(name)
+    x = boundaries(fmt)
+    for overflow in ("saturate", "nonfinite", "error"):
+        if overflow == "nonfinite" and not fmt.nans:
+            continue
+        u = Philox(5).uint32(x.size)
+        expected = [ref.encode_one(float(v), fmt, mode, overflow, int(ui)) for v, ui in zip(x, u)]
+        if "error" in expected:
+            with pytest.raises(OverflowError):
+                mf.encode(x, fmt, mode, overflow, rng=Philox(5))
+            keep = np.array([e != "error" for e in expected])
+            x, u = x[keep], u[keep]
+            expected = [e for e in expected if e != "error"]
+            ours = [int(mf.encode(np.array([v]), fmt, mode, overflow, rng=None if mode != "stochastic" else
+                                  _Fixed(int(ui)))[0]) for v, ui in zip(x, u)]
+        else:
+            ours = mf.encode(x, fmt, mode, overflow, rng=Philox(5)).tolist()
+        assert ours == expected, (name, mode, overflow)
+
+
+class _Fixed:
+    """A generator that draws one given uint32."""
+
+    def __init__(self, u):
+        self.u = u
+
+    def uint32(self, n):
+        return np.full(n, self.u, np.uint32)
+
+
+def test_encode_counts_and_errors():
+    c = Counts()
+    assert int(mf.encode(1000.0, "e4m3", counts=c)) == 0x7E and c.saturated == 1
+    assert int(mf.encode(465.0, "e4m3", overflow="nonfinite")) == 0x7F
+    assert int(mf.encode(464.0, "e4m3", overflow="nonfinite")) == 0x7E  # the tie goes to the even code 448
+    assert int(mf.encode(61440.0, "e5m2", overflow="nonfinite")) == 0x7C  # +Inf
+    assert int(mf.encode(1e9, "e5m2", "toward_zero", "nonfinite")) == 0x7B  # IEEE: toward zero stays finite
+    mf.encode(2.0**-12, "e4m3", counts=c)
+    assert c.flushed == 1
+    with pytest.raises(ValueError):
+        mf.encode(np.nan, "e2m1")
+    with pytest.raises(OverflowError):
+        mf.encode(7.0, "e2m1", overflow="error")
+
+
+MXGF = {"mxfp8_e4m3": gf.format_info_mxfp8_e4m3, "mxfp8_e5m2": gf.format_info_mxfp8_e5m2,
+        "mxfp6_e2m3": gf.format_info_mxfp6_e2m3, "mxfp6_e3m2": gf.format_info_mxfp6_e3m2,
+        "mxfp4_e2m1": gf.format_info_mxfp4_e2m1, "mxint8": gf.format_info_mxint8}
+
+
+@pytest.mark.parametrize("name", MXGF)
+def test_mx_quantization_matches_gfloat_under_the_ocp_rule(name):
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((60, 32)) * 2.0 ** rng.integers(-40, 40, (60, 1))).astype(np.float32).astype(float)
+    x[0] = 0
+    x[1, :5] = 0
+    x[2] = 6.0
+    ours = mx.quantize(x, name, axis=1).dequantize()
+    theirs = np.stack([gfloat.quantize_block(MXGF[name], row, gfloat.compute_scale_amax) for row in x])
+    assert np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("name", MXGF)
+@pytest.mark.parametrize("rule", ["floor", "ceil", "rceil", "even"])
+def test_mx_quantization_matches_the_oracle_for_every_scale_rule(name, rule):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 32)) * 2.0 ** rng.integers(-6, 6, (8, 32))
+    x[0, 3] = np.nan
+    x[1] = 0
+    x[2, 0] = 1e300
+    t = mx.quantize(x, name, axis=1, scale_rule=rule)
+    for row, codes, scale in zip(x, t.codes, t.scales[:, 0]):
+        s, c = ref.mx_quantize_block(row.tolist(), mx.FORMATS[name].element, rule)
+        assert (int(scale), codes.tolist()) == (s, c)
+
+
+def test_rceil_reproduces_cublas_scales_as_gfloat_computes_them():
+    """RCEIL: 2**ceil(log2(fl32(amax / max_elem))), here by gfloat's round-toward-positive to E8M0."""
+    rng = np.random.default_rng(5)
+    amax = np.abs(rng.standard_normal(5000) * 2.0 ** rng.integers(-20, 20, 5000)).astype(np.float32)
+    for name in ("mxfp8_e4m3", "mxfp4_e2m1"):
+        el = mx.FORMATS[name].element
+        d = (amax / np.float32(el.max)).astype(np.float64)
+        theirs = gfloat.round_ndarray(gf.format_info_ocp_e8m0, d, gfloat.RoundMode.TowardPositive)
+        assert np.array_equal(np.ldexp(1.0, mx.shared_exponent(amax, name, "rceil")), theirs)
+    # and where it differs from CEIL: fl32(amax / 448) rounds down onto a power of two
+    a = np.float64(np.float32(448 * (1 + 2.0**-30)))
+    assert mx.shared_exponent(448 * (1 + 2.0**-30), "mxfp8_e4m3", "ceil") == 1
+    assert mx.shared_exponent(np.float32(448) * np.float32(1 + 2.0**-23), "mxfp8_e4m3", "rceil") == 1
+    assert a == 448.0
+
+
+def test_worked_block_of_the_docs():
+    t = mx.quantize([0.3, 1.7, -5.0, 12.0], "mxfp4_e2m1")
+    assert t.scales.tolist() == [128] and t.codes.tolist() == [0x0, 0x2, 0xC, 0x7]
+    assert t.dequantize().tolist() == [0.0, 2.0, -4.0, 12.0]
+    assert mx.quantize([0.3, 1.7, -5.0, 12.0], "mxfp4_e2m1", scale_rule="ceil").scales.tolist() == [128]
+    assert mx.quantize([0.3, 1.7, -5.0, 13.0], "mxfp4_e2m1").scales.tolist() == [128]  # 13 saturates to 12
+    assert mx.quantize([0.3, 1.7, -5.0, 13.0], "mxfp4_e2m1", scale_rule="ceil").scales.tolist() == [129]
+
+
+def test_special_blocks():
+    t = mx.quantize([1.0, np.nan] + [0.0] * 30 + [0.0] * 32, "mxfp8_e4m3")
+    assert t.scales.tolist() == [0xFF, 0x00] and np.isnan(t.dequantize()[:32]).all()
+    c = Counts()
+    t = mx.quantize([1e300, 1.0], "mxfp4_e2m1", counts=c)
+    assert t.scales.tolist() == [254] and c.saturated >= 1
+
+
+def test_nvfp4_and_packing():
+    x = np.random.default_rng(0).standard_normal((4, 48)).astype(np.float32)
+    t = nvfp4.quantize(x)
+    assert t.scales.shape == (4, 3) and t.tensor_scale == np.float32(np.abs(x).max() / np.float32(2688))
+    err = np.abs(t.dequantize() - x)
+    assert (err <= np.abs(x).max() / 4).all()
+    assert sp.pack_fp4(np.array([1, 2, 3], np.uint8)).tolist() == [0x21, 0x03]
+    assert sp.pack_fp6(np.array([1, 2, 3, 4], np.uint8)).tolist() == [0x81, 0x30, 0x10]
+    c = np.arange(64, dtype=np.uint8)
+    assert np.array_equal(sp.unpack_fp6(sp.pack_fp6(c), 64), c)
+    assert np.array_equal(sp.unpack_fp4(sp.pack_fp4(c[:16]), 16), c[:16])

@@ -1,0 +1,194 @@
+"""QONNX import: refusals with bitsim errors, the commands, golden vectors of an imported model, loader fuzzing."""
+
+import json
+
+import numpy as np
+import pytest
+import qonnx_networks as nets
+from fuzzing import FUZZ_CASES, byte_edits, call, expect, record, refused
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+
+from bitsim.cli import main
+from bitsim.errors import (
+    BitsimError,
+    DamagedFileError,
+    InputError,
+    MissingExtra,
+    MissingFileError,
+)
+from bitsim.interop import qonnx
+
+pytest_plugins = ["fuzz_summary_plugin"]
+
+
+def one_node(op, attrs=None, shape=(1, 4), domain=""):
+    node = helper.make_node(op, ["x"], ["y"], domain=domain, **(attrs or {}))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_unsupported_op_names_node_op_and_list(tmp_path):
+    with pytest.raises(InputError, match=r"op type Tanh is not supported; the supported ops are .*MultiThreshold"):
+        qonnx.load(nets.save(one_node("Tanh"), tmp_path / "m.onnx"))
+
+
+def test_unsupported_attribute(tmp_path):
+    model = one_node("Flatten", {"axis": 1})
+    model.graph.node[0].attribute.append(helper.make_attribute("frobnicate", 3))
+    with pytest.raises(InputError, match=r"\(Flatten\): attribute\(s\) \['frobnicate'\] are not implemented"):
+        qonnx.load(nets.save(model, tmp_path / "m.onnx"))
+
+
+def test_dynamic_shape(tmp_path):
+    with pytest.raises(InputError, match="dynamic shape"):
+        qonnx.load(nets.save(one_node("Relu", shape=("N", 4)), tmp_path / "m.onnx"))
+
+
+def test_float_quant_is_refused_clearly(tmp_path):
+    with pytest.raises(InputError, match="FloatQuant"):
+        qonnx.load(nets.save(one_node("FloatQuant", domain=nets.QONNX), tmp_path / "m.onnx"))
+
+
+def test_damaged_and_missing_files(tmp_path):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"not a protobuf \xff\xff")
+    with pytest.raises(DamagedFileError, match="bad.onnx"):
+        qonnx.load(path)
+    with pytest.raises(MissingFileError):
+        qonnx.load(tmp_path / "none.onnx")
+    assert main(["qonnx", "run", str(path), "--inputs", str(path)]) == 2
+
+
+@pytest.fixture(scope="module")
+def model_and_inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    model = nets.save(nets.tfc_streamlined(3, batch=2), d / "tfc.onnx")
+    inputs = d / "x.npy"
+    np.save(inputs, np.random.default_rng(2).integers(0, 256, (4, 784)).astype(np.uint8))
+    return d, model, inputs
+
+
+def test_run_and_check_commands(model_and_inputs, capsys):
+    d, model, inputs = model_and_inputs
+    assert main(["qonnx", "run", str(model), "--inputs", str(inputs), "--semantics", "exact", "--out",
+                 str(d / "run")]) == 0
+    with np.load(d / "run" / "tensors.npz") as saved:
+        assert saved["global_out"].shape == (4, 10)
+    again = ["qonnx", "run", str(model), "--inputs", str(inputs), "--out", str(d / "run")]
+    assert main(again) == 2  # an existing output is replaced only with --overwrite
+    assert main(again + ["--overwrite"]) == 0
+    (d / "mine").mkdir()
+    (d / "mine" / "notes.txt").write_text("not bitsim's")
+    assert main(["qonnx", "run", str(model), "--inputs", str(inputs), "--out", str(d / "mine"), "--overwrite"]) == 2
+    assert (d / "mine" / "notes.txt").read_text() == "not bitsim's"
+    assert main(["qonnx", "check", str(model), "--inputs", str(inputs)]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "10 of 10 tensors equal" in out
+
+
+def test_golden_export_compare_fault_and_damage(model_and_inputs, tmp_path, capsys):
+    _, model, inputs = model_and_inputs
+    golden = tmp_path / "golden"
+    assert main(["export", str(model), "--inputs", str(inputs), "--out", str(golden)]) == 0
+    manifest = json.loads((golden / "manifest.json").read_text())
+    entry = next(e for e in manifest["tensors"] if e["name"] == "MultiThreshold_0_out0")
+    assert entry["dtype"] == "|i1" and entry["quant"]["scale"] == "1"  # bipolar activations: codes -1 and +1
+    dut = tmp_path / "dut"
+    dut.mkdir()
+    for e in manifest["tensors"]:
+        (dut / f"{e['name']}.memh").write_bytes((golden / f"{e['name']}.memh").read_bytes())
+    assert main(["compare", str(golden), str(dut)]) == 0
+    lines = (dut / "MultiThreshold_1_out0.memh").read_text().splitlines()
+    lines[5] = "ff" if lines[5] != "ff" else "01"  # a stuck bit in one activation, as an RTL bug would give
+    (dut / "MultiThreshold_1_out0.memh").write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main(["compare", str(golden), str(dut)]) == 1
+    assert "MISMATCH   MultiThreshold_1_out0: 1 of" in capsys.readouterr().out
+    (golden / "MatMul_0_out0.bin").write_bytes(b"\x00" * 3)
+    assert main(["compare", str(golden), str(dut)]) == 2
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    path = nets.save(nets.tfc(seed=1, sizes=(8, 4, 3), batch=1), tmp_path_factory.mktemp("fz") / "m.onnx")
+    return path, path.read_bytes()
+
+
+# a damaged model usually fails early, but one that parses runs QONNX's cleanup (about 10 ms): a fifth of the
+# loaders' case budget keeps this test within seconds in the CI profile. An ONNX file has no checksum, so an
+# edit may leave another valid model ("loaded other content"): then it must run, or refuse with a bitsim error.
+@settings(max_examples=max(20, FUZZ_CASES // 5), deadline=None)
+@given(data=st.data())
+def test_fuzz_qonnx_loader(small_model, data):
+    path, original = small_model
+    edit = data.draw(byte_edits, label="edit")
+    damaged = edit(original)
+    target = path.with_name("fuzzed.onnx")
+    target.write_bytes(damaged)
+    graph, err = call(qonnx.load, target)
+    if err is not None:
+        refused("qonnx.load", edit, err)
+        return
+    x = np.zeros((1, 8), np.float32)
+    _, err = call(graph.run, x)
+    expect(err is None or isinstance(err, BitsimError), "qonnx.load", edit,
+           lambda: f"loaded, then run raised {type(err).__name__}: {err}")
+    record("qonnx.load", "unchanged" if damaged == original else "different")
+
+
+def test_missing_extra_names_the_pip_command(monkeypatch, tmp_path, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if the onnx extra were not installed
+    with pytest.raises(MissingExtra, match=r'pip install -e "\.\[onnx\]"'):
+        qonnx.load(tmp_path / "m.onnx")
+    assert main(["qonnx", "run", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "x.npy")]) == 2
+    assert 'pip install -e ".[onnx]"' in capsys.readouterr().err
+
+
+def test_bitsim_and_its_help_do_not_import_the_onnx_extra():
+    import subprocess
+    import sys
+
+    code = ("import sys, bitsim, bitsim.cli, bitsim.interop, bitsim.jobs.qonnx; bitsim.cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'qonnx', 'onnxruntime')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    assert out.stdout.strip() == "[]"
+
+
+def test_inputs_of_the_wrong_size_or_dtype(model_and_inputs, tmp_path):
+    _, model, _ = model_and_inputs
+    wrong = tmp_path / "w.npy"
+    np.save(wrong, np.zeros((2, 10), np.uint8))
+    assert main(["qonnx", "run", str(model), "--inputs", str(wrong)]) == 2
+    graph = qonnx.load(model)
+    with pytest.raises(InputError, match="multiple of 2"):
+        graph.run(np.zeros((3, 784), np.float32))
+    with pytest.raises(BitsimError, match="float64"):
+        graph.run(np.zeros((2, 784), np.float64))
+    with pytest.raises(InputError, match="unknown semantics"):
+        graph.run(np.zeros((2, 784), np.float32), semantics="fast")
+
+
+def test_golden_codes_of_a_two_bit_quant(tmp_path):
+    """docs/formats.md, section 8: a 2-bit signed Quant of scale 1/2 holding -1, -0.5, 0, 0.5 is int8 -2, -1, 0, 1."""
+    b = nets.Builder(0)
+    y = b.quant("x", 0.5, 2, signed=True)
+    model = nets.save(b.model("x", [1, 4], y), tmp_path / "q.onnx")
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.array([[255, 0, 0, 0]], np.uint8))  # 255 clamps to the largest code, 1 (value 0.5)
+    graph = qonnx.load(model)
+    from bitsim.golden.export import export_tensors
+    from bitsim.interop.golden_rows import golden_rows
+
+    x = np.array([[-1.0, -0.5, 0.0, 0.5]], np.float32)
+    manifest = export_tensors(golden_rows(graph, x), tmp_path / "g", examples=1)
+    entry = next(e for e in manifest["tensors"] if e["name"] == graph.outputs[0])
+    assert entry["dtype"] == "|i1" and entry["quant"] == {"scale": "1/2", "zero_point": 0, "width": 2, "signed": True,
+                                                          "note": "value = 1/2 * (code - 0)"}
+    assert (tmp_path / "g" / f"{entry['name']}.memh").read_text().splitlines()[1:] == ["fe", "ff", "00", "01"]
+    assert main(["export", str(model), "--inputs", str(inputs), "--out", str(tmp_path / "g2")]) == 0

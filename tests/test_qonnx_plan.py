@@ -1,0 +1,115 @@
+"""The compiled plan of the exact level equals the general exact path bit for bit, and steps aside where it does
+not apply; its kernels (pixel codes, fused XNOR and sign compares) against slow oracles."""
+
+import numpy as np
+import pytest
+import qonnx_networks as nets
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bitsim.formats.binary import pack
+from bitsim.interop import qonnx
+from bitsim.interop.exact_plan import plan_of, run_planned
+from bitsim.kernels.byte_codes import uint8_codes
+from bitsim.kernels.xnor_signs import xnor_signs
+from bitsim.reference.byte_codes import uint8_codes as uint8_codes_oracle
+from bitsim.reference.xnor import threshold_pack as threshold_pack_oracle
+from bitsim.reference.xnor import xnor_gemm as xnor_gemm_oracle
+
+
+def loaded(model, tmp_path, name="m"):
+    return qonnx.load(nets.save(model, tmp_path / f"{name}.onnx"))
+
+
+def bits(a):
+    a = np.asarray(a)
+    return a.dtype, a.shape, np.ascontiguousarray(a).view(np.uint8).tobytes()
+
+
+def assert_plan_equals_general(graph, x):
+    """Every tensor of ``graph.run(x, 'exact')`` equals the general path's (``run_exact``), bit for bit."""
+    fast = graph.run(x, semantics="exact")
+    general = graph.run_exact(x)[0]
+    assert list(fast) == list(general)
+    for name in general:
+        assert bits(fast[name]) == bits(general[name]), name
+
+
+def kinds(graph):
+    plan = plan_of(graph)
+    return None if plan is None else [s.kind for s in plan.steps]
+
+
+@pytest.mark.parametrize("w_bits,a_bits,sizes,expected", [
+    (1, 1, (784, 64, 64, 64, 10), ["u8", "signs", "xnor_signs", "xnor_signs", "xnor"]),
+    (1, 1, (100, 130, 70, 10), ["u8", "signs", "xnor", "signs", "xnor"]),  # two words per row: not fused
+    (2, 2, (784, 64, 64, 10), ["u8", "counts", "u8", "counts", "u8"]),
+    (4, 4, (50, 20, 10), ["u8", "counts", "u8"]),
+])
+def test_plan_equals_general_path(tmp_path, w_bits, a_bits, sizes, expected):
+    graph = loaded(nets.tfc_streamlined(seed=w_bits + a_bits, w_bits=w_bits, a_bits=a_bits, batch=4, sizes=sizes),
+                   tmp_path)
+    assert kinds(graph) == expected
+    x = nets.images(1, (8, sizes[0]), grid=1)
+    x[0, :3] = [0.0, 255.0, -0.0]
+    assert run_planned(graph, x, graph.tensor_names()) is not None
+    assert_plan_equals_general(graph, x)
+    outputs = graph.run(x, semantics="exact", names=graph.outputs)
+    assert bits(outputs[graph.outputs[0]]) == bits(graph.run_exact(x)[0][graph.outputs[0]])
+
+
+def test_plan_equals_qonnx_executor(tmp_path):
+    from bitsim.interop.differences import execute_qonnx
+
+    graph = loaded(nets.tfc_streamlined(seed=3, batch=2), tmp_path)
+    x = nets.images(2, (2, 784), grid=1)
+    assert run_planned(graph, x, graph.outputs) is not None
+    expected = execute_qonnx(graph, x)
+    got = graph.run(x, semantics="exact")
+    for name in graph.tensor_names():
+        assert bits(got[name]) == bits(np.asarray(expected[name], np.float32)), name
+
+
+@pytest.mark.parametrize("change", [0.5, 256.0, -1.0, np.nan])
+def test_inputs_that_are_not_pixels_take_the_general_path(tmp_path, change):
+    graph = loaded(nets.tfc_streamlined(seed=4, batch=2), tmp_path)
+    x = nets.images(3, (2, 784), grid=1)
+    x[1, 7] = change
+    assert kinds(graph) is not None and run_planned(graph, x, graph.tensor_names()) is None
+    if np.isnan(change):
+        return
+    assert_plan_equals_general(graph, x)
+
+
+def test_graphs_without_a_chain_take_the_general_path(tmp_path):
+    quantized = loaded(nets.tfc(seed=5, batch=2, sizes=(784, 16, 10)), tmp_path, "q")
+    assert kinds(quantized) is None  # a Quant on the input: no integer chain to start
+    wide = loaded(nets.tfc_streamlined(seed=6, w_bits=8, a_bits=2, batch=2, sizes=(40, 30, 10)), tmp_path, "w")
+    assert kinds(wide) is None  # weights of -128 leave the u8 x int8 bound: MatMul by the general rule
+    x = nets.images(4, (2, 40), grid=1)
+    assert_plan_equals_general(wide, x)
+
+
+@given(st.integers(1, 4), st.integers(1, 9), st.integers(0, 2 ** 16))
+def test_uint8_codes_equal_the_oracle(rows, k, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (rows, k)).astype(np.float32)
+    specials = np.array([0.5, -0.0, 255.0, 256.0, -1.0, 254.75, np.inf, -np.inf, np.nan, 1e9], np.float32)
+    mask = rng.random((rows, k)) < 0.3
+    x[mask] = rng.choice(specials, int(mask.sum()))
+    got, expected = uint8_codes(x), uint8_codes_oracle(x)
+    assert (got is None) == (expected is None)
+    if got is not None:
+        assert got.dtype == np.uint8 and np.array_equal(got, expected)
+
+
+@given(st.integers(1, 5), st.integers(1, 200), st.integers(1, 140), st.integers(0, 2 ** 16))
+def test_xnor_signs_equal_the_oracles(rows, k, n, seed):
+    rng = np.random.default_rng(seed)
+    a = pack(np.where(rng.random((rows, k)) < 0.5, -1, 1))
+    b = pack(np.where(rng.random((n, k)) < 0.5, -1, 1))
+    t = rng.integers(-k - 1, k + 2, n).astype(np.int64)
+    acc, signs = xnor_signs(a, b, k, t)
+    expected = xnor_gemm_oracle(a, b, k)
+    assert acc.dtype == np.int32 and np.array_equal(acc, expected)
+    assert np.array_equal(signs, threshold_pack_oracle(expected, t))
