@@ -109,6 +109,23 @@ def owned_files(directory):
     return sorted(files)
 
 
+def check_destination(out_dir, formats, overwrite, inputs):
+    """``(formats, out_dir)`` checked before an export writes anything: known formats, and ``out_dir`` new or a
+    golden export that ``overwrite`` may replace (:func:`bitsim.outputs.check_replaceable`)."""
+    formats = tuple(formats)
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise InputError(f"unknown golden formats {sorted(unknown)}; choose from {list(FORMATS)}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() or out_dir.is_symlink():
+        if not overwrite:
+            raise OutputExistsError(f"{out_dir} exists; choose another --out, or pass --overwrite to replace "
+                                    "an earlier golden export there")
+        owned = owned_files(out_dir) if golden_kind(out_dir) else ()
+        check_replaceable(out_dir, KIND, owned, inputs, kind_of=golden_kind)
+    return formats, out_dir
+
+
 def export(compiled, x, out_dir, formats=FORMATS, options=None, overwrite=False, inputs=()):
     """Write golden vectors for ``compiled`` on inputs ``x`` into ``out_dir``, atomically.
 
@@ -139,17 +156,7 @@ def export(compiled, x, out_dir, formats=FORMATS, options=None, overwrite=False,
     dict
         The manifest.
     """
-    formats = tuple(formats)
-    unknown = set(formats) - set(FORMATS)
-    if unknown:
-        raise InputError(f"unknown golden formats {sorted(unknown)}; choose from {list(FORMATS)}")
-    out_dir = Path(out_dir)
-    if out_dir.exists() or out_dir.is_symlink():
-        if not overwrite:
-            raise OutputExistsError(f"{out_dir} exists; choose another --out, or pass --overwrite to replace "
-                                    "an earlier golden export there")
-        owned = owned_files(out_dir) if golden_kind(out_dir) else ()
-        check_replaceable(out_dir, KIND, owned, inputs, kind_of=golden_kind)
+    formats, out_dir = check_destination(out_dir, formats, overwrite, inputs)
     x = np.asarray(x)
     if x.dtype != np.uint8:
         raise InputTypeError(f"inputs must be uint8, got {x.dtype}")
@@ -235,17 +242,7 @@ def export_tensors(tensors, out_dir, formats=FORMATS, options=None, overwrite=Fa
     dict
         The manifest.
     """
-    formats = tuple(formats)
-    unknown = set(formats) - set(FORMATS)
-    if unknown:
-        raise InputError(f"unknown golden formats {sorted(unknown)}; choose from {list(FORMATS)}")
-    out_dir = Path(out_dir)
-    if out_dir.exists() or out_dir.is_symlink():
-        if not overwrite:
-            raise OutputExistsError(f"{out_dir} exists; choose another --out, or pass --overwrite to replace "
-                                    "an earlier golden export there")
-        owned = owned_files(out_dir) if golden_kind(out_dir) else ()
-        check_replaceable(out_dir, KIND, owned, inputs, kind_of=golden_kind)
+    formats, out_dir = check_destination(out_dir, formats, overwrite, inputs)
     tmp = mkdtemp_beside(out_dir)
     try:
         entries, arrays, used = [], {}, set()
