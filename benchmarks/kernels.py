@@ -14,7 +14,8 @@ well under 1 G MAC/s, so when a case has more than ``harness.NAIVE_MAX_MACS`` MA
 baseline runs on its first rows only and its throughput is marked ``~`` (estimated).
 
 The shift-add and fixed-point GEMM cases of ``kernels_int.py`` and the uint8 x int8 GEMM cases of
-``kernels_u8.py`` (each runnable on its own too) are appended to this table. To add a case, append a
+``kernels_u8.py`` and the MX GEMM cases of ``kernels_mx.py`` (MXFP8 and MXFP4, exact accumulation, at
+1024^3 and 4096^3; each script runnable on its own too) are appended to this table. To add a case, append a
 :class:`harness.Case` to the list that :func:`cases` returns: ``setup`` builds the operands once,
 ``run`` calls the kernel, ``baseline`` the float32 equivalent, and ``naive`` (optional) the integer
 one, on operands that ``setup`` may have cut to ``naive_macs`` MACs.
@@ -32,6 +33,7 @@ from bitsim.formats.binary import pack_bits  # noqa: E402
 from bitsim.kernels import xnor as kb  # noqa: E402
 from harness import Case, bitplane_case, naive_rows, pm1_float, rand_words  # noqa: E402
 from kernels_int import cases as integer_cases  # noqa: E402
+from kernels_mx import NOTES as MX_NOTES  # noqa: E402
 from kernels_mx import cases as mx_cases  # noqa: E402
 from kernels_u8 import cases as u8_cases  # noqa: E402
 
@@ -183,7 +185,7 @@ def cases(quick=False):
 def main():
     args = harness.parse_args(__doc__, quick="small shapes, for a smoke run (under ~20 s)")
     every = cases(args.quick) + integer_cases(args.quick) + u8_cases(args.quick) + mx_cases(args.quick)
-    records = harness.run("bitsim kernels", NOTES, every, args)
+    records = harness.run("bitsim kernels", NOTES + MX_NOTES, every, args)
     harness.print_load(records)
 
 

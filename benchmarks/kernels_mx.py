@@ -6,10 +6,10 @@ Run from the repository root::
 
 Operands are standard normal, quantized once (not timed) to MXFP8 (E4M3) or MXFP4 (E2M1) in blocks of
 32 along K, OCP floor scales. The timed call is :func:`bitsim.kernels.mx.gemm` with the exact rule and
-its automatic route: a BLAS product of the decoded values where the bound check proves it exact
-(float32 for MXFP4, float64 for MXFP8 at these sizes), the integer kernel elsewhere. The ``integer``
-rows time the integer kernel alone (``route='integer'``) on fewer rows. The cases are appended to
-``kernels.py``'s table too.
+its automatic route, which for these operands is (the setup checks it): MXFP4, the shifted-integer route
+(one uint8 x int8 AVX2 GEMM, :func:`bitsim.kernels.mx.int8_route`); MXFP8, a float64 BLAS product of the
+decoded values, exact by the bound check. The ``integer`` rows time the integer kernel alone
+(``route='integer'``) on fewer rows. The cases are appended to ``kernels.py``'s table too.
 """
 
 import sys
@@ -24,7 +24,9 @@ from bitsim.formats import mx  # noqa: E402
 from bitsim.kernels import mx as kmx  # noqa: E402
 from harness import Case  # noqa: E402
 
-NOTES = ["mx_gemm: exact accumulation (rounded once to float32), auto route; x f32 = speed / numpy float32 matmul"]
+AUTO_ROUTE = {"mxfp8_e4m3": "blas float64", "mxfp4_e2m1": "int8"}
+NOTES = ["mx_gemm: exact accumulation (rounded once to float32); auto route: MXFP4 int8 (shifted integers, "
+         "uint8 x int8 AVX2 GEMM), MXFP8 float64 BLAS; x f32 = speed / numpy float32 matmul"]
 
 
 def mx_case(fmt, m, n_cols, k, route="auto", rows=None, seed=11):
@@ -35,6 +37,9 @@ def mx_case(fmt, m, n_cols, k, route="auto", rows=None, seed=11):
         x = rng.standard_normal((rows, k)).astype(np.float32)
         w = rng.standard_normal((k, n_cols)).astype(np.float32)
         a, b = mx.quantize(x, fmt, axis=1), mx.quantize(w, fmt, axis=0)
+        taken = set(kmx.auto_routes(a, b))
+        if route == "auto" and taken != {AUTO_ROUTE[fmt]}:
+            raise RuntimeError(f"{fmt}: the automatic route is {taken}, not the {AUTO_ROUTE[fmt]!r} this row reports")
         bits = 8 if "fp8" in fmt else 4
         xf = rng.standard_normal((m, k)).astype(np.float32)
         return dict(a=a, b=b, xf=xf, wf=w, bytes=(rows * k + k * n_cols) * bits // 8 + (rows + n_cols) * k // 32,

@@ -1,19 +1,22 @@
 """Sweep throughput: points per second of the serial path, one and two local Dask workers, and the scheduler's
 overhead per point, on a sweep of a Connect MLP (``docs/sweep.md``, "Speed").
 
-    python benchmarks/sweep.py [--model best.json] [--points 64] [--size 1000]
+    python benchmarks/sweep.py [--model best.json] [--size 1000] [--quick]
 
 Without ``--model`` a Connect MLP (784-256-256-256-10, BinaryConnect) is trained for one epoch on 10,000
-images first. The baseline printed beside each point's time is the float64 forward pass of the same network
-on the same images, measured in the same run. Overhead per point: the one-worker wall time of the points less
-the time the points themselves took on the worker, divided by the number of points, as a share of a point's
-mean time. Starting a cluster is timed apart. Every engine runs one thread per process (the serial path too:
-bitsim's parallel Numba quantizers would otherwise use every core in the serial run). The machine's load (``uptime``) is printed: other work on it
-makes the numbers noisy.
+images first. ``--quick`` checks that the benchmark runs (a 784-64-64-64-10 MLP trained on 2,000 images, 100
+test images per point): its numbers are dominated by the scheduler, not a measurement. The baseline printed
+beside each point's time is the float64 forward pass of the same network on the same images, measured in the
+same run. Overhead per point: the one-worker wall time of the points less the time the points themselves took
+on the worker, divided by the number of points, as a share of a point's mean time. Starting a cluster is
+timed apart. Every engine runs one thread per process (the serial path too: bitsim's parallel Numba
+quantizers would otherwise use every core in the serial run). The machine's load (``uptime``) is printed:
+other work on it makes the numbers noisy.
 """
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,11 +57,12 @@ edge = ["wrap", "saturate"]
 """
 
 
-def train(directory):
+def train(directory, quick=False):
     from bitsim.methods import connect
 
-    cfg = connect.ConnectConfig(weights="binary", hidden=256, layers=3, epochs=1, train_size=10_000,
-                                validation_size=0, calibration_size=2_000)
+    cfg = connect.ConnectConfig(weights="binary", hidden=64 if quick else 256, layers=3, epochs=1,
+                                train_size=2_000 if quick else 10_000, validation_size=0,
+                                calibration_size=500 if quick else 2_000)
     connect.train(cfg, out_dir=directory, progress=False, log=lambda line: None)
     return Path(directory) / "best.json"
 
@@ -70,10 +74,13 @@ def uptime():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="a `bitsim train connect` best.json (default: train one briefly)")
-    parser.add_argument("--size", type=int, default=1000, help="test images per point (default 1000)")
+    parser.add_argument("--size", type=int, default=None, help="test images per point (default 1000)")
+    parser.add_argument("--quick", action="store_true", help="a small model and 100 images per point: checks that "
+                                                             "the benchmark runs")
     args = parser.parse_args()
+    args.size = args.size or (100 if args.quick else 1000)
     tmp = Path(tempfile.mkdtemp(prefix="bitsim-sweep-bench-"))
-    model = Path(args.model).resolve() if args.model else train(tmp / "model")
+    model = Path(args.model).resolve() if args.model else train(tmp / "model", args.quick)
     spec = tmp / "bench.toml"
     spec.write_text(SPEC.format(model=model, size=args.size))
     print(f"load before: {uptime()}")
@@ -94,7 +101,7 @@ def main():
                           == (tmp / "serial" / "summary.csv").read_bytes())
     n = rows["serial"]["points"]
     point = rows["serial"]["seconds"] / n
-    print(f"\nsweep of {n} points of the Connect MLP {'-'.join(str(l.n_in) for l in net.layers)}-10, "
+    print(f"\nsweep of {n} points of the Connect MLP {'-'.join(str(l.inputs) for l in net.layers)}-10, "
           f"{args.size} test images per point")
     print(f"float64 forward of the same network on the same images: {1000 * float_seconds:.1f} ms "
           f"(a point takes {point / float_seconds:.1f}x that: quantizers and the narrow-accumulator kernel)")
@@ -111,6 +118,7 @@ def main():
     print(f"2 workers against serial: {rows['serial']['seconds'] / rows['2 workers']['seconds']:.2f}x "
           f"(target >= 1.7x); overhead target < 5%")
     print(f"load after: {uptime()}")
+    shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":

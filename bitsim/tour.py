@@ -3,7 +3,7 @@
 import numpy as np
 
 from .explain import explain
-from .formats import binary, fixed, log, ternary
+from .formats import binary, fixed, log, minifloat, mx, ternary
 from .formats.modes import Counts
 from .formats.rng import Xorshift32, bernoulli
 
@@ -57,5 +57,17 @@ def tour(out=print):
     out(f"seed 2024 -> first draws {[hex(int(d)) for d in draws]}")
     out(f"binarize [0.9, -0.9, 0.0, 0.5] stochastically: P(+1) = {[0.95, 0.05, 0.5, 0.75]} -> "
         f"{np.where(bernoulli([0.95, 0.05, 0.5, 0.75], gen), 1, -1).tolist()}")
+    _section(out, "6. Minifloats: FP8 E4M3 (no Inf, one NaN per sign) beside E5M2 (IEEE-like) and FP4 E2M1")
+    out(explain("e4m3", 0.3))
+    x = np.array([0.3, 1000.0, -0.001])
+    for name in ("e4m3", "e5m2", "e2m1"):
+        fmt = minifloat.FORMATS[name]
+        counts = Counts()
+        codes = minifloat.encode(x, fmt, counts=counts)
+        out(f"{name}: {x.tolist()} -> codes {[f'0x{int(c):02x}' for c in codes]} -> "
+            f"{minifloat.decode(codes, fmt).tolist()}, saturated {counts.saturated}")
+
+    _section(out, "7. MX block formats: 32 elements share one power-of-two scale, an E8M0 code")
+    out(explain("mxfp4_e2m1", [0.3, 1.7, -5.0, 12.0]))
     out("")
     out("Next: bitsim explain FORMAT VALUE shows any value; docs/formats.md states every rule.")

@@ -1,6 +1,7 @@
 """Tiny trained models and spec files for the sweep tests (a few seconds of training on MNIST)."""
 
 import textwrap
+from dataclasses import asdict
 
 from bitsim.datasets import load_mnist
 from bitsim.methods import connect, surgery
@@ -18,6 +19,22 @@ def train_models(directory):
                                  checkpoint_every=1000, seed=5, gamma=0.05, translate=0)
     surgery.train(cfg, out_dir=directory / "lenet", **quiet)
     return {"connect": directory / "connect" / "best.json", "surgery": directory / "lenet" / "final.json"}
+
+
+def lenet5_model(directory, seed=7):
+    """An untrained LeNet-5 of ``bitsim train surgery`` (its initial weights, a third of each layer pruned), saved
+    as the trainer saves ``final.json``: enough to check the integer path against the float model."""
+    import numpy as np
+
+    cfg = surgery.default_config("lenet5", seed=seed)
+    model = surgery.build_model("lenet5", seed)
+    from bitsim.nn.masked import masked_layers
+
+    for layer in masked_layers(model):
+        w = layer.W.value
+        layer.T[...] = (np.abs(w) > np.quantile(np.abs(w), 1 / 3)).astype(layer.T.dtype)
+    model.save(directory / "final", {"config": asdict(cfg), "history": []})
+    return directory / "final.json"
 
 
 def spec_text(kind, model_file, size=200, weight=None, activation=None, accumulator=None, extra=""):

@@ -12,7 +12,11 @@ from sweep_models import spec_text
 pytest_plugins = ["fuzz_summary_plugin"]
 
 LOADER = "bitsim.sweep.spec.load_spec"
-TEXT = spec_text("connect", "model.json", extra='[constraints]\nmax_memory_bytes = 100000\n').replace(
+TEXT = spec_text("connect", "model.json", extra='[constraints]\nmax_memory_bytes = 100000\n',
+                 weight='[{format = "binary"}, {format = "minifloat", type = "e2m3"}, '
+                        '{format = "fixed", bits = [4, 8]}, {format = "mx", type = "mxfp4_e2m1", block = 16}]',
+                 activation='[{format = "fixed", bits = [4, 8]}, {format = "mx", type = "mxfp8_e4m3", block = 16}]',
+                 accumulator='bits = [12, 24]\nedge = ["wrap", "saturate"]\nmx = ["exact", "float32"]').replace(
     "[[space.layers]]", "[space]\nsample = \"random\"\ncount = 9\nseed = 4\n\n[[space.layers]]")
 
 

@@ -13,10 +13,12 @@ Both: a block whose scale is NaN (0xFF) or which holds a NaN or Inf element make
 
 The exact kernel turns element codes into integers ``c`` with value ``c * 2**-q`` (E4M3 ``q = 9``, E2M1
 ``q = 1`` ...) so that a block's dot product is an integer dot (in float64 or float32 lanes, exact because
-every partial sum stays below ``2**53`` or ``2**24``). Beside it, :func:`gemm` takes an exact fast path
-(a BLAS product of the decoded values) when it can prove that every partial sum is a multiple of the
-smallest value grid and below ``2**53`` (float64) or ``2**24`` (float32): then BLAS computes the exact
-sum in any order. Otherwise it uses the integer kernel. ``route=`` forces either.
+every partial sum stays below ``2**53`` or ``2**24``). Before it, :func:`gemm` tries two exact routes,
+each used only where its check proves it exact: the shifted-integer route (:func:`int8_route`: within a
+row or column all blocks on one grid, integers of at most 7 bits, one uint8 x int8 GEMM; MXFP4 data), and
+a BLAS product of the decoded values when every partial sum is a multiple of the smallest value grid and
+below ``2**53`` (float64) or ``2**24`` (float32), so that BLAS computes the exact sum in any order
+(:func:`blas_rows`; MXFP8 data). ``route=`` forces one.
 """
 
 import numba
@@ -26,12 +28,19 @@ from ..errors import InputError, InputTypeError
 from ..formats.launch import launch
 from ..formats.minifloat import MinifloatFormat, values
 from ..formats.mx import SCALE_NAN, MXTensor, as_mx
+from .u8 import u8s8_matmul
 
 LIMBS = 24
 BASE = -320  # exponent of the accumulator's LSB
 PARALLEL_MIN_WORK = 1 << 16
+# The passes over the operands and the result before and after a GEMM (O(M K + K N + M N) work) run on
+# the calling thread below this many elements: on cores shared with other processes every parallel call
+# waits for its slowest thread, which costs more than the pass itself.
+PREP_MIN_WORK = 1 << 23
+BAD_INT = 1 << 62  # |element integer| standing for a NaN or Inf code in the block summaries
+INT8_MAX = 127
 RULES = ("exact", "float32")
-ROUTES = ("auto", "integer", "blas")
+ROUTES = ("auto", "integer", "blas", "int8")
 
 
 def element_integers(element):
@@ -201,29 +210,86 @@ def _gemm_float32(av, sa, btv, sb, block, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def _stats(codes, scales, ints, bad, pow2, block, by_rows, grid, top, l1, mx, nan):
-    """Per row (``by_rows``; codes (R, K), scales (R, nb)) or per column (codes (K, C), scales (nb, C)): the
-    smallest and largest scale exponent of nonzero blocks, the sum and the largest of |element integer| *
-    2**(scale exponent), and whether a NaN scale or a NaN/Inf element occurs."""
-    r = codes.shape[0] if by_rows else codes.shape[1]
-    k = codes.shape[1] if by_rows else codes.shape[0]
+def _row_blocks(codes, scales, absints, block, bmax, bsum):
+    """Per block of a (R, K) operand blocked along axis 1: the largest and the sum of |element integer|
+    (``absints[code]``, ``BAD_INT`` for a NaN/Inf code), into bmax (R, nb) int64 and bsum (R, nb)."""
+    r, k = codes.shape
     for i in numba.prange(r):
-        g, t, s1, m1, bad_row = 1 << 20, -(1 << 20), 0.0, 0.0, False
-        for kk in range(k):
-            b = kk // block
-            c = codes[i, kk] if by_rows else codes[kk, i]
-            sc = scales[i, b] if by_rows else scales[b, i]
-            if sc == SCALE_NAN or bad[c]:
-                bad_row = True
-            v = abs(ints[c])
-            if v != 0.0:
-                e = np.int64(sc) - 127
-                g = min(g, e)
-                t = max(t, e)
-                w = v * pow2[sc]
-                s1 += w
-                m1 = max(m1, w)
-        grid[i], top[i], l1[i], mx[i], nan[i] = g, t, s1, m1, bad_row
+        for b in range(scales.shape[1]):
+            m = np.int64(0)
+            t = 0.0
+            for kk in range(b * block, min(b * block + block, k)):
+                v = absints[codes[i, kk]]
+                m = max(m, v)
+                t += v
+            bmax[i, b] = m
+            bsum[i, b] = t
+
+
+@numba.njit(cache=True, parallel=True)
+def _col_blocks(codes, scales, absints, block, bmax, bsum):
+    """Like :func:`_row_blocks` for a (K, C) operand blocked along axis 0: bmax, bsum (nb, C)."""
+    k, c = codes.shape
+    for b in numba.prange(scales.shape[0]):
+        m, t = bmax[b], bsum[b]
+        m[:] = 0
+        t[:] = 0.0
+        for kk in range(b * block, min(b * block + block, k)):
+            row = codes[kk]
+            for j in range(c):
+                v = absints[row[j]]
+                m[j] = max(m[j], v)
+                t[j] += v
+
+
+class Summary:
+    """Per-block facts of one MX operand, with its lines (rows of ``a``, columns of ``b``) along axis 0.
+
+    ``e`` (lines, nb) the scale exponents; ``nonzero`` and ``nan`` (lines, nb) blocks; ``bmax``, ``bsum``
+    the largest and the sum of |element integer| per block; ``grid`` (lines,) the smallest ``e`` over a
+    line's nonzero blocks (0 for a line without one); ``nan_line`` whether a line has a NaN block; ``q``
+    the element integers' exponent (value = integer * 2**(e - q)).
+    """
+
+    def __init__(self, t, by_rows):
+        ints, self.q, bad = element_integers(as_mx(t.fmt).element)
+        absints = np.where(bad, BAD_INT, np.abs(ints)).astype(np.int64)
+        lines = t.codes.shape[0] if by_rows else t.codes.shape[1]
+        nb = t.scales.shape[1] if by_rows else t.scales.shape[0]
+        bmax, bsum = np.empty((lines, nb), np.int64), np.empty((lines, nb))
+        if by_rows:
+            launch(_row_blocks, t.codes.size, t.codes, t.scales, absints, t.fmt.block, bmax, bsum,
+                   min_work=PREP_MIN_WORK)
+            scales = t.scales
+        else:
+            bm, bs = np.empty((nb, lines), np.int64), np.empty((nb, lines))
+            launch(_col_blocks, t.codes.size, t.codes, t.scales, absints, t.fmt.block, bm, bs,
+                   min_work=PREP_MIN_WORK)
+            bmax, bsum, scales = bm.T, bs.T, t.scales.T
+        self.nan = (scales == SCALE_NAN) | (bmax >= BAD_INT)
+        self.nonzero = (bmax > 0) & ~self.nan
+        self.e = scales.astype(np.int64) - 127
+        self.bmax, self.bsum = np.where(self.nan, 0, bmax), np.where(self.nan, 0.0, bsum)
+        self.nan_line = self.nan.any(axis=1)
+        g = np.where(self.nonzero, self.e, 1 << 20).min(axis=1, initial=1 << 20)
+        self.grid = np.where(g == 1 << 20, 0, g)
+
+    def shifts(self):
+        """(shift (lines, nb), widest (lines,)): each nonzero block's ``e - grid`` (0 elsewhere) and the
+        largest |element integer| * 2**shift of each line, the line's values in units of 2**(grid - q)."""
+        d = np.where(self.nonzero, self.e - self.grid[:, None], 0)
+        return d, (self.bmax * np.ldexp(1.0, np.minimum(d, 60))).max(axis=1, initial=0)
+
+    def stats(self):
+        """``(grid, top, l1, max, nan)`` of :func:`blas_rows`: value grids and top exponents (minus q),
+        L1 norm and largest magnitude in units of 2**grid, NaN lines."""
+        d = np.where(self.nonzero, self.e - self.grid[:, None], 0)
+        unit = np.ldexp(1.0, np.minimum(d, 1000))
+        l1 = (self.bsum * unit).sum(axis=1)
+        mx = (self.bmax * unit).max(axis=1, initial=0)
+        top = np.where(self.nonzero, self.e, -(1 << 20)).max(axis=1, initial=-(1 << 20))
+        grid = np.where(self.nonzero.any(axis=1), self.grid, 1 << 20)
+        return grid - self.q, top - self.q, l1, mx, self.nan_line
 
 
 @numba.njit(cache=True, parallel=True)
@@ -247,17 +313,134 @@ def _decode_cols(codes, scales, ints, pow2, block, out):
             out[kk, j] = ints[codes[kk, j]] * pow2[scales[b, j]]
 
 
+@numba.njit(cache=True, parallel=True)
+def _fill_rows(codes, shift, lut, block, x):
+    """x[i, k] = lut[shift[i, b] + 1, code] (uint8): a (R, K) operand blocked along axis 1."""
+    r, k = codes.shape
+    for i in numba.prange(r):
+        for b in range(shift.shape[1]):
+            row = lut[shift[i, b] + 1]
+            for kk in range(b * block, min(b * block + block, k)):
+                x[i, kk] = row[codes[i, kk]]
+
+
+@numba.njit(cache=True, parallel=True)
+def _fill_cols(codes, shift, lut, block, w):
+    """w[j, k] = lut[shift[b, j] + 1, codes[k, j]] (int8): a (K, C) operand transposed to (C, K), by tiles."""
+    k, c = codes.shape
+    tile = 32
+    tk = (k + tile - 1) // tile
+    for t in numba.prange(((c + tile - 1) // tile) * tk):
+        j0, k0 = (t // tk) * tile, (t % tk) * tile
+        j1 = min(j0 + tile, c)
+        for kk in range(k0, min(k0 + tile, k)):
+            srow, crow = shift[kk // block], codes[kk]
+            for j in range(j0, j1):
+                w[j, kk] = lut[srow[j] + 1, crow[j]]
+
+
+def shifted_table(t, off, dtype):
+    """``lut[d + 1, code] = element integer * 2**d + off`` for shifts ``d = -1 .. 6`` (``d = -1``: a NaN
+    block, ``off``), wrapped to ``dtype``; the route reads only entries its check proved to fit."""
+    ints = element_integers(as_mx(t.fmt).element)[0].astype(np.int64)
+    lut = np.concatenate([np.zeros((1, 256), np.int64), ints[None, :] << np.arange(7)[:, None]]) + off
+    return lut.astype(dtype)
+
+
+@numba.njit(cache=True, parallel=True)
+def _scale_out(s, off, colsum, pa, pb, out):
+    """out[i, j] = fl32((s[i, j] - off * colsum[j]) * pa[i] * pb[j]); the float64 product is exact."""
+    m, n = out.shape
+    for i in numba.prange(m):
+        for j in range(n):
+            out[i, j] = np.float32(np.float64(np.int64(s[i, j]) - off * colsum[j]) * pa[i] * pb[j])
+
+
+def int8_rows(sa, sb, k):
+    """The rows that :func:`int8_route` admits (bool (M,)), or None when none: every column of ``b`` and the
+    row hold integers ``|c * 2**shift| <= 127`` (:class:`Summary`), and ``K * 127**2 < 2**53``."""
+    if k * INT8_MAX**2 >= 2**53 or sb.shifts()[1].max(initial=0) > INT8_MAX:
+        return None
+    rows = sa.shifts()[1] <= INT8_MAX
+    return rows if rows.any() else None
+
+
+def auto_routes(a, b):
+    """The route ``gemm(a, b, 'exact')`` takes for each row of ``a``, without computing the product.
+
+    Returns
+    -------
+    numpy.ndarray of str, (M,)
+        ``'int8'``, ``'blas float32'``, ``'blas float64'`` or ``'integer'``.
+    """
+    operands_check(a, b)
+    m, k = a.codes.shape
+    out = np.full(m, "integer", dtype=object)
+    if not (m and b.codes.shape[1] and k):
+        return out
+    sa, sb = Summary(a, True), Summary(b, False)
+    rows = int8_rows(sa, sb, k)
+    left = np.ones(m, bool) if rows is None else ~rows
+    out[~left] = "int8"
+    stats = sa.stats(), sb.stats()
+    for bits, name in ((24, "blas float32"), (53, "blas float64")):
+        good = blas_rows(a, b, bits, stats) & left
+        out[good] = name
+        left &= ~good
+    return out
+
+
+def int8_route(a, b, sa=None, sb=None):
+    """The rows of ``a @ b`` that the shifted-integer route computes exactly, and their float32 results.
+
+    Within a line (row of ``a``, column of ``b``) every block's values are multiples of
+    ``2**(grid - q)``, ``grid`` the smallest scale exponent of its nonzero blocks, so block by block
+    ``value = c * 2**shift * 2**(grid - q)`` with ``shift = e - grid``. When every column of ``b`` and a
+    row of ``a`` hold these integers ``c * 2**shift`` within ``[-127, 127]``, the whole K-sum is one
+    integer dot product ``S``, computed exactly by :func:`bitsim.kernels.u8.u8s8_matmul` (``a`` offset by
+    ``o = max |a'|`` into uint8, ``o * colsum(b')`` subtracted in int64). ``|S| <= K * 127**2 < 2**53``,
+    so ``S * 2**(grid_a - qa) * 2**(grid_b - qb)`` is exact in float64 (its exponent stays far inside
+    float64's range) and one conversion rounds it to float32, nearest even. Lines with a NaN block are
+    set to NaN afterwards; their NaN blocks enter the product as zeros.
+
+    Returns
+    -------
+    (rows, out) : (numpy.ndarray of bool (M,), numpy.ndarray of float32 (rows.sum(), N)), or (None, None)
+        when no row qualifies.
+    """
+    sa, sb = sa or Summary(a, True), sb or Summary(b, False)
+    k = a.codes.shape[1]
+    rows = int8_rows(sa, sb, k)
+    if rows is None:
+        return None, None
+    da, wa = sa.shifts()
+    db, _ = sb.shifts()
+    sel = rows.all()
+    off = int(wa[rows].max(initial=0))
+    codes = a.codes if sel else np.ascontiguousarray(a.codes[rows])
+    shift_a = np.where(sa.nan, -1, da)
+    shift_a = shift_a if sel else shift_a[rows]
+    x = np.empty(codes.shape, np.uint8)
+    launch(_fill_rows, x.size, codes, np.ascontiguousarray(shift_a), shifted_table(a, off, np.uint8), a.fmt.block, x,
+           min_work=PREP_MIN_WORK)
+    n = b.codes.shape[1]
+    w = np.empty((n, k), np.int8)
+    launch(_fill_cols, w.size, b.codes, np.ascontiguousarray(np.where(sb.nan, -1, db).T), shifted_table(b, 0, np.int8),
+           b.fmt.block, w, min_work=PREP_MIN_WORK)
+    colsum = w.sum(axis=1, dtype=np.int64)
+    prod = u8s8_matmul(x, w)
+    out = np.empty((x.shape[0], n), np.float32)
+    ga = (sa.grid if sel else sa.grid[rows]) - sa.q
+    launch(_scale_out, out.size, prod, off, colsum, np.ldexp(1.0, ga), np.ldexp(1.0, sb.grid - sb.q), out,
+           min_work=PREP_MIN_WORK)
+    out[(sa.nan_line if sel else sa.nan_line[rows])] = np.nan
+    out[:, sb.nan_line] = np.nan
+    return rows, out
+
+
 def side_stats(t, by_rows):
-    """:func:`_stats` of an MX operand: ``(grid, top, l1, max, nan)``, l1 and max in units of 2**grid."""
-    ints, q, bad = element_integers(as_mx(t.fmt).element)
-    r = t.codes.shape[0] if by_rows else t.codes.shape[1]
-    grid, top = np.empty(r, np.int64), np.empty(r, np.int64)
-    l1, mx, nan = np.empty(r), np.empty(r), np.empty(r, np.bool_)
-    pow2 = np.ldexp(1.0, np.arange(256) - 127)
-    launch(_stats, t.codes.size, t.codes, t.scales, ints, bad, pow2, t.fmt.block, by_rows, grid, top, l1, mx, nan,
-           min_work=PARALLEL_MIN_WORK)
-    unit = np.ldexp(1.0, np.minimum(grid, 1000))
-    return grid - q, top - q, l1 / unit, mx / unit, nan
+    """``(grid, top, l1, max, nan)`` of an MX operand's rows (``by_rows``) or columns (see :class:`Summary`)."""
+    return Summary(t, by_rows).stats()
 
 
 def blas_rows(a, b, mantissa_bits, stats=None):
@@ -283,22 +466,6 @@ def blas_rows(a, b, mantissa_bits, stats=None):
         ok &= (ga + gmin >= -149) & (ga >= -149) & (gmin >= -149) & (ta < 100) & (tb.max(initial=0) < 100)
         ok &= ga + gmin < 60
     return ok
-
-
-def operands_shape(a, b):
-    """Check an MX GEMM's operands (see :func:`operands`) without preparing them; returns a lazy preparer."""
-    operands_check(a, b)
-    return LazyOperands(a, b)
-
-
-class LazyOperands:
-    """The integer kernel's operands, prepared when first unpacked."""
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-
-    def __iter__(self):
-        return iter(operands(self.a, self.b))
 
 
 def operands_check(a, b):
@@ -334,46 +501,6 @@ def operands(a, b):
     return ia[ac], ib[btc], sa, sb, block, qa, qb
 
 
-def blas_bound_holds(ai, sa, bti, sb, qa, qb, block, mantissa_bits):
-    """True where a BLAS product of the decoded values is provably the exact sum (per output, (M, N) bool).
-
-    Every element ``a_ik * b_kj`` is an integer multiple of ``Q = 2**(ga_i + gb_j)``, ``ga_i`` the
-    smallest ``scale exponent - q`` over row ``i``'s nonzero blocks; every partial sum, in any order, is
-    then a multiple of ``Q`` no larger than ``S = min(L1(a_i) * max|b_j|, max|a_i| * L1(b_j))``. If
-    ``S < 2**(mantissa_bits - 1) * Q`` (one bit of margin for the float64 bound itself), every partial
-    sum is representable and BLAS adds exactly.
-    """
-    def side(ints, scales, q):
-        nb = scales.shape[1]
-        e = scales.astype(np.int64) - 127
-        padded = np.zeros((ints.shape[0], nb * block))
-        padded[:, :ints.shape[1]] = np.abs(ints)
-        blocks = padded.reshape(ints.shape[0], nb, block)
-        nonzero = blocks.max(axis=2) > 0
-        grid = np.where(nonzero, e, 1 << 20).min(axis=1)
-        scaled = blocks * np.ldexp(1.0, np.where(nonzero, e - grid[:, None], 0))[..., None]  # units of the grid
-        top = np.where(nonzero, e, -(1 << 20)).max(axis=1)
-        return grid - q, scaled.sum(axis=(1, 2)), scaled.max(axis=(1, 2)), top - q
-
-    ga, l1a, mxa, ta = side(ai, sa, qa)
-    gb, l1b, mxb, tb = side(bti, sb, qb)
-    bound = np.minimum(np.outer(l1a, mxb), np.outer(mxa, l1b))
-    ok = bound < 2.0 ** (mantissa_bits - 1)
-    if mantissa_bits == 24:  # float32: every value, product and sum must lie in float32's range
-        ok &= ((ga[:, None] + gb[None, :]) >= -149) & (ga[:, None] >= -149) & (gb[None, :] >= -149)
-        ok &= (ta[:, None] < 100) & (tb[None, :] < 100) & (ga[:, None] + gb[None, :] < 60)
-    return ok
-
-
-def decoded(ints, scales, block, q):
-    """Element values times their block scale as float64 (exact)."""
-    nb = scales.shape[1]
-    padded = np.zeros((ints.shape[0], nb * block))
-    padded[:, :ints.shape[1]] = ints
-    s = np.ldexp(1.0, scales.astype(np.int64) - 127 - q)
-    return (padded.reshape(ints.shape[0], nb, block) * s[..., None]).reshape(ints.shape[0], -1)[:, :ints.shape[1]]
-
-
 def gemm(a, b, rule="exact", route="auto"):
     """MX GEMM ``a @ b`` under an accumulation rule, as float32.
 
@@ -384,10 +511,11 @@ def gemm(a, b, rule="exact", route="auto"):
     b : MXTensor
         (K, N) blocked along axis 0.
     rule : {'exact', 'float32'}
-    route : {'auto', 'integer', 'blas'}
-        ``exact`` only: ``integer`` always uses the integer kernel; ``blas`` and ``auto`` take the BLAS
-        path for the rows where :func:`blas_bound_holds` proves it exact (``auto`` also checks for NaN
-        blocks), and the integer kernel for the others.
+    route : {'auto', 'integer', 'blas', 'int8'}
+        ``exact`` only: ``integer`` always uses the integer kernel; ``int8`` takes the shifted-integer
+        route (:func:`int8_route`) for the rows its check admits, ``blas`` the BLAS product for the rows
+        where :func:`blas_rows` proves it exact, the integer kernel the remaining rows; ``auto`` tries
+        ``int8``, then ``blas``, then the integer kernel. Every route gives the same bits.
 
     Returns
     -------
@@ -406,43 +534,54 @@ def gemm(a, b, rule="exact", route="auto"):
         btv = np.ldexp(bti, -qb).astype(np.float32)
         launch(_gemm_float32, m * n * k, av, sa, btv, sb, block, out, min_work=PARALLEL_MIN_WORK)
         return out
-    operands_checked = operands_shape(a, b)
     rows = np.ones(m, bool)
-    if route != "integer":
-        stats = (side_stats(a, True), side_stats(b, False))
-        for bits, dtype in ((24, np.float32), (53, np.float64)):
-            good = blas_rows(a, b, bits, stats) & rows
-            if good.any():
-                ia, qa, _ = element_integers(as_mx(a.fmt).element)
-                ib, qb, _ = element_integers(as_mx(b.fmt).element)
-                sel = good.all()
-                ac = a.codes if sel else np.ascontiguousarray(a.codes[good])
-                sca = a.scales if sel else np.ascontiguousarray(a.scales[good])
-                av = np.empty(ac.shape, dtype)
-                bv = np.empty(b.codes.shape, dtype)
-                launch(_decode_rows, ac.size, ac, sca, ia, qa, a.fmt.block, av, min_work=PARALLEL_MIN_WORK)
-                launch(_decode_cols, b.codes.size, b.codes, b.scales, ib, np.ldexp(1.0, np.arange(256) - 127 - qb),
-                       b.fmt.block, bv,
-                       min_work=PARALLEL_MIN_WORK)
-                prod = av @ bv
-                if sel:
-                    out = prod if dtype == np.float32 else prod.astype(np.float32)
-                else:
-                    out[good] = prod
+    if route != "integer" and m and n and k:
+        summaries = Summary(a, True), Summary(b, False)
+        if route in ("auto", "int8"):
+            good, sub = int8_route(a, b, *summaries)
+            if good is not None:
+                if good.all():
+                    return sub
+                out[good] = sub
                 rows &= ~good
-            if not rows.any():
-                return out
-    ai, bti, sa, sb, block, qa, qb = operands_checked
+        if route in ("auto", "blas"):
+            stats = summaries[0].stats(), summaries[1].stats()
+            for bits, dtype in ((24, np.float32), (53, np.float64)):
+                good = blas_rows(a, b, bits, stats) & rows
+                if good.any():
+                    prod = blas_product(a, b, good, dtype)
+                    with np.errstate(over="ignore"):  # beyond float32's range: +-Inf, as the rule says
+                        if good.all():
+                            return prod if dtype == np.float32 else prod.astype(np.float32)
+                        out[good] = prod
+                    rows &= ~good
+        if not rows.any():
+            return out
+    ai, bti, sa, sb, block, qa, qb = operands(a, b)
     tq = qa + qb
-    if rows.any():
-        sub = np.empty((int(rows.sum()), n), np.float32)
-        if np.abs(ai).max(initial=0) ** 2 * block < 2.0**53 and np.abs(bti).max(initial=0) ** 2 * block < 2.0**53:
-            launch(_gemm_exact, int(rows.sum()) * n * k, np.ascontiguousarray(ai[rows]), np.ascontiguousarray(sa[rows]),
-                   bti, sb, block, tq, sub, min_work=PARALLEL_MIN_WORK)
-        else:
-            _gemm_exact_terms(np.ascontiguousarray(ai[rows]), np.ascontiguousarray(sa[rows]), bti, sb, block, tq, sub)
-        out[rows] = sub
+    sub = np.empty((int(rows.sum()), n), np.float32)
+    if np.abs(ai).max(initial=0) ** 2 * block < 2.0**53 and np.abs(bti).max(initial=0) ** 2 * block < 2.0**53:
+        launch(_gemm_exact, int(rows.sum()) * n * k, np.ascontiguousarray(ai[rows]), np.ascontiguousarray(sa[rows]),
+               bti, sb, block, tq, sub, min_work=PARALLEL_MIN_WORK)
+    else:
+        _gemm_exact_terms(np.ascontiguousarray(ai[rows]), np.ascontiguousarray(sa[rows]), bti, sb, block, tq, sub)
+    out[rows] = sub
     return out
+
+
+def blas_product(a, b, rows, dtype):
+    """BLAS ``a[rows] @ b`` of the decoded values in ``dtype`` (exact where :func:`blas_rows` holds)."""
+    ia, qa, _ = element_integers(as_mx(a.fmt).element)
+    ib, qb, _ = element_integers(as_mx(b.fmt).element)
+    sel = rows.all()
+    ac = a.codes if sel else np.ascontiguousarray(a.codes[rows])
+    sca = a.scales if sel else np.ascontiguousarray(a.scales[rows])
+    av = np.empty(ac.shape, dtype)
+    bv = np.empty(b.codes.shape, dtype)
+    launch(_decode_rows, ac.size, ac, sca, ia, qa, a.fmt.block, av, min_work=PREP_MIN_WORK)
+    launch(_decode_cols, b.codes.size, b.codes, b.scales, ib, np.ldexp(1.0, np.arange(256) - 127 - qb), b.fmt.block,
+           bv, min_work=PREP_MIN_WORK)
+    return av @ bv
 
 
 def dot(a, b, rule="exact"):
@@ -454,4 +593,4 @@ def dot(a, b, rule="exact"):
     return np.float32(gemm(a2, b2, rule, route="integer")[0, 0])
 
 
-__all__ = ["RULES", "ROUTES", "gemm", "dot", "blas_bound_holds", "element_integers"]
+__all__ = ["RULES", "ROUTES", "gemm", "dot", "auto_routes", "blas_rows", "int8_route", "element_integers"]

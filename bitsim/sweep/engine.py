@@ -13,7 +13,7 @@ import time
 
 from ..errors import InputError, MissingExtra
 
-__all__ = ["THREAD_VARIABLES", "MALLOC_VARIABLE", "run_points", "local_workers", "start_local_cluster"]
+__all__ = ["THREAD_VARIABLES", "MALLOC_VARIABLE", "run_points", "local_workers", "start_local_cluster", "one_thread"]
 
 # dask's nanny sets this in its workers (distributed.nanny.pre-spawn-environ) and in the process that starts
 # them; it stops glibc from reusing freed memory for numpy's large temporaries, which makes a point twice as slow
@@ -63,15 +63,30 @@ def _dask():
 
 def start_local_cluster(workers):
     """A ``LocalCluster`` of ``workers`` processes, one thread each, no dashboard, with glibc's own memory trimming
-    (the user's ``MALLOC_TRIM_THRESHOLD_`` if set, not the nanny's)."""
+    (the user's ``MALLOC_TRIM_THRESHOLD_`` if set, not the nanny's).
+
+    The worker's environment is set after its process started, when Numba may already be imported (the
+    process imports the main module of this one): a ``NUMBA_NUM_THREADS`` that differs from the value Numba
+    read then makes its next compilation fail once its threads run. So it is left out; every task sets
+    Numba's threads itself (:func:`one_thread`)."""
     import dask
 
     distributed = _dask()
+    env = {k: v for k, v in THREAD_VARIABLES.items() if k != "NUMBA_NUM_THREADS"}
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{MALLOC_VARIABLE}": USER_MALLOC}):
         if USER_MALLOC is None:
             os.environ.pop(MALLOC_VARIABLE, None)  # an earlier cluster of this process put it there
         return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs=logging.ERROR, env=THREAD_VARIABLES)
+                                        dashboard_address=None, silence_logs=logging.ERROR, env=env)
+
+
+def one_thread(evaluate, context, config):
+    """``evaluate(context, config)`` with Numba's parallel kernels on the calling thread alone (a worker's
+    parallelism is its points; ``numba.set_num_threads`` holds for the calling thread)."""
+    import numba
+
+    numba.set_num_threads(1)
+    return evaluate(context, config)
 
 
 def _killed_record(config, err):
@@ -150,7 +165,7 @@ def _run_dask(evaluate, context, configs, on_record, workers, scheduler, bar, st
             from .spec import point_id
 
             key = f"bitsim-sweep-point-{point_id(config)}"
-            futures[client.submit(evaluate, shared, config, key=key, pure=False, retries=0)] = config
+            futures[client.submit(one_thread, evaluate, shared, config, key=key, pure=False, retries=0)] = config
         pending, checked = len(futures), 0.0
         for future in distributed.as_completed(futures):
             try:

@@ -2,11 +2,13 @@
 
 Each entry of :data:`FORMATS` describes one format: its parameters (a schema of :mod:`bitsim.schema`, with
 defaults), how many bits a value takes, whether its products need a multiplier, the largest code magnitude
-in bits (to prove that products fit the accumulator kernel), and :meth:`Format.quantizer`, which fixes the
-format's scale from reference values (the weights themselves, or a layer's float activations on the
-calibration images) and returns a :class:`Quantizer` mapping float values to integer codes. A value is
-``code * scale``. Adding a format is one entry: a subclass of :class:`Format` and a line in
-:data:`FORMATS`. The rules are written in ``docs/sweep.md`` ("Formats").
+in bits (to prove that products fit the accumulator kernel), its storage in bytes, and
+:meth:`Format.quantizer`, which fixes the format's scale from reference values (the weights themselves, or a
+layer's float activations on the calibration images) and returns a :class:`Quantizer` mapping float values to
+integer codes. A value is ``code * scale``. The MX block formats (``blocked``) have no such code: a layer in
+MX formats is quantized by :func:`bitsim.formats.mx.quantize` and multiplied by :func:`bitsim.kernels.mx.gemm`
+(:meth:`MX.tensor`). Adding a format is one entry: a subclass of :class:`Format` and a line in :data:`FORMATS`.
+The rules are written in ``docs/sweep.md`` ("Formats").
 """
 
 import math
@@ -15,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..formats import fixed, log
+from ..formats import fixed, log, mx
 from ..formats.fixed import FixedFormat
 from ..formats.log import LogFormat
 from ..schema import NUMBER, Either, Int, OneOf
 
-__all__ = ["FORMATS", "Format", "Quantizer", "canonical", "format_of", "label"]
+__all__ = ["FORMATS", "Format", "Quantizer", "canonical", "format_of", "label", "pair_error"]
 
 AUTO = OneOf("auto")
 FIXED_ROUNDINGS = ("nearest_even", "nearest_away", "nearest_up", "floor", "ceil", "toward_zero")
@@ -51,6 +53,7 @@ class Format:
     params = {}  # parameter -> schema leaf
     defaults = {}  # parameter -> default value
     multiplier_free = False  # products are sign flips, additions or shifts
+    blocked = False  # an MX block format: no per-tensor integer code (see MX)
 
     def check(self, p):
         """Raise :class:`InputError` for parameters that cannot go together."""
@@ -62,6 +65,10 @@ class Format:
     def code_bits(self, p):
         """``b`` such that every code's magnitude is at most ``2**b``."""
         raise NotImplementedError
+
+    def storage_bytes(self, p, rows, cols):
+        """Bytes of a ``(rows, cols)`` tensor in this format, packed densely: ``ceil(rows * cols * bits / 8)``."""
+        return math.ceil(rows * cols * self.bits(p) / 8)
 
     def quantizer(self, p, reference):
         """The :class:`Quantizer` of parameters ``p`` whose scale fits ``reference`` (float64 values)."""
@@ -213,6 +220,7 @@ class Log(Format):
 
 
 MINIFLOATS = ("e4m3", "e5m2", "e2m3", "e3m2", "e2m1")
+MX_TYPES = tuple(mx.FORMATS)
 
 
 class Minifloat(Format):
@@ -255,7 +263,47 @@ class Minifloat(Format):
         return f"{p['type']}/{p['rounding']}"
 
 
-FORMATS = {entry.name: entry for entry in (Binary(), Ternary(), Fixed(), Log(), Minifloat())}
+SCALE_RULES = ("floor", "ceil", "rceil", "even")
+
+
+class MX(Format):
+    """An OCP MX block format of :mod:`bitsim.formats.mx` (``type``: ``mxfp8_e4m3`` ... ``mxint8``): runs of
+    ``block`` values along a layer's input axis share one E8M0 scale chosen by ``scale_rule`` from the run's
+    own largest magnitude; elements round by ``rounding`` and saturate (counted). No calibration: every block
+    of weights and of activations sets its own scale. A layer whose weights are MX has MX activations of the
+    same block (:func:`bitsim.kernels.mx.gemm` multiplies two MX tensors)."""
+
+    name = "mx"
+    params = {"type": OneOf(*MX_TYPES), "block?": Int(1, 4096), "scale_rule?": OneOf(*SCALE_RULES),
+              "rounding?": OneOf(*FIXED_ROUNDINGS)}
+    defaults = {"block": 32, "scale_rule": "floor", "rounding": "nearest_even"}
+    blocked = True
+
+    def bits(self, p):
+        return mx.as_mx(p["type"]).element.bits
+
+    def code_bits(self, p):
+        return None  # not an integer code of the accumulator kernel
+
+    def storage_bytes(self, p, rows, cols):
+        """The packed elements, ``ceil(rows * cols * bits / 8)``, and one E8M0 byte per block of each row."""
+        return math.ceil(rows * cols * self.bits(p) / 8) + rows * -(-cols // p["block"])
+
+    def tensor(self, p, x, counts):
+        """``x`` (rows, cols) as an :class:`bitsim.formats.mx.MXTensor` blocked along axis 1; elements clamped to
+        the largest value, and blocks whose exponent was clipped, add to ``counts.saturated``, nonzero values
+        whose element is zero to ``counts.flushed``."""
+        return mx.quantize(x, p["type"], axis=1, block=p["block"], scale_rule=p["scale_rule"],
+                           rounding=p["rounding"], counts=counts)
+
+    def quantizer(self, p, reference):
+        raise InputError("an MX format has one scale per block, not a Quantizer; use MX.tensor")
+
+    def label(self, p):
+        return f"{p['type']}/{p['block']}/{p['scale_rule']}/{p['rounding']}"
+
+
+FORMATS = {entry.name: entry for entry in (Binary(), Ternary(), Fixed(), Log(), Minifloat(), MX())}
 
 
 def format_of(name):
@@ -277,3 +325,15 @@ def label(choice):
     """A short name of a canonical choice, e.g. ``fixed8/auto/nearest_even``."""
     return format_of(choice["format"]).label(choice)
 
+
+
+def pair_error(weight, activation):
+    """Why a canonical (weight, activation) pair cannot be a layer's formats, or None when it can."""
+    w, a = format_of(weight["format"]), format_of(activation["format"])
+    if w.blocked != a.blocked:
+        return (f"weight {label(weight)} with activation {label(activation)}: an MX format multiplies only with an MX "
+                "format (bitsim.kernels.mx.gemm takes two MX tensors); give both sides an MX format")
+    if w.blocked and weight["block"] != activation["block"]:
+        return (f"weight {label(weight)} with activation {label(activation)}: MX blocks of {weight['block']} and "
+                f"{activation['block']} values; both sides need the same block size")
+    return None

@@ -118,7 +118,8 @@ def done_points(directory, ids):
 
 
 def summary_rows(records, layer_names):
-    """One dict per record: the point, its formats per layer, its accumulator, status, results, error."""
+    """One dict per record: the point, its formats per layer, its accumulator (width and edge: empty when every
+    layer is MX; the MX accumulation rule: empty when no layer is), status, results, error."""
     rows = []
     for index, r in enumerate(records):
         cfg = r["config"]
@@ -126,8 +127,9 @@ def summary_rows(records, layer_names):
         for n in layer_names:
             row[f"{n}.weight"] = label(cfg["layers"][n]["weight"])
             row[f"{n}.activation"] = label(cfg["layers"][n]["activation"])
-        row["accumulator_bits"] = cfg["accumulator"]["bits"]
-        row["accumulator_edge"] = cfg["accumulator"]["edge"]
+        row["accumulator_bits"] = cfg["accumulator"].get("bits", "")
+        row["accumulator_edge"] = cfg["accumulator"].get("edge", "")
+        row["mx_accumulation"] = cfg["accumulator"].get("mx", "")
         row["status"] = r["status"]
         for k in RESULT_FIELDS:
             row[k] = "" if r["result"] is None else r["result"][k]

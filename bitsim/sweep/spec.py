@@ -15,11 +15,12 @@ from ..errors import DamagedFileError, InputError, MissingFileError
 from ..formats.rng import Philox
 from ..io import canonical_sha256
 from ..kernels.accumulate import EDGES, MAX_WIDTH
+from ..kernels.mx import RULES as MX_RULES
 from ..schema import OBJECT, Either, Int, ListOf, OneOf, Str, validate
-from .formats import FORMATS, canonical, format_of
+from .formats import FORMATS, canonical, format_of, pair_error
 
-__all__ = ["SPEC_SCHEMA", "MAX_GRID", "MAX_SPEC_BYTES", "load_spec", "parse_spec", "check_layers", "expand",
-           "point_id", "costs"]
+__all__ = ["SPEC_SCHEMA", "MODEL_KINDS", "MAX_GRID", "MAX_SPEC_BYTES", "load_spec", "parse_spec", "check_layers",
+           "expand", "point_id", "costs"]
 
 MAX_GRID = 1_000_000  # points a grid may have before constraints and sampling
 MAX_SPEC_BYTES = 1_000_000
@@ -32,18 +33,21 @@ def _one_or_list(leaf):
 
 CHOICES = _one_or_list(OBJECT)
 SPEC_SCHEMA = {
-    "model": {"kind": OneOf("connect", "surgery"), "file": Str(r".+", "a file name")},
+    "model": {"kind": Str(r".+", "a model kind"), "file": Str(r".+", "a file name")},
     "data?": {"set?": OneOf("mnist"), "file?": Str(r".+", "a file name"), "size?": Int(1, 10_000),
               "calibration?": Int(1, 60_000)},
     "space": {"sample?": OneOf("grid", "random"), "count?": Int(1, MAX_GRID), "seed?": Int(0, 2**63 - 1),
               "layers": ListOf({"names": _one_or_list(Str(r".+", "a layer name")), "weight": CHOICES,
                                 "activation": CHOICES}, min_len=1, max_len=100)},
-    "accumulator?": {"bits?": _one_or_list(Int(2, MAX_WIDTH)), "edge?": _one_or_list(OneOf(*EDGES))},
+    "accumulator?": {"bits?": _one_or_list(Int(2, MAX_WIDTH)), "edge?": _one_or_list(OneOf(*EDGES)),
+                     "mx?": _one_or_list(OneOf(*MX_RULES))},
     "constraints?": {"max_weight_bytes?": Int(0), "max_activation_bytes?": Int(0), "max_memory_bytes?": Int(0),
                      "max_multiplications?": Int(0)},
 }
 DEFAULT_DATA = {"set": "mnist", "size": 1000, "calibration": 500}
-DEFAULT_ACCUMULATOR = {"bits": 32, "edge": "saturate"}
+MODEL_KINDS = {"connect": "the Connect MLP (kind = \"connect\", bitsim train connect)",
+               "surgery": "LeNet-300-100 and LeNet-5 (kind = \"surgery\", bitsim train surgery)"}
+DEFAULT_ACCUMULATOR = {"bits": 32, "edge": "saturate", "mx": "exact"}
 
 
 def _as_list(value):
@@ -90,6 +94,10 @@ def parse_spec(text, path="spec"):
     except (tomllib.TOMLDecodeError, RecursionError) as err:
         raise DamagedFileError(path, f"not a valid TOML file: {err}") from None
     validate(raw, SPEC_SCHEMA, path)
+    if raw["model"]["kind"] not in MODEL_KINDS:
+        raise DamagedFileError(path, f"field $.model.kind: the sweep runs {', '.join(MODEL_KINDS.values())}; "
+                                     f"{raw['model']['kind']!r} is none of {list(MODEL_KINDS)} (the GRU and imported "
+                                     "QONNX networks are not among them)")
     space = raw["space"]
     sample = space.get("sample", "grid")
     if sample == "random" and "count" not in space:
@@ -102,18 +110,24 @@ def parse_spec(text, path="spec"):
         names = _as_list(group["names"])
         weights = _choices(group["weight"], path, f"{at}.weight")
         acts = _choices(group["activation"], path, f"{at}.activation")
-        for w in weights:
-            for a in acts:
+        pairs = [(w, a, pair_error(w, a)) for w in weights for a in acts]
+        if all(why is not None for _, _, why in pairs):
+            raise DamagedFileError(path, f"field {at}: no pair of its weight and activation formats can go together: "
+                                         f"{pairs[0][2]}")
+        for w, a, why in pairs:
+            if why is None and not format_of(w["format"]).blocked:
                 bits = format_of(w["format"]).code_bits(w) + format_of(a["format"]).code_bits(a)
                 if bits > MAX_PRODUCT_BITS:
                     raise DamagedFileError(path, f"field {at}: impossible widths: weight {w} times activation {a} "
-                                                 f"makes products of up to 2**{bits}, beyond the accumulator kernel's "
-                                                 f"2**{MAX_PRODUCT_BITS}; use narrower codes")
+                                                     f"makes products of up to 2**{bits}, beyond the accumulator "
+                                                     f"kernel's 2**{MAX_PRODUCT_BITS}; use narrower codes")
         groups.append((names, weights, acts))
     acc = {**DEFAULT_ACCUMULATOR, **raw.get("accumulator", {})}
     return {"model": raw["model"], "data": {**DEFAULT_DATA, **raw.get("data", {})},
             "space": {"sample": sample, "count": space.get("count"), "seed": space.get("seed", 1), "groups": groups},
-            "accumulator": {"bits": sorted(set(_as_list(acc["bits"]))), "edge": list(dict.fromkeys(_as_list(acc["edge"])))},
+            "accumulator": {"bits": sorted(set(_as_list(acc["bits"]))),
+                            "edge": list(dict.fromkeys(_as_list(acc["edge"]))),
+                            "mx": list(dict.fromkeys(_as_list(acc["mx"])))},
             "constraints": raw.get("constraints", {})}
 
 
@@ -167,18 +181,20 @@ def costs(network, layers):
     Returns
     -------
     dict
-        ``weight_bytes``: the weight codes, ``ceil(values * bits / 8)`` per layer; ``activation_bytes``: the
-        codes of one image's input to every layer, ``ceil(inputs * bits / 8)`` per layer;
-        ``multiplications`` per image: ``inputs * outputs`` for each layer whose weight and activation
-        formats both need a multiplier, plus one rescale per output of every layer.
+        ``weight_bytes``: the weight codes, ``ceil(values * bits / 8)`` per layer (MX: and one E8M0 byte per
+        block); ``activation_bytes``: the codes of one image's input to every layer, ``ceil(inputs * bits / 8)``
+        per layer (MX: and its E8M0 bytes); ``multiplications`` per image: the products of each layer
+        (dense: ``inputs * outputs``; convolution: output positions times kernel size times output channels)
+        whose weight and activation formats both need a multiplier, plus one rescale per output value of
+        every layer.
     """
     weight = activation = mults = 0
     for layer in network.layers:
         w, a = layers[layer.name]["weight"], layers[layer.name]["activation"]
         fw, fa = format_of(w["format"]), format_of(a["format"])
-        weight += math.ceil(layer.weight.size * fw.bits(w) / 8)
-        activation += math.ceil(layer.n_in * fa.bits(a) / 8)
-        mults += layer.n_out + (0 if fw.multiplier_free or fa.multiplier_free else layer.n_in * layer.n_out)
+        weight += fw.storage_bytes(w, *layer.weight.shape)
+        activation += fa.storage_bytes(a, 1, layer.inputs)
+        mults += layer.outputs + (0 if fw.multiplier_free or fa.multiplier_free else layer.products)
     return {"weight_bytes": weight, "activation_bytes": activation, "multiplications": mults}
 
 
@@ -197,8 +213,10 @@ def point_id(config):
 def expand(spec, network, model_sha256, data_id, path="spec"):
     """The points of ``spec`` on ``network``: their configurations, in the grid's order.
 
-    The grid is the product of each group's (weight, activation) pairs, in the order of the groups, then the
-    accumulator widths and edges; points the constraints rule out are dropped; a random sample keeps
+    The grid is the product of each group's (weight, activation) pairs (less those :func:`pair_error`
+    refuses), in the order of the groups, then the accumulator widths and edges, then the MX accumulation
+    rules (only for points with an MX layer; a point whose layers are all MX has no width or edge); points the
+    constraints rule out are dropped; a random sample keeps
     ``count`` of the rest, chosen by the ``count`` smallest ``Philox(seed)`` draws (one per point, ties by
     position), listed in grid order.
 
@@ -208,8 +226,17 @@ def expand(spec, network, model_sha256, data_id, path="spec"):
         Each ``{'model', 'data', 'layers', 'accumulator'}``.
     """
     groups = check_layers(spec, network.names, path)
-    axes = [[(w, a) for w in weights for a in acts] for _, weights, acts in groups]
-    size = math.prod(len(axis) for axis in axes) * len(spec["accumulator"]["bits"]) * len(spec["accumulator"]["edge"])
+    convolutions = {layer.name for layer in network.layers if layer.conv is not None}
+    axes = []
+    for names, weights, acts in groups:
+        pairs = [(w, a) for w in weights for a in acts if pair_error(w, a) is None]
+        conv = [n for n in names if n in convolutions]
+        if conv and any(format_of(w["format"]).blocked for w, _ in pairs):
+            raise InputError(f"{path}: layer {conv[0]!r} is a convolution; the MX formats are for dense layers "
+                             f"(the dense layers are {', '.join(n for n in network.names if n not in convolutions)})")
+        axes.append(pairs)
+    acc = spec["accumulator"]
+    size = math.prod(len(axis) for axis in axes) * len(acc["bits"]) * len(acc["edge"]) * len(acc["mx"])
     if size > MAX_GRID:
         raise InputError(f"{path}: the grid has {size:,d} points, more than {MAX_GRID:,d}; give fewer choices "
                          "(a random sample is drawn from the grid, which must still be listed)")
@@ -223,10 +250,13 @@ def expand(spec, network, model_sha256, data_id, path="spec"):
         layers = {n: layers[n] for n in network.names}
         if not _fits(costs(network, layers), spec["constraints"]):
             continue
-        for bits in spec["accumulator"]["bits"]:
-            for edge in spec["accumulator"]["edge"]:
+        blocked = [format_of(layers[n]["weight"]["format"]).blocked for n in network.names]
+        integer = [{"bits": bits, "edge": edge} for bits in acc["bits"] for edge in acc["edge"]] if not all(blocked) \
+            else [{}]
+        for accumulator in integer:
+            for rule in acc["mx"] if any(blocked) else [None]:
                 configs.append({"model": model, "data": data_id, "layers": layers,
-                                "accumulator": {"bits": bits, "edge": edge}})
+                                "accumulator": accumulator if rule is None else {**accumulator, "mx": rule}})
     if not configs:
         raise InputError(f"{path}: no point of the space fits the constraints {spec['constraints']}; relax them")
     if spec["space"]["sample"] == "random" and spec["space"]["count"] < len(configs):
