@@ -68,9 +68,10 @@ def check_caught(name, bug, fields, build, width=None, seed=3, directed=True, ca
     text = summary["text"]
     assert f"transaction {first['transaction']} (" in text and f"seed {seed} (philox)" in text
     assert "differing bits" in text and f"--until {first['transaction']}" in text
-    show(f"{name} bug {bug} ({simulator}): {summary['mismatched']} mismatched, the first at transaction {first['transaction']} "
-         f"({first['label']}): " + "; ".join(f"{f['field']} expected {f['expected']} got {f['actual']} bits {f['bits']}"
-                                             for f in first["fields"][:2]), capsys)
+    fields_text = "; ".join(f"{f['field']} expected {f['expected']} got {f['actual']} bits {f['bits']}"
+                            for f in first["fields"][:2])
+    show(f"{name} bug {bug} ({simulator}): {summary['mismatched']} mismatched, the first at transaction "
+         f"{first['transaction']} ({first['label']}): {fields_text}", capsys)
     if replay:
         again = run(name, build, width, seed=seed, count=RANDOM, bug=bug, until=first["transaction"], stop=True,
                     directed=directed, simulator=simulator)

@@ -124,7 +124,8 @@ def test_the_worked_examples_of_the_docs():
            for r, f in fmt.items()}
     assert got == {"floor": -3, "ceil": -2, "toward_zero": -2, "nearest_up": -2, "nearest_even": -2,
                    "nearest_away": -3}
-    # two products of -128 * -128 and one of 127 * 127 make 2**15 + 16129 = 48897; shift 8, nearest_even: 191.0039 -> 191
+    # two products of -128 * -128 and one of 127 * 127 make 2**15 + 16129 = 48897;
+    # shift 8, nearest_even: 191.0039 -> 191
     acc, q = mac_requantize(np.array([[-128, -128, 127]], np.int8), np.array([[-128, -128, 127]], np.int8),
                             np.array([8]), FixedFormat(8, 0, rounding="nearest_even", overflow="wrap"))
     assert acc.tolist() == [48897] and q.tolist() == [-65]  # 191 wraps to 191 - 256

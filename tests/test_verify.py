@@ -162,6 +162,16 @@ def test_scoreboard_refuses_results_nobody_asked_for():
     assert not sb.passed and "2 never observed" in sb.report()
 
 
+
+def test_scoreboard_describes_at_most_keep_mismatches_and_counts_them_all():
+    sb = Scoreboard("adder", [Field("sum", 8)], seed=1, keep=3)
+    sb.expect({"sum": np.zeros(10, np.int64)}, {"a": np.zeros(10, np.int64)})
+    found = sb.observe({"sum": np.ones(6, np.int64)})  # more mismatches in one batch than are kept
+    assert [m.transaction for m in found] == [0, 1, 2]
+    assert sb.observe({"sum": np.ones(4, np.int64)}) == []
+    assert len(sb.mismatches) == 3 and sb.mismatched == 10
+    assert "... 7 more mismatching transactions" in sb.report()
+
 # ---------------------------------------------------------------------------------------------------
 # the units' buses and models, without a simulator: a perfect design is its own expected values
 

@@ -8,13 +8,17 @@ suite reads) and logs the scoreboard's report, the transaction count and where t
 """
 
 import json
+import logging
 import time
+
+import numpy as np
 
 from ..errors import MissingExtra
 from ..io import atomic_write_bytes
 from .scoreboard import Scoreboard
 from .settings import RunSettings
 from .stimulus import Stream
+from .words import join_words
 
 try:
     import cocotb  # noqa: F401
@@ -26,6 +30,7 @@ except ImportError as err:  # pragma: no cover - the extra is installed wherever
 __all__ = ["run_stream_unit", "run_binary_dense", "start"]
 
 CLOCK_NS = 10
+STOP_BATCH = 256  # results checked at a time by a run that stops at its first mismatch, so that it stops soon
 
 
 async def start(dut):
@@ -39,8 +44,19 @@ async def start(dut):
     return edge
 
 
-def finish(dut, sb, settings, counts, timings):
-    """Write the JSON report, log the summary, and fail the cocotb test on any mismatch."""
+def finish(sb, settings, counts, timings):
+    """Write the JSON report, log the summary, and fail the cocotb test on any mismatch.
+
+    Parameters
+    ----------
+    sb : Scoreboard
+        The run's scoreboard, every observed result checked.
+    settings : RunSettings
+    counts : dict
+        ``directed`` and ``random`` transactions driven, and the unit's own counts (cycles, rows).
+    timings : dict
+        ``model_seconds`` and ``simulation_seconds`` of the run.
+    """
     summary = sb.summary()
     summary.update(counts)
     summary.update(timings)
@@ -53,17 +69,25 @@ def finish(dut, sb, settings, counts, timings):
     summary["text"] = sb.report()
     atomic_write_bytes(settings.report, json.dumps(summary, indent=1).encode())
     us = summary["us_per_transaction"]
-    dut._log.info("%s", sb.report())
-    dut._log.info("%d of %d transactions (%d directed + %d random) checked against bitsim; per transaction: "
-                  "model %.2f us, scoreboard %.2f us, simulation and driver %.1f us",
-                  sb.checked, counts["directed"] + counts["random"], counts["directed"], counts["random"],
-                  us["model_seconds"],
-                  us["scoreboard_seconds"], us["simulation_seconds"])
+    log = logging.getLogger(f"cocotb.{sb.unit}")
+    log.info("%s", summary["text"])
+    log.info("%d of %d transactions (%d directed + %d random) checked against bitsim; per transaction: "
+             "model %.2f us, scoreboard %.2f us, simulation and driver %.1f us",
+             sb.checked, counts["directed"] + counts["random"], counts["directed"], counts["random"],
+             us["model_seconds"], us["scoreboard_seconds"], us["simulation_seconds"])
     sb.raise_if_failed()
 
 
-def _scoreboard(unit, settings):
-    return Scoreboard(unit.name, unit.fields(), settings.seed, settings.generator, replay=settings.replay)
+def check_size(settings):
+    """How many results the scoreboard checks at a time: ``settings.batch``, at most 256 with ``settings.stop``."""
+    return min(settings.batch, STOP_BATCH) if settings.stop else settings.batch
+
+
+def expecting(unit, settings, batch, expected):
+    """A scoreboard for ``unit`` and the run's settings, with bitsim's results for ``batch`` queued."""
+    sb = Scoreboard(unit.name, unit.fields(), settings.seed, settings.generator, replay=settings.replay)
+    sb.expect(expected, batch.operands, batch.labels)
+    return sb
 
 
 async def run_stream_unit(dut, unit, settings=None):
@@ -84,20 +108,20 @@ async def run_stream_unit(dut, unit, settings=None):
     expected = unit.expected(batch)
     words = unit.input_words(batch) + [unit.idle_word()] * 2
     model = time.perf_counter() - t0
-    sb = _scoreboard(unit, settings)
-    sb.expect(expected, batch.operands, batch.labels)
+    sb = expecting(unit, settings, batch, expected)
 
     edge = await start(dut)
     t1 = time.perf_counter()
     inputs, outputs = dut.in_bus, dut.out_bus
     held, checking = [], 0.0
+    size = check_size(settings)
     for word in words:
         inputs.value = word
         await edge
         value = outputs.value.to_unsigned()
         if value & 1:
             held.append(value)
-            if len(held) == settings.batch:
+            if len(held) == size:
                 t2 = time.perf_counter()
                 found = sb.observe(unit.read_outputs(held))
                 held, checking = [], checking + time.perf_counter() - t2
@@ -115,7 +139,7 @@ async def run_stream_unit(dut, unit, settings=None):
     simulation = time.perf_counter() - t1 - checking
     counts = {"directed": min(len(directed), len(batch)), "random": len(batch) - min(len(directed), len(batch)),
               "cycles": len(words)}
-    finish(dut, sb, settings, counts, {"model_seconds": model, "simulation_seconds": simulation})
+    finish(sb, settings, counts, {"model_seconds": model, "simulation_seconds": simulation})
 
 
 async def run_binary_dense(dut, unit, settings=None):
@@ -125,17 +149,17 @@ async def run_binary_dense(dut, unit, settings=None):
     stream = Stream(settings.seed, settings.generator)
     directed = unit.directed_layers() if settings.directed else []
     layers = directed + unit.random_layers(stream, settings.count)
-    total = len(unit.batch(layers))
-    stop = total if settings.until is None else min(total, settings.until + 1)
-    batch = unit.batch(layers).head(stop)
+    batch = unit.batch(layers)
+    stop = len(batch) if settings.until is None else min(len(batch), settings.until + 1)
+    batch = batch.head(stop)
     expected = {k: v[:stop] for k, v in unit.expected(layers).items()}
     model = time.perf_counter() - t0
-    sb = _scoreboard(unit, settings)
-    sb.expect(expected, batch.operands, batch.labels)
+    sb = expecting(unit, settings, batch, expected)
 
     edge = await start(dut)
     t1 = time.perf_counter()
     core, checking, done = dut.core, 0.0, 0
+    held, size = {"acc": [], "bit": []}, check_size(settings)
     for layer in layers:
         if done >= stop:
             break
@@ -147,7 +171,7 @@ async def run_binary_dense(dut, unit, settings=None):
         for row in layer.rows:
             if done >= stop:
                 break
-            dut.x_row.value = sum(int(w) << (64 * i) for i, w in enumerate(row.tolist()))
+            dut.x_row.value = join_words(row)
             dut.start.value = 1
             await edge
             dut.start.value = 0
@@ -156,13 +180,17 @@ async def run_binary_dense(dut, unit, settings=None):
             await edge
             acc, bits = unit.read_row(dut.accs.value.to_unsigned(), dut.bits_out.value.to_unsigned())
             take = min(unit.outs, stop - done)
-            t2 = time.perf_counter()
-            found = sb.observe({"acc": acc[:take], "bit": bits[:take]})
-            checking += time.perf_counter() - t2
+            held["acc"].append(acc[:take])
+            held["bit"].append(bits[:take])
             done += take
-            if found and settings.stop:
-                stop = done
+            if done - sb.checked >= size or done >= stop:
+                t2 = time.perf_counter()
+                found = sb.observe({k: np.concatenate(v) for k, v in held.items()})
+                held = {"acc": [], "bit": []}
+                checking += time.perf_counter() - t2
+                if found and settings.stop:
+                    stop = done
     simulation = time.perf_counter() - t1 - checking
     n_directed = min(len(unit.batch(directed)) if directed else 0, stop)
     counts = {"directed": n_directed, "random": stop - n_directed, "rows": -(-stop // unit.outs)}
-    finish(dut, sb, settings, counts, {"model_seconds": model, "simulation_seconds": simulation})
+    finish(sb, settings, counts, {"model_seconds": model, "simulation_seconds": simulation})

@@ -18,7 +18,7 @@ from ..kernels.requantize import ROUNDING_CODES
 from ..kernels.rowwise import mac_requantize
 from .corners import code_range, fixed_edges, pairs_summing_to, requantize_edges, ties
 from .scoreboard import Field
-from .transactions import Batch, stream_cycles
+from .transactions import Batch, stream_batch, stream_cycles
 from .words import pack_fields, unpack_fields
 
 __all__ = ["MacUnit", "VARIANTS"]
@@ -100,14 +100,8 @@ class MacUnit:
         cases.append(([(lo, lo)] * self.kmax_directed, 0, f"{self.kmax_directed} products {lo} * {lo}"))
         cases.append(([(lo, hi)] * self.kmax_directed, 0, f"{self.kmax_directed} products {lo} * {hi}"))
         cases.append(([(lo, lo)] * 2 + [(-1, 1)], 1, f"2 products {lo} * {lo}, then -1"))
-        count = len(cases)
-        k = self.kmax_directed
-        a, b = np.zeros((count, k), np.int64), np.zeros((count, k), np.int64)
-        for t, (pairs, _, _) in enumerate(cases):
-            a[t, :len(pairs)] = [p[0] for p in pairs]
-            b[t, :len(pairs)] = [p[1] for p in pairs]
-        return Batch({"length": np.array([len(c[0]) for c in cases]), "a": a, "b": b,
-                      "shift": np.array([c[1] for c in cases])}, ["directed: " + c[2] for c in cases])
+        return stream_batch([c[0] for c in cases], ("a", "b"), self.kmax_directed,
+                            ["directed: " + c[2] for c in cases], shift=np.array([c[1] for c in cases]))
 
     def expected(self, batch):
         """bitsim's results for every transaction of ``batch``, one array per field."""
@@ -116,18 +110,18 @@ class MacUnit:
         b = batch.operands["b"].astype(dtype)
         out = {}
         for r, o in VARIANTS:
-            acc, q = mac_requantize(a, b, batch.operands["shift"], FixedFormat(self.out_bits, 0, rounding=r, overflow=o))
+            fmt = FixedFormat(self.out_bits, 0, rounding=r, overflow=o)
+            acc, q = mac_requantize(a, b, batch.operands["shift"], fmt)
             out[variant_name(r, o)] = q
         out["acc"] = acc
         return out
 
     def input_words(self, batch):
-        """One integer per clock for ``in_bus = {shift, last, first, in_valid, b, a}``, and the cycles' count."""
+        """One integer per clock for ``in_bus = {shift, last, first, in_valid, b, a}``."""
         t, k, first, last = stream_cycles(batch.operands["length"])
         ops = batch.operands
-        words = pack_fields([ops["a"][t, k], ops["b"][t, k], np.ones_like(t), first, last, ops["shift"][t]],
-                            [self.width, self.width, 1, 1, 1, 5])
-        return words
+        return pack_fields([ops["a"][t, k], ops["b"][t, k], np.ones_like(t), first, last, ops["shift"][t]],
+                           [self.width, self.width, 1, 1, 1, 5])
 
     def idle_word(self):
         """The input word of an idle clock (in_valid 0)."""

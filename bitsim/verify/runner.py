@@ -262,10 +262,12 @@ DESCRIBED = {"field": str, "expected": str, "actual": str, "expected_value": str
 
 
 def is_count(value):
+    """True for an int >= 0 (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def is_seconds(value):
+    """True for a finite int or float >= 0 (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 

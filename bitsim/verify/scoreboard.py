@@ -42,6 +42,7 @@ class Mismatch:
     fields: list = field(default_factory=list)
 
     def as_dict(self):
+        """The mismatch as JSON-friendly data."""
         return {"transaction": self.transaction, "label": self.label, "operands": self.operands,
                 "fields": self.fields}
 
@@ -151,9 +152,7 @@ class Scoreboard:
             want[f.name] = to_unsigned(self.expected[f.name][lo:hi], f.bits)
             wrong |= got[f.name] != want[f.name]
         found = []
-        for i in np.flatnonzero(wrong):
-            if len(self.mismatches) >= self.keep:
-                break
+        for i in np.flatnonzero(wrong)[:max(0, self.keep - len(self.mismatches))]:
             found.append(self._describe(lo + int(i), {n: int(v[i]) for n, v in want.items()},
                                         {n: int(v[i]) for n, v in got.items()}))
         self.mismatches += found

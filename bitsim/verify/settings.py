@@ -39,7 +39,7 @@ class RunSettings:
     replay : str
         The command that replays this run, ``{transaction}`` standing for a mismatch's number.
     batch : int
-        Transactions decoded and checked at a time.
+        Transactions decoded and checked at a time (at most 256 with ``stop``).
     stop : bool
         Stop driving after the batch in which the first mismatch is found (the scoreboard's report
         still names it); a planted-bug run need not go on.
@@ -60,10 +60,18 @@ class RunSettings:
     directed: bool = True
 
     def to_env(self):
+        """The settings as the environment variable the testbench reads (``{ENV: JSON}``)."""
         return {ENV: json.dumps(asdict(self))}
 
     @classmethod
     def from_env(cls, environ=None):
+        """The settings a runner passed in ``environ`` (``os.environ`` by default).
+
+        Raises
+        ------
+        InputError
+            If ``BITSIM_VERIFY`` is not set: the testbench was not started by a runner.
+        """
         environ = os.environ if environ is None else environ
         text = environ.get(ENV)
         if text is None:

@@ -17,7 +17,7 @@ from ..kernels.requantize import ROUNDING_CODES
 from ..kernels.rowwise import row_shift_add
 from .corners import code_range, fixed_edges, log_codes, ties
 from .scoreboard import Field
-from .transactions import Batch, stream_cycles
+from .transactions import Batch, stream_batch, stream_cycles
 from .words import pack_fields, unpack_fields
 
 __all__ = ["ShiftAddUnit"]
@@ -98,13 +98,8 @@ class ShiftAddUnit:
         cases.append(([(lo, neg_big)] * k, f"{k} terms {lo} times the largest negative code"))
         cases.append(([(hi, big)] * k, f"{k} terms {hi} times the largest code"))
         cases.append(([(lo, plus_zero), (-1, minus_zero), (5, big)], "zero codes between terms"))
-        x = np.zeros((len(cases), k), np.int64)
-        w = np.full((len(cases), k), plus_zero, np.uint8)
-        for t, (pairs, _) in enumerate(cases):
-            x[t, :len(pairs)] = [p[0] for p in pairs]
-            w[t, :len(pairs)] = [p[1] for p in pairs]
-        return Batch({"length": np.array([len(c[0]) for c in cases]), "x": x, "code": w},
-                     ["directed: " + c[1] for c in cases])
+        return stream_batch([c[0] for c in cases], ("x", "code"), k, ["directed: " + c[1] for c in cases],
+                            fills=(0, plus_zero))
 
     def expected(self, batch):
         """bitsim's sums for every transaction of ``batch``, one array per rounding mode."""

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Batch", "stream_cycles"]
+__all__ = ["Batch", "stream_batch", "stream_cycles"]
 
 
 @dataclass
@@ -38,6 +38,47 @@ class Batch:
     def head(self, count):
         """The first ``count`` transactions (a replay up to a transaction)."""
         return Batch({k: v[:count] for k, v in self.operands.items()}, self.labels[:count])
+
+
+def stream_batch(pairs, names, width, labels, fills=(0, 0), **per_transaction):
+    """Streaming transactions from lists of operand pairs: ``pairs[t]`` is ``[(a, b), ...]`` of transaction ``t``.
+
+    Parameters
+    ----------
+    pairs : sequence of sequences of (int, int)
+        Each transaction's operand pairs, at most ``width`` of them.
+    names : (str, str)
+        The operands' names; each becomes a ``(T, width)`` int64 array, padded with ``fills``.
+    width : int
+        Elements per row.
+    labels : sequence of str
+        Each transaction's name.
+    fills : (int, int)
+        The padding of each operand past a transaction's length.
+    **per_transaction : array_like, shape (T,)
+        Operands with one value per transaction (e.g. a shift).
+
+    Returns
+    -------
+    Batch
+        With ``length`` (pairs per transaction), the two operands and ``per_transaction``, in that order.
+
+    Examples
+    --------
+    >>> b = stream_batch([[(1, 2)], [(3, 4), (5, 6)]], ("a", "b"), 2, ["one", "two"], shift=[0, 1])
+    >>> b.operands["length"].tolist(), b.operands["b"].tolist(), b.operands["shift"].tolist()
+    ([1, 2], [[2, 0], [4, 6]], [0, 1])
+    """
+    if any(len(row) > width for row in pairs):
+        raise InputError(f"a transaction has more than {width} pairs")
+    ops = {"length": np.array([len(row) for row in pairs], np.int64)}
+    for j, (name, fill) in enumerate(zip(names, fills)):
+        values = np.full((len(pairs), width), fill, np.int64)
+        for t, row in enumerate(pairs):
+            values[t, :len(row)] = [p[j] for p in row]
+        ops[name] = values
+    ops.update({k: np.asarray(v) for k, v in per_transaction.items()})
+    return Batch(ops, list(labels))
 
 
 def stream_cycles(lengths):

@@ -70,6 +70,7 @@ def prepare_build(build):
 
 
 def main(argv=None):
+    """Run one unit from the command line; return the exit status (0 pass, 1 the design differs)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("unit", choices=sorted(UNITS))
     parser.add_argument("--seed", type=int, default=1, help="seed of the random stimulus (default 1)")
