@@ -7,9 +7,12 @@ Run from the repository root::
 
 Networks:
 
-* ``tfc-streamlined``: the TFC-style MLP 784-64-64-64-10 as FINN's streamlining leaves it (bipolar
+* ``tfc 8-bit input``: the TFC-style MLP 784-64-64-64-10 as FINN's streamlining leaves it (bipolar
   weights, one MultiThreshold per layer, a final Mul and Add; ``tests/qonnx_networks.py``,
-  ``tfc_streamlined(seed=0)``), random weights and thresholds;
+  ``tfc_streamlined(seed=0)``), random weights and thresholds, the first MatMul on the pixels 0..255;
+* ``tfc-w1a1 1-bit input``: the same with the pixels first binarized at 128 by a bipolar MultiThreshold,
+  as FINN's TFC-w1a1 (Brevitas bnn_pynq, input bit width 1) is after streamlining
+  (``tfc_streamlined(seed=0, binary_input=True)``), so every MatMul has -1/+1 operands;
 * ``bnn-1024``: bitsim's BNN 784-1024-1024-1024-10 exported by :mod:`bitsim.interop.qonnx_export`
   (BipolarQuant weights, MultiThreshold, the last batch norm as Sub, Mul, Mul, Add). Its weights are
   random (``bitsim.methods.bnn.build_mlp``, Philox seed 1, not trained) with batch-norm statistics
@@ -24,8 +27,9 @@ onnxruntime session of the float32 equivalent graph (Quant / BipolarQuant on con
 into float32 initializers, MultiThreshold lowered to GreaterOrEqual, Cast, ReduceSum, Mul, Add) on
 each batch of 1000. For the BNN, the last lines also time bitsim's compiled
 integer model (``IntegerModel.forward``) on the same images: the kernels the exact level can reach.
-Times are the best of the runs (``harness.best_times``; qonnx's executor: the better of
-two runs after a one-batch warm-up; ``--quick``: fewer images). Each line also says whether the
+Times are the best of the runs (``harness.best_times``, the functions taking turns in blocks of two
+calls, so that each is also timed after its own call rather than right after another's threads; qonnx's
+executor: the better of two runs after a one-batch warm-up; ``--quick``: fewer images). Each line also says whether the
 outputs are equal bit for bit.
 """
 
@@ -161,7 +165,7 @@ def bench(name, proto, images, quick, compiled=None):
     before = harness.cpu_busy()
     t0 = time.process_time()
     functions = [run_bitsim, run_ort] + ([run_integer] if compiled is not None else [])
-    times, runs = harness.best_times(functions, block=1, min_rounds=2 if quick else 3, max_rounds=3 if quick else 5,
+    times, runs = harness.best_times(functions, block=2, min_rounds=2 if quick else 3, max_rounds=3 if quick else 5,
                                      budget=10.0)
     t_bitsim, t_ort = times[:2]
     t_integer = times[2] if compiled is not None else None
@@ -209,7 +213,9 @@ def main(argv=None):
         compiled, bnn_name = IntegerModel.load(model_path), f"bnn {model_path}"
     else:
         compiled, bnn_name = random_bnn(data["x_train"][:2000]), "bnn-1024 (random)"
-    networks = [("tfc-streamlined", tfc_streamlined(seed=0)), (bnn_name, export_integer_model(compiled))]
+    networks = [("tfc 8-bit input", tfc_streamlined(seed=0)),
+                ("tfc-w1a1 1-bit input", tfc_streamlined(seed=0, binary_input=True)),
+                (bnn_name, export_integer_model(compiled))]
     records = []
     for name, proto in networks:
         if args.only and args.only not in name:

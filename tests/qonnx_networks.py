@@ -86,10 +86,17 @@ def tfc(seed=0, w_bits=2, a_bits=2, signed=True, narrow=False, rounding="ROUND",
     return b.model("x", [batch, sizes[0]], h)
 
 
-def tfc_streamlined(seed=0, w_bits=1, a_bits=1, batch=1, sizes=(784, 64, 64, 64, 10)):
-    """TFC after streamlining: integer-valued weights, MultiThreshold activations, a final Mul and Add."""
+def tfc_streamlined(seed=0, w_bits=1, a_bits=1, batch=1, sizes=(784, 64, 64, 64, 10), binary_input=False):
+    """TFC after streamlining: integer-valued weights, MultiThreshold activations, a final Mul and Add.
+
+    ``binary_input``: the pixels 0..255 are first binarized to -1/+1 at 128 by a bipolar MultiThreshold, as
+    FINN's TFC-w1a1 (Brevitas' bnn_pynq, input bit width 1) is after streamlining; else the first MatMul
+    takes the pixels themselves (8-bit input)."""
     b = Builder(seed)
     h = "x"
+    if binary_input:
+        h = b.node("MultiThreshold", [h, b.const(np.full((1, 1), 128.0), "t")], domain=QONNX, out_dtype="BIPOLAR",
+                   out_scale=2.0, out_bias=-1.0)
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         if w_bits == 1:
             w = np.where(b.rng.random((n_in, n_out)) < 0.5, -1.0, 1.0)
@@ -99,7 +106,7 @@ def tfc_streamlined(seed=0, w_bits=1, a_bits=1, batch=1, sizes=(784, 64, 64, 64,
         if i == len(sizes) - 2:
             break
         steps = 2 ** a_bits - 1
-        spread = np.sqrt(n_in) * (255 if i == 0 else steps)
+        spread = np.sqrt(n_in) * (255 if i == 0 and not binary_input else steps)
         t = np.sort(np.round(b.rng.normal(0, spread / 4, (n_out, steps))), axis=1)
         h = b.node("MultiThreshold", [h, b.const(t, "t")], domain=QONNX, out_dtype=f"UINT{a_bits}"
                    if a_bits > 1 else "BIPOLAR", out_scale=2.0 if a_bits == 1 else 1.0,

@@ -10,21 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzzing import FUZZ_CASES, byte_edits, call, expect, record
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from bitsim.cli import main
 from bitsim.datasets import load_mnist
 from bitsim.deploy import IntegerModel, compile_model
 from bitsim.deploy.packed import Affine, BitplaneDense, Threshold, XnorDense
-from bitsim.errors import InputError, MissingExtra, OutputExistsError
+from bitsim.errors import InputError, MissingExtra
 from bitsim.formats import binary
 from bitsim.formats.rng import Philox
 from bitsim.interop import connect_export as static
 from bitsim.interop.qonnx_export import (
     at_batch,
-    check_output,
     connect_headroom,
     export_connect,
     export_integer_model,
@@ -262,24 +258,3 @@ def test_missing_extra_names_the_pip_command(trained_bnn, tmp_path, monkeypatch,
     assert main(["qonnx", "export", str(tmp_path / "integer.json"), "--out", str(tmp_path / "m.onnx")]) == 2
     assert 'pip install -e ".[onnx]"' in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
-
-
-@pytest.fixture(scope="module")
-def exported_file(tmp_path_factory):
-    path = write_model(export_integer_model(tiny_bnn()[0]), tmp_path_factory.mktemp("fz") / "tiny.onnx")
-    return path, path.read_bytes()
-
-
-# --overwrite parses the existing file to see whether bitsim exported it: a damaged or foreign file is
-# refused with a bitsim error (nothing replaced), a file that still parses as bitsim's export may be replaced
-@settings(max_examples=max(20, FUZZ_CASES // 5), deadline=None)
-@given(data=st.data())
-def test_fuzz_the_overwrite_check(exported_file, data):
-    path, original = exported_file
-    edit = data.draw(byte_edits, label="edit")
-    target = path.with_name("fuzzed.onnx")
-    target.write_bytes(edit(original))
-    _, err = call(check_output, target, True)
-    expect(err is None or isinstance(err, OutputExistsError), "check_output --overwrite", edit,
-           lambda: f"raised {type(err).__name__}: {err}")
-    record("qonnx export --overwrite check", "refused" if err else "unchanged")

@@ -9,6 +9,7 @@ import qonnx_networks as nets
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bitsim.errors import InputError
 from bitsim.interop import qonnx
 from bitsim.interop.differences import check_tensors, compare_levels, execute_qonnx
 from bitsim.interop.exact_tensor import ROUNDING_MODES, exact_values, nearest_float32, round_ratio
@@ -184,7 +185,11 @@ def small_graphs(draw):
 def test_random_graphs_level1_equals_qonnx(tmp_path_factory, model, seed):
     graph = qonnx.load(nets.save(model, tmp_path_factory.mktemp("g") / "m.onnx"))
     x = (np.random.default_rng(seed).normal(0, 3, (3, 6)) * 8).round().astype(np.float32) / 8
-    assert_level1(graph, x)
+    expected = assert_level1(graph, x)
+    if not all(np.isfinite(v).all() for v in expected.values()):  # e.g. a division by a zero constant
+        with pytest.raises(InputError, match="needs finite values"):
+            graph.run_exact(x)
+        return
     # the exact level against the slow Fraction oracle, on every tensor it computed by exact rules
     values, tensors = graph.run_exact(x)
     nodes = [(n.op_type, n.inputs, n.outputs, n.attrs) for n in graph.nodes]

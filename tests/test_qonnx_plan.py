@@ -11,6 +11,7 @@ from bitsim.formats.binary import pack
 from bitsim.interop import qonnx
 from bitsim.interop.exact_plan import plan_of, run_planned
 from bitsim.kernels.byte_codes import uint8_codes
+from bitsim.kernels.thresholds import float_signs
 from bitsim.kernels.xnor_signs import xnor_signs
 from bitsim.reference.byte_codes import uint8_codes as uint8_codes_oracle
 from bitsim.reference.xnor import threshold_pack as threshold_pack_oracle
@@ -42,16 +43,25 @@ def kinds(graph):
 
 @pytest.mark.parametrize("w_bits,a_bits,sizes,expected", [
     (1, 1, (784, 64, 64, 64, 10), ["u8", "signs", "xnor_signs", "xnor_signs", "xnor"]),
-    (1, 1, (100, 130, 70, 10), ["u8", "signs", "xnor", "signs", "xnor"]),  # two words per row: not fused
+    (1, 1, (100, 130, 70, 10), ["u8", "signs", "xnor_signs", "xnor"]),  # three words per row, 70 channels
     (2, 2, (784, 64, 64, 10), ["u8", "counts", "u8", "counts", "u8"]),
     (4, 4, (50, 20, 10), ["u8", "counts", "u8"]),
+    (1, 1, (784, 64, 64, 64, 10, "binary input"), ["input_signs", "xnor_signs", "xnor_signs", "xnor_signs", "xnor"]),
+    (1, 1, (70, 130, 10, "binary input"), ["input_signs", "xnor_signs", "xnor"]),
 ])
 def test_plan_equals_general_path(tmp_path, w_bits, a_bits, sizes, expected):
-    graph = loaded(nets.tfc_streamlined(seed=w_bits + a_bits, w_bits=w_bits, a_bits=a_bits, batch=4, sizes=sizes),
-                   tmp_path)
+    binary = sizes[-1] == "binary input"
+    sizes = sizes[:-1] if binary else sizes
+    graph = loaded(nets.tfc_streamlined(seed=w_bits + a_bits, w_bits=w_bits, a_bits=a_bits, batch=4, sizes=sizes,
+                                        binary_input=binary), tmp_path)
     assert kinds(graph) == expected
     x = nets.images(1, (8, sizes[0]), grid=1)
     x[0, :3] = [0.0, 255.0, -0.0]
+    if binary:  # any float input: the compare with the threshold 128 is exact
+        x[1, :5] = [127.99999, 128.0, -5.5, 1e30, 128.00002]
+        bad = x.copy()
+        bad[2, 7] = np.nan
+        assert run_planned(graph, bad, graph.tensor_names()) is None  # the general path refuses it
     assert run_planned(graph, x, graph.tensor_names()) is not None
     assert_plan_equals_general(graph, x)
     outputs = graph.run(x, semantics="exact", names=graph.outputs)
@@ -90,7 +100,7 @@ def test_graphs_without_a_chain_take_the_general_path(tmp_path):
     assert_plan_equals_general(wide, x)
 
 
-@given(st.integers(1, 4), st.integers(1, 9), st.integers(0, 2 ** 16))
+@given(st.integers(1, 150), st.integers(1, 9), st.integers(0, 2 ** 16))
 def test_uint8_codes_equal_the_oracle(rows, k, seed):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (rows, k)).astype(np.float32)
@@ -103,7 +113,7 @@ def test_uint8_codes_equal_the_oracle(rows, k, seed):
         assert got.dtype == np.uint8 and np.array_equal(got, expected)
 
 
-@given(st.integers(1, 5), st.integers(1, 200), st.integers(1, 140), st.integers(0, 2 ** 16))
+@given(st.integers(1, 40), st.integers(1, 200), st.integers(1, 140), st.integers(0, 2 ** 16))
 def test_xnor_signs_equal_the_oracles(rows, k, n, seed):
     rng = np.random.default_rng(seed)
     a = pack(np.where(rng.random((rows, k)) < 0.5, -1, 1))
@@ -113,3 +123,29 @@ def test_xnor_signs_equal_the_oracles(rows, k, n, seed):
     expected = xnor_gemm_oracle(a, b, k)
     assert acc.dtype == np.int32 and np.array_equal(acc, expected)
     assert np.array_equal(signs, threshold_pack_oracle(expected, t))
+
+
+def test_xnor_signs_parallel_blocks_equal_the_oracles():
+    """Enough work for both threads and rows across several tasks (the row count is not a multiple of a task)."""
+    rng = np.random.default_rng(7)
+    a = pack(np.where(rng.random((301, 1000)) < 0.5, -1, 1))
+    b = pack(np.where(rng.random((257, 1000)) < 0.5, -1, 1))
+    t = rng.integers(-60, 60, 257).astype(np.int64)
+    acc, signs = xnor_signs(a, b, 1000, t)
+    expected = xnor_gemm_oracle(a, b, 1000)
+    assert np.array_equal(acc, expected)
+    assert np.array_equal(signs, threshold_pack_oracle(expected, t))
+
+
+@given(st.integers(1, 150), st.integers(1, 140), st.integers(0, 2 ** 16))
+def test_float_signs_equal_numpy(rows, k, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(128, 80, (rows, k)).astype(np.float32)
+    t = rng.choice(np.array([128.0, 127.5, -np.inf, np.inf, 0.0, -0.0, 3e38], np.float64), k)
+    x[rng.random((rows, k)) < 0.1] = 128.0  # ties with the threshold
+    x[rng.random((rows, k)) < 0.05] = -0.0
+    words, nonfinite = float_signs(x, t)
+    assert np.array_equal(words, pack(np.where(x >= t, 1, -1))) and nonfinite == 0
+    if rows > 1:
+        x[rows // 2, k // 2] = rng.choice([np.nan, np.inf, -np.inf])
+        assert float_signs(x, t)[1] == 1

@@ -16,7 +16,7 @@ from ..golden.compare import describe_difference
 from .batches import join
 from .ort_nodes import ONNX_EXTRA
 
-QUANTIZERS = ("Quant", "IntQuant", "BipolarQuant", "MultiThreshold", "Trunc")
+QUANTIZERS = ("Quant", "IntQuant", "BipolarQuant", "MultiThreshold", "Trunc", "FloatQuant")
 
 
 def execute_qonnx(graph, inputs, progress=False):

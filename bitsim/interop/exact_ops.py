@@ -18,6 +18,7 @@ from ..kernels.thresholds import threshold_counts
 from . import float_ops
 from .batches import LazyTensors
 from .exact_tensor import (
+    INT64_SAFE,
     Exact,
     add,
     add_exact,
@@ -36,7 +37,8 @@ from .exact_tensor import (
 from .integer_products import Operand, matmul_codes
 
 INT64_MIN = np.iinfo(np.int64).min
-QUANTIZERS = ("Quant", "IntQuant", "BipolarQuant", "MultiThreshold", "Trunc")  # they take an exact value again
+MAX_GRID_BITS = 4096  # FloatQuant: the exact rule's codes span at most this many bits
+QUANTIZERS = ("Quant", "IntQuant", "BipolarQuant", "MultiThreshold", "Trunc", "FloatQuant")  # exact again
 
 
 class NoExactRule(Exception):
@@ -133,6 +135,74 @@ def quant(x, scale, zero_point, bits, signed, narrow, mode):
     return shifted_back(q, z, s)
 
 
+def floor_log2(num, den):
+    """``floor(log2(|num| / den))`` per element, exactly (0 where ``num`` is 0); ``den > 0``."""
+    mag, den = np.broadcast_arrays(np.abs(np.asarray(num)), np.asarray(den))
+    if mag.dtype != object and den.dtype != object and max(max_abs(mag), max_abs(den)) < 1 << 53:
+        mag, den = mag.astype(np.float64), den.astype(np.float64)  # exact: integers below 2**53
+        e = np.frexp(mag)[1].astype(np.int64) - np.frexp(den)[1]
+        e = np.where(np.ldexp(mag, -e) < den, e - 1, e)  # a power-of-two scaling, exact
+        return np.where(mag == 0, 0, e)
+    out = np.zeros(mag.shape, np.int64)
+    for i, (n, d) in enumerate(zip(mag.reshape(-1).tolist(), den.reshape(-1).tolist())):
+        if n:
+            e = int(n).bit_length() - int(d).bit_length()
+            out.flat[i] = e - 1 if (n << max(-e, 0)) < (d << max(e, 0)) else e
+    return out
+
+
+def shifted_left(a, k):
+    """``a * 2**k`` element-wise for integer ``a`` and ``k >= 0``, exactly."""
+    k = np.asarray(k)
+    if a.dtype != object and max_abs(a) < INT64_SAFE >> int(k.max(initial=0)):
+        return np.left_shift(a.astype(np.int64), k)
+    return np.left_shift(widen(a), widen(k))
+
+
+def float_quant(x, scale, exp_bits, man_bits, bias, max_val, mode, saturation):
+    """``FloatQuant`` on an exact input (``docs/qonnx.md``, "Level 2"): ``y = x / scale`` exactly; the grid step
+    ``2**u`` of its binade, ``u = max(floor(log2|y|) - man_bits, 1 - bias - man_bits)``; ``q = round(y / 2**u)``
+    by the rounding mode; ``q * 2**u`` clamped to ``+-M`` (``M`` the reference rule's bound,
+    :func:`bitsim.interop.float_ops.float_quant_max` and ``max_val``); times ``scale``."""
+    e, m, b = (one_int(v, what) for v, what in ((exp_bits, "FloatQuant's exponent width"),
+                                               (man_bits, "FloatQuant's mantissa width"),
+                                               (bias, "FloatQuant's exponent bias")))
+    if np.asarray(max_val).size != 1:
+        raise NoExactRule("a maximum value per element")
+    s = positive_scale(scale)
+    with np.errstate(all="ignore"):
+        top = np.minimum(float_quant_max_of(exp_bits, man_bits, bias), max_val)
+    top = float(np.asarray(top).reshape(-1)[0])
+    if np.isnan(top) or top < 0:
+        raise NoExactRule("a maximum value that is NaN or negative")
+    lowest = 1 - b - m
+    if abs(lowest) > MAX_GRID_BITS or not 0 <= m <= MAX_GRID_BITS:
+        raise NoExactRule(f"a FloatQuant grid of more than {MAX_GRID_BITS} bits")
+    num, den = scaled(x, s, frac_array(np.zeros((), np.float32)))
+    u = np.maximum(floor_log2(num, den) - m, lowest)
+    num, den = np.broadcast_arrays(num, den)
+    q = round_ratio(shifted_left(num, np.maximum(-u, 0)), shifted_left(den, np.maximum(u, 0)), mode)
+    codes = shifted_left(as_codes(q), u - lowest)  # in units of 2**lowest
+    g = Fraction(2) ** lowest
+    if np.isfinite(top):
+        t = Fraction(top)
+        if t.denominator > g.denominator:  # a bound finer than the grid: a finer common scale
+            codes, g = shifted_left(codes, np.int64((t.denominator // g.denominator).bit_length() - 1)), \
+                Fraction(1, t.denominator)
+        limit = int(t / g)  # t is a multiple of g
+        above, below = codes > limit, codes < -limit
+        if not saturation and np.any(above | below):
+            raise InputError(f"FloatQuant without saturation sends {int(np.count_nonzero(above | below))} value(s) "
+                             f"beyond +-{top!r} to inf or NaN, which the exact level (finite values only) cannot "
+                             "hold; run this input at the reference level (semantics='reference')")
+        codes = np.where(above, limit, np.where(below, -limit, codes))
+    return Exact(as_codes(codes), reduce_scale(s * g))
+
+
+def float_quant_max_of(exp_bits, man_bits, bias):
+    return float_ops.float_quant_max(np.asarray(exp_bits), np.asarray(man_bits), np.asarray(bias))
+
+
 def trunc(x, args, version, signed, narrow, mode):
     """``Trunc``: ``y = round_half_even(x / s + z)`` exactly, then ``y / 2**t`` rounded by the mode (opset 1), or
     ``y / t`` for the power of two ``t`` of the reference rule, clamped to ``out_bits``, rounded (opset 2)."""
@@ -199,16 +269,22 @@ def multithreshold(v, thresholds, out_scale, out_bias, data_layout):
         thresholds.cache[key] = integer_thresholds(to_float32(thresholds), scale, channels)
     tint = thresholds.cache[key]
     biggest = max_abs(v.codes) + 1
+    wide = biggest >= INT64_SAFE  # codes beyond int64: compared as Python ints
     clipped = np.vectorize(lambda q: biggest if q is None else max(-biggest, min(biggest, q)),
-                           otypes=[np.int64])(tint)
+                           otypes=[object if wide else np.int64])(tint)
     codes = np.asarray(v.codes)
-    if codes.dtype == object:
-        codes = np.clip(codes, -biggest, biggest).astype(np.int64)  # codes beyond the thresholds compare alike
     a, b = Fraction(float(np.float32(out_scale))), Fraction(float(np.float32(out_bias)))
     g = common_scale([np.array(a, dtype=object), np.array(b, dtype=object)]).reshape(()).item()
     step, offset = int(a / g), int(b / g)
     bounds = sorted((offset, step * clipped.shape[1] + offset))
     moved = np.moveaxis(codes, axis, -1)
+    if wide:
+        met = np.count_nonzero(np.asarray(moved, dtype=object)[..., None] >= clipped, axis=-1)
+        result = Exact(as_codes(np.moveaxis(add(multiply(met, step), offset), -1, axis)), np.array(g, dtype=object))
+        result.cache["bounds"] = tuple(bounds)
+        return result
+    if codes.dtype == object:
+        moved = moved.astype(np.int64)
     flat = moved.reshape(-1, moved.shape[-1])
     if bounds[0] >= -128 and bounds[1] <= 127:
         out_dtype = np.int8
@@ -429,6 +505,9 @@ def run_exact_node(node, args, constant):
         return quant(x, s, z, b, at.get("signed", 1), at.get("narrow", 0), at.get("rounding_mode", "ROUND"))
     if op == "BipolarQuant":
         return bipolar_quant(x, to_float32(args[1]))
+    if op == "FloatQuant":
+        return float_quant(x, *(to_float32(a) for a in args[1:6]), at.get("rounding_mode", "ROUND"),
+                           at.get("saturation", 1))
     if op == "Trunc":
         return trunc(x, [to_float32(a) for a in args[1:]], node.version, at.get("signed", 1), at.get("narrow", 0),
                      at.get("rounding_mode", "FLOOR"))

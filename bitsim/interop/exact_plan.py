@@ -12,7 +12,11 @@ and ``MultiThreshold`` (FINN's streamlined MLPs, exported BNNs), as far as these
                :func:`bitsim.kernels.xnor_gemm`
 ``signs``      ``MultiThreshold`` with one threshold per channel and outputs -1/+1 (bipolar): one integer
                compare per accumulator, packed at once (:func:`bitsim.kernels.xnor.threshold_pack`)
-``xnor_signs`` an ``xnor`` product of at most 64 values per row and the ``signs`` step after it, in one pass
+``input_signs`` such a ``MultiThreshold`` on the float input itself (a binarized input, as FINN's TFC-w1a1
+               has): one exact float compare per value, packed at once
+               (:func:`bitsim.kernels.thresholds.float_signs`; an input holding inf or NaN leaves it to
+               the general path)
+``xnor_signs`` an ``xnor`` product and the ``signs`` step after it, in one pass
                (:func:`bitsim.kernels.xnor_signs.xnor_signs`)
 ``counts``     any other ``MultiThreshold`` on the channels of a 2-D accumulator:
                :func:`bitsim.kernels.thresholds.threshold_counts`
@@ -37,7 +41,7 @@ from ..errors import BitsimError
 from ..formats.binary import pack, unpack
 from ..kernels import xnor_gemm
 from ..kernels.byte_codes import uint8_codes
-from ..kernels.thresholds import threshold_counts
+from ..kernels.thresholds import float_signs, threshold_counts
 from ..kernels.u8 import u8s8_matmul
 from ..kernels.xnor import threshold_pack
 from ..kernels.xnor_signs import xnor_signs
@@ -95,8 +99,7 @@ class Step:
     product: "Step" = None
 
 
-KINDS = ("u8", "xnor", "signs", "counts", "xnor_signs")
-FUSED_WORDS = 1  # products of at most this many words per row run fused with their compares
+KINDS = ("u8", "xnor", "signs", "counts", "xnor_signs", "input_signs")
 
 
 @dataclass
@@ -121,6 +124,11 @@ class Plan:
                 if codes is None:
                     return None
                 context[s.target] = Exact(u8s8_matmul(codes, s.weights), s.scale)
+            elif s.kind == "input_signs":
+                words, nonfinite = float_signs(x, s.thresholds)
+                if nonfinite:
+                    return None
+                context[s.target] = Signs(words, x.shape[1], s.scale)
             elif s.kind == "xnor":
                 context[s.target] = Exact(xnor_gemm(v.words, s.weights, s.k), s.scale)
             elif s.kind == "xnor_signs":
@@ -187,6 +195,25 @@ def threshold_step(node, source, acc, bound, consts):
                 scale=out.scale), (low, high)
 
 
+def input_step(node, source, k, consts):
+    """The ``input_signs`` step of a bipolar ``MultiThreshold`` on the 2-D float input of ``k`` channels, or None."""
+    at = node.attrs
+    if len(node.inputs) != 2 or node.inputs[1] not in consts or out_mapping(node) != (2, -1) or \
+            float_ops.channel_axis(np.zeros((1, 1)), at.get("data_layout", "")) % 2 != 1:
+        return None
+    t = consts[node.inputs[1]]
+    values = np.asarray(to_float32(t), np.float64)
+    if values.ndim != 2 or values.shape[1] != 1 or values.shape[0] not in (1, k) or np.isnan(values).any():
+        return None
+    try:
+        out = multithreshold(probe(1, k, np.array(Fraction(1), dtype=object)), t, at.get("out_scale", 1.0),
+                             at.get("out_bias", 0.0), at.get("data_layout", ""))
+    except (NoExactRule, ArithmeticError, ValueError):
+        return None
+    per_channel = np.ascontiguousarray(np.broadcast_to(values[:, 0], (k,)))
+    return Step("input_signs", source, node.outputs[0], thresholds=per_channel, scale=out.scale)
+
+
 def out_mapping(node):
     """``(step, offset)`` of a ``MultiThreshold``'s output codes, as the general rule computes them."""
     at = node.attrs
@@ -233,6 +260,10 @@ def build(graph, consts, const_rounded):
                 if step is not None:
                     state, k_now, acc = "acc", w8.shape[0], Exact(np.zeros((1, w8.shape[0]), np.int64), out.scale)
                     acc_bound = bound
+        elif not tail and node.op_type == "MultiThreshold" and ins[0] == current and state == "input":
+            step = input_step(node, current, k_now, consts)
+            if step is not None:
+                state, bounds, prev_scale = "signs", (-1, 1), step.scale
         elif not tail and node.op_type == "MultiThreshold" and ins[0] == current and state == "acc":
             made = threshold_step(node, current, acc, acc_bound, consts)
             if made is not None:
@@ -254,15 +285,14 @@ def build(graph, consts, const_rounded):
 
 
 def finish(name, steps, tail, consts):
-    """The plan of ``steps`` and ``tail``: an ``xnor`` product of one word per row and the ``signs`` step after
-    it become one ``xnor_signs`` step (:func:`bitsim.kernels.xnor_signs.xnor_signs`)."""
+    """The plan of ``steps`` and ``tail``: an ``xnor`` product and the ``signs`` step after it become one
+    ``xnor_signs`` step (:func:`bitsim.kernels.xnor_signs.xnor_signs`)."""
     if not steps:
         return None
     fused = []
     for s in steps:
         before = fused[-1] if fused else None
-        if s.kind == "signs" and before is not None and before.kind == "xnor" and \
-                -(-before.k // 64) <= FUSED_WORDS and s.source == before.target:
+        if s.kind == "signs" and before is not None and before.kind == "xnor" and s.source == before.target:
             fused[-1] = Step("xnor_signs", before.source, s.target, thresholds=s.thresholds, scale=s.scale,
                              product=before)
         else:

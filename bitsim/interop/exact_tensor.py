@@ -45,7 +45,8 @@ def widen(a):
 
 def multiply(a, b):
     """Exact element-wise product of integer arrays (int64 when the bound allows, else Python ints)."""
-    if max_abs(a) * max_abs(b) < INT64_SAFE:
+    ma, mb = max_abs(a), max_abs(b)
+    if ma * mb < INT64_SAFE and max(ma, mb) < INT64_SAFE:  # zeros times a huge factor: still no int64 operand
         return np.multiply(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
     return as_codes(np.multiply(widen(a), widen(b)))
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import InputError
 
+MAX_MANTISSA_BITS = 1024  # FloatQuant's bound sums one term per mantissa bit
 ORT_OPS = ("MatMul", "Gemm", "Conv", "BatchNormalization", "AveragePool", "GlobalAveragePool", "MaxPool")
 
 
@@ -73,6 +74,49 @@ def bipolar_quant(x, scale):
     """``BipolarQuant``: ``+scale`` where ``x >= 0``, else ``-scale``."""
     ones = np.ones(x.shape, dtype=x.dtype)
     return np.asarray(np.where(x >= 0.0, ones, -ones) * scale)
+
+
+def float_quant_max(exp_bits, man_bits, bias):
+    """``FloatQuant``'s largest magnitude before ``max_val``: ``(2 - 2**-man_bits) * 2**(2**exp_bits - 1 - bias)``,
+    computed as QONNX computes it (the sum in float64, the power of two in the bias's dtype)."""
+    if np.asarray(man_bits).size != 1 or not float(np.asarray(man_bits).reshape(-1)[0]) <= MAX_MANTISSA_BITS:
+        raise InputError(f"FloatQuant: mantissa width {np.asarray(man_bits).tolist()!r}; give one number of at most "
+                         f"{MAX_MANTISSA_BITS} bits")
+    max_exponent = (2.0 ** exp_bits) - 1.0 - bias
+    max_mantissa = np.sum(2.0 ** np.arange(0, -1.0 * man_bits - 1.0, -1.0))
+    return max_mantissa * (2 ** max_exponent)
+
+
+def float_quant(x, scale, exp_bits, man_bits, bias, max_val, rounding_mode="ROUND", has_inf=0, has_nan=0,
+                saturation=1):
+    """``FloatQuant``: ``x / scale`` rounded to a minifloat grid of ``man_bits`` fraction bits, clamped, times
+    ``scale``, NumPy steps in QONNX's order and dtypes (``has_subnormal`` does not enter: subnormals always).
+
+    Steps: ``y = x / scale``; ``e = max(floor(log2(|y| + tiny)) - man_bits, 1 - bias - man_bits)``;
+    ``q = 2**e * round(y / 2**e)``; clamp to ``+-min(float_quant_max, max_val)``; without ``saturation``, what
+    lay beyond becomes +-inf (``has_inf``) or NaN (``has_nan``, which also takes infinities); ``q * scale`` as
+    float32.
+    """
+    with np.errstate(all="ignore"):
+        y = x / scale
+        eps = np.finfo(y.dtype).tiny
+        lowest = 1.0 - bias - man_bits
+        e = np.exp2(np.maximum(np.floor(np.log2(np.abs(y) + eps)) - man_bits, lowest))
+        q = e * rounding(rounding_mode)(y / e)
+        top = np.minimum(float_quant_max(exp_bits, man_bits, bias), max_val)
+        infinite, above, below = np.isinf(q), q > top, q < -top
+        q = np.clip(q, -top, top)
+        if not saturation:
+            if has_inf:
+                q[above] = np.inf
+                q[below] = -np.inf
+            elif has_nan:
+                q[above | below] = np.nan
+                q[infinite] = np.nan
+            else:
+                raise InputError("FloatQuant with saturation=0 needs has_inf or has_nan (what values beyond the "
+                                 "largest become); set one of them, or saturation=1")
+        return np.asarray(q * scale).astype(np.float32)
 
 
 def trunc(x, scale, zero_point, in_bits, out_bits, rounding_mode="FLOOR"):
@@ -158,13 +202,22 @@ NUMPY_OPS = {
 
 
 def run_node(node, args):
-    """The outputs of a node that NumPy computes, from its input arrays ``args``."""
+    """The outputs of a node that NumPy computes, from its input arrays ``args`` (NumPy's warnings on inf and
+    NaN silenced: the values are QONNX's, warnings or not)."""
+    with np.errstate(all="ignore"):
+        return numpy_node(node, args)
+
+
+def numpy_node(node, args):
     op, at = node.op_type, node.attrs
     if op in ("Quant", "IntQuant"):
         return quant(*args, signed=at.get("signed", 1), narrow=at.get("narrow", 0),
                      rounding_mode=at.get("rounding_mode", "ROUND"))
     if op == "BipolarQuant":
         return bipolar_quant(*args)
+    if op == "FloatQuant":
+        return float_quant(*args, rounding_mode=at.get("rounding_mode", "ROUND"), has_inf=at.get("has_inf", 0),
+                           has_nan=at.get("has_nan", 0), saturation=at.get("saturation", 1))
     if op == "Trunc":
         if node.version >= 2:
             return trunc_v2(*args, signed=at.get("signed", 1), narrow=at.get("narrow", 0),
@@ -186,5 +239,6 @@ def run_node(node, args):
     return NUMPY_OPS[op](*args)
 
 
-__all__ = ["ORT_OPS", "NUMPY_OPS", "rounding", "int_range", "quant", "bipolar_quant", "trunc", "trunc_v2",
+__all__ = ["ORT_OPS", "NUMPY_OPS", "rounding", "int_range", "quant", "bipolar_quant", "float_quant", "float_quant_max",
+           "trunc", "trunc_v2",
            "multithreshold", "threshold_counts", "channel_axis", "xnor_popcount_matmul", "run_node"]

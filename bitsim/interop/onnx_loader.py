@@ -32,6 +32,7 @@ CUSTOM_OPS = {
     "Trunc": {"rounding_mode", "narrow", "signed"},
     "MultiThreshold": {"out_dtype", "out_scale", "out_bias", "data_layout"},
     "XnorPopcountMatMul": set(),
+    "FloatQuant": {"rounding_mode", "has_inf", "has_nan", "has_subnormal", "saturation"},
 }
 POOL = {"kernel_shape", "pads", "strides", "ceil_mode", "auto_pad"}
 STANDARD_OPS = {
@@ -43,7 +44,8 @@ STANDARD_OPS = {
     "Flatten": {"axis"}, "Reshape": {"allowzero"}, "Transpose": {"perm"}, "Concat": {"axis"},
 }
 SUPPORTED = {**CUSTOM_OPS, **STANDARD_OPS}
-INPUTS = {"Quant": (4, 4), "IntQuant": (4, 4), "BipolarQuant": (2, 2), "Trunc": (5, 6), "MultiThreshold": (2, 2),
+INPUTS = {"Quant": (4, 4), "IntQuant": (4, 4), "FloatQuant": (6, 6), "BipolarQuant": (2, 2), "Trunc": (5, 6),
+          "MultiThreshold": (2, 2),
           "XnorPopcountMatMul": (2, 2), "MatMul": (2, 2), "Gemm": (2, 3), "Conv": (2, 3), "BatchNormalization": (5, 5),
           "Reshape": (2, 2), "Concat": (1, 1 << 20), "Add": (2, 2), "Mul": (2, 2), "Div": (2, 2), "Sub": (2, 2)}
 ROUNDING = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
@@ -61,9 +63,6 @@ def check_node(path, node):
     """Refuse an op, domain or attribute that bitsim does not implement."""
     custom = node.domain in QONNX_DOMAINS or node.domain.startswith(("qonnx.", "finn."))
     table = CUSTOM_OPS if custom else STANDARD_OPS if node.domain in STANDARD_DOMAINS else {}
-    if node.op_type == "FloatQuant":
-        raise unsupported(path, node, "FloatQuant (minifloat quantization) is not supported by this bitsim; "
-                                      f"the supported ops are {supported_list()}")
     if node.op_type not in table:
         where = f" of domain {node.domain!r}" if node.domain else ""
         raise unsupported(path, node, f"op type {node.op_type}{where} is not supported; the supported ops are "
@@ -85,7 +84,12 @@ def check_node(path, node):
         raise unsupported(path, node, "training mode is not implemented; export the model for inference")
     if node.op_type == "MaxPool" and (len(node.outputs) > 1 or at.get("storage_order", 0)):
         raise unsupported(path, node, "MaxPool's indices output is not implemented")
-    if node.op_type in ("Quant", "IntQuant", "Trunc") and str(at.get("rounding_mode", "ROUND")).upper() not in ROUNDING:
+    if node.op_type == "FloatQuant" and not at.get("saturation", 1) and not (at.get("has_inf", 0) or
+                                                                             at.get("has_nan", 0)):
+        raise unsupported(path, node, "saturation=0 needs has_inf=1 or has_nan=1 (what values beyond the largest "
+                                      "become); set one of them, or saturation=1")
+    if node.op_type in ("Quant", "IntQuant", "Trunc", "FloatQuant") and \
+            str(at.get("rounding_mode", "ROUND")).upper() not in ROUNDING:
         raise unsupported(path, node, f"rounding_mode {at['rounding_mode']!r} is not one of {', '.join(ROUNDING)}")
     if node.op_type == "MultiThreshold" and at.get("data_layout", "") not in ("", "NC", "NCHW", "NHWC", "NWC", "NCW"):
         raise unsupported(path, node, f"data_layout {at['data_layout']!r} is not one of NC, NCW, NWC, NCHW, NHWC")

@@ -15,23 +15,25 @@ from ..formats.launch import launch
 __all__ = ["uint8_codes"]
 
 PARALLEL_MIN_WORK = 2**20
+ROWS = 64  # rows of a task
 
 
 @numba.njit(cache=True, parallel=True)
 def _uint8_codes(x, out, bad):
     # branch-free so that LLVM vectorizes the loop; a NaN fails the range test and is counted
     rows = x.shape[0]
-    for i in numba.prange(rows):
-        row = x[i]
-        o = out[i]
-        n = np.int32(0)
-        for k in range(row.shape[0]):
-            v = row[k]
-            c = v if (v >= np.float32(0)) & (v <= np.float32(255)) else np.float32(0)
-            code = np.int32(c)
-            o[k] = np.uint8(code)
-            n += np.int32(np.float32(code) != v)
-        bad[i] = n
+    for block in numba.prange((rows + ROWS - 1) // ROWS):
+        for i in range(block * ROWS, min(rows, block * ROWS + ROWS)):
+            row = x[i]
+            o = out[i]
+            n = np.int32(0)
+            for k in range(row.shape[0]):
+                v = row[k]
+                c = v if (v >= np.float32(0)) & (v <= np.float32(255)) else np.float32(0)
+                code = np.int32(c)
+                o[k] = np.uint8(code)
+                n += np.int32(np.float32(code) != v)
+            bad[i] = n
 
 
 def uint8_codes(x):
@@ -60,5 +62,5 @@ def uint8_codes(x):
     out = np.empty(x.shape, np.uint8)
     bad = np.zeros(x.shape[0], np.int32)
     if x.size:
-        launch(_uint8_codes, x.size, np.ascontiguousarray(x), out, bad, min_work=PARALLEL_MIN_WORK)
+        launch(_uint8_codes, x.size, np.ascontiguousarray(x), out, bad, min_work=PARALLEL_MIN_WORK, tasks=True)
     return None if bad.any() else out

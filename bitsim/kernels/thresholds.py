@@ -4,6 +4,11 @@ The rule of :func:`threshold_counts`: ``out[i, c] = sum_j (x[i, c] >= t[c, j])``
 integer thresholds ``t`` (one row per channel, or a single row for every channel), then mapped to
 ``step * count + offset``. Pure integer compares, so results do not depend on the thread count. The slow
 oracle is :func:`bitsim.reference.thresholds.threshold_counts`.
+
+The rule of :func:`float_signs`: bit ``c`` of row ``i`` (packed, bitorder 'little', padding bits 0) is
+``x[i, c] >= t[c]`` for float32 ``x`` and float64 thresholds ``t``, an exact comparison of the two values;
+the rows holding a value that is not finite are counted. Its oracle is NumPy's ``x >= t`` packed by
+:func:`bitsim.formats.binary.pack`.
 """
 
 import numba
@@ -12,9 +17,11 @@ import numpy as np
 from ..errors import InputError, InputTypeError
 from ..formats.launch import launch
 
-__all__ = ["threshold_counts"]
+__all__ = ["threshold_counts", "float_signs"]
 
 PARALLEL_MIN_WORK = 2**16
+ROWS = 64  # rows of a task of float_signs
+WORD_BITS = 64
 INT_DTYPES = (np.int8, np.int16, np.int32, np.int64)
 
 
@@ -72,3 +79,56 @@ def threshold_counts(x, thresholds, step=1, offset=0, out_dtype=np.int32):
     launch(_counts, x.size * max(1, t.shape[1]), np.ascontiguousarray(x), np.ascontiguousarray(t), int(step),
            int(offset), out, min_work=PARALLEL_MIN_WORK)
     return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _float_signs(x, t, out, bad):
+    rows, channels = x.shape
+    for block in numba.prange((rows + ROWS - 1) // ROWS):
+        for i in range(block * ROWS, min(rows, block * ROWS + ROWS)):
+            row = x[i]
+            n = 0
+            for word in range(out.shape[1]):
+                first = word * WORD_BITS
+                bits = np.uint64(0)
+                for c in range(min(WORD_BITS, channels - first)):
+                    v = np.float64(row[first + c])
+                    bits |= np.uint64(v >= t[first + c]) << np.uint64(c)
+                    n += np.int64(not np.isfinite(v))
+                out[i, word] = bits
+            bad[i] = n
+
+
+def float_signs(x, thresholds):
+    """Packed ``x >= thresholds`` of float32 values, one threshold per channel (channels on the last axis).
+
+    Parameters
+    ----------
+    x : numpy.ndarray of float32, shape (rows, C)
+    thresholds : numpy.ndarray of float64, shape (C,)
+
+    Returns
+    -------
+    words : numpy.ndarray of uint64, shape (rows, ceil(C / 64))
+        Bit ``c`` of a row's words is 1 where ``x[i, c] >= thresholds[c]`` (bitorder 'little', padding 0).
+    nonfinite : int
+        How many rows hold inf or NaN.
+
+    Examples
+    --------
+    >>> float_signs(np.array([[0.0, 200.0, 128.0]], np.float32), np.full(3, 128.0))
+    (array([[6]], dtype=uint64), 0)
+    """
+    x = np.asarray(x)
+    if x.dtype != np.float32 or x.ndim != 2:
+        raise InputTypeError(f"float_signs: x must be a 2-D float32 array, got {x.dtype} of shape {x.shape}")
+    t = np.asarray(thresholds)
+    if t.dtype != np.float64 or t.shape != (x.shape[1],):
+        raise InputError(f"float_signs: thresholds must be float64 of shape ({x.shape[1]},), got {t.dtype} of "
+                         f"shape {t.shape}")
+    out = np.zeros((x.shape[0], -(-x.shape[1] // WORD_BITS)), np.uint64)
+    bad = np.zeros(x.shape[0], np.int64)
+    if x.size:
+        launch(_float_signs, x.size, np.ascontiguousarray(x), np.ascontiguousarray(t), out, bad,
+               min_work=PARALLEL_MIN_WORK * 16, tasks=True)
+    return out, int(np.count_nonzero(bad))

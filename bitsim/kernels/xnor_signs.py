@@ -20,38 +20,45 @@ from .words import as_length, as_words
 __all__ = ["xnor_signs"]
 
 PARALLEL_MIN_WORK = 2**20  # about 1 ms on one core
+ROWS = 16  # rows of a task
 
 
 @numba.njit(cache=True, parallel=True)
-def _xnor_signs(a, b, n, t, acc, out):
+def _xnor_signs(a, bt, n, t, acc, out):
+    # bt (words, channels): the weights transposed, so that the popcounts of one input word against
+    # every channel are one loop over contiguous words, which LLVM vectorizes
     m, words = a.shape
-    channels = b.shape[0]
-    b1 = b[:, 0].copy()
-    for i in numba.prange(m):
-        row = a[i]
-        if words == 1:  # one word per row: no inner loop, so that LLVM vectorizes over the channels
-            x = row[0]
+    channels = bt.shape[1]
+    for block in numba.prange((m + ROWS - 1) // ROWS):
+        s = np.empty(channels, np.int64)
+        for i in range(block * ROWS, min(m, block * ROWS + ROWS)):
+            row = a[i]
+            if words == 1:  # one word per row: products and compares in one loop over the channels
+                x = row[0]
+                b1 = bt[0]
+                for word in range(out.shape[1]):
+                    first = word * WORD_BITS
+                    bits = np.uint64(0)
+                    for c in range(min(WORD_BITS, channels - first)):
+                        v = n - 2 * np.int64(popcount(x ^ b1[first + c]))
+                        acc[i, first + c] = v
+                        bits |= np.uint64(v >= t[first + c]) << np.uint64(c)
+                    out[i, word] = bits
+                continue
+            s[:] = 0
+            for k in range(words):
+                x = row[k]
+                bk = bt[k]
+                for c in range(channels):
+                    s[c] += popcount(x ^ bk[c])
             for word in range(out.shape[1]):
                 first = word * WORD_BITS
                 bits = np.uint64(0)
                 for c in range(min(WORD_BITS, channels - first)):
-                    v = n - 2 * np.int64(popcount(x ^ b1[first + c]))
+                    v = n - 2 * s[first + c]
                     acc[i, first + c] = v
                     bits |= np.uint64(v >= t[first + c]) << np.uint64(c)
                 out[i, word] = bits
-            continue
-        for word in range(out.shape[1]):
-            first = word * WORD_BITS
-            bits = np.uint64(0)
-            for c in range(min(WORD_BITS, channels - first)):
-                col = b[first + c]
-                s = np.uint64(0)
-                for k in range(words):
-                    s += popcount(row[k] ^ col[k])
-                v = n - 2 * np.int64(s)
-                acc[i, first + c] = v
-                bits |= np.uint64(v >= t[first + c]) << np.uint64(c)
-            out[i, word] = bits
 
 
 def xnor_signs(a, b, n, thresholds):
@@ -92,8 +99,8 @@ def xnor_signs(a, b, n, thresholds):
     acc = np.empty((a.shape[0], b.shape[0]), np.int32)
     out = np.empty((a.shape[0], n_words(b.shape[0])), np.uint64)
     if acc.size:
-        launch(_xnor_signs, acc.size * a.shape[1], a, b, n, np.ascontiguousarray(t), acc, out,
-               min_work=PARALLEL_MIN_WORK)
+        launch(_xnor_signs, acc.size * a.shape[1], a, np.ascontiguousarray(b.T), n, np.ascontiguousarray(t), acc,
+               out, min_work=PARALLEL_MIN_WORK, tasks=True)
     else:
         out[:] = 0
     return acc, out

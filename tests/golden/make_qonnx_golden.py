@@ -60,12 +60,17 @@ def main():
                       "mode": mode, "level1_bits": [int(b) for b in level1.view(np.uint32)],
                       "exact_codes": [exact_code(v, scale, bits, signed, narrow, zero_point, mode)
                                       for v in x.tolist()]})
-    doc = {"what": "QONNX Quant on the float32 values x: level 1 as float32 bit patterns (QONNX's quant), level 2 "
-                   "as the exact integer codes q (Python Fractions); value = (q - zero_point) * scale",
-           "x_bits": [int(b) for b in x.view(np.uint32)], "cases": cases}
-    path = Path(__file__).with_name("qonnx_quant.json")
+    write_vectors("qonnx_quant.json", "QONNX Quant on the float32 values x: level 1 as float32 bit patterns "
+                  "(QONNX's quant), level 2 as the exact integer codes q (Python Fractions); value = "
+                  "(q - zero_point) * scale", x, cases)
+
+
+def write_vectors(name, what, x, cases):
+    """Write the cases of the inputs ``x`` (float32) as ``tests/golden/NAME``."""
+    doc = {"what": what, "x_bits": [int(b) for b in x.view(np.uint32)], "cases": cases}
+    path = Path(__file__).with_name(name)
     path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
-    print(f"wrote {path} ({len(cases)} quantizers x {len(XS)} inputs)")
+    print(f"wrote {path} ({len(cases)} quantizers x {len(x)} inputs)")
 
 
 if __name__ == "__main__":
