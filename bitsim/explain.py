@@ -161,7 +161,10 @@ def explain_minifloat(x, fmt, rounding="nearest_even", overflow="saturate"):
     from .formats import minifloat as mf
 
     rounding, overflow = parse_enum(Rounding, rounding), parse_enum(mf.FloatOverflow, overflow)
-    lines = float32_lines(np.float32(x)) if np.float32(x) == x or not np.isfinite(x) else [f"input        {x!r}"]
+    with np.errstate(over="ignore"):  # beyond float32's range: shown as the float64 input
+        as32 = np.float32(x)
+        shown32 = (as32 == x and np.isfinite(as32)) or not np.isfinite(x)
+    lines = float32_lines(as32) if shown32 else [f"input        {x!r}"]
     special = ("top exponent field reserved: mantissa 0 = Inf, else NaN" if fmt.infinities else
                "the all-ones code is NaN, no Inf" if fmt.nans else "no Inf, no NaN")
     lines.append(f"format       {fmt.name}: {int(fmt.signed)} sign + {fmt.exp_bits} exponent + {fmt.man_bits} mantissa "
@@ -227,7 +230,7 @@ def explain_mx(spec, values, scale_rule="floor", rounding="nearest_even"):
              f"scale rule   {rule.value}: " + {
                  mx.ScaleRule.FLOOR: "e = floor(log2(amax)) - emax_elem (OCP MX v1.0)",
                  mx.ScaleRule.CEIL: "e = the smallest e with amax <= largest element * 2^e",
-                 mx.ScaleRule.RCEIL: "e = ceil(log2(fl32(amax / largest element))) (cuBLAS RCEIL)",
+                 mx.ScaleRule.RCEIL: "e = ceil(log2(fl32(fl32(amax) / largest element))) (cuBLAS RCEIL)",
                  mx.ScaleRule.EVEN: "e = floor(log2(amax rounded to the element's mantissa)) - emax_elem"}[rule]]
     for b, s in enumerate(t.scales):
         part = x[b * fmt.block:(b + 1) * fmt.block]

@@ -5,7 +5,8 @@ unsigned formats such as E8M0) holds a sign ``s``, an exponent field ``E`` and a
 field ``E > 0`` (or any ``E`` without subnormals) means ``(-1)**s * (1 + M / 2**man_bits) * 2**(E - bias)``;
 ``E == 0`` with subnormals means ``(-1)**s * (M / 2**man_bits) * 2**(1 - bias)``. The special codes are
 named by two flags, as QONNX's ``FloatQuant`` names them: ``infinities`` (IEEE-like: the top exponent
-field is reserved, mantissa 0 is +-Inf and every other mantissa NaN) and ``nans`` alone (OCP "fn": only
+field is reserved, mantissa 0 is +-Inf and every other mantissa NaN; encoding writes the quiet NaN, only
+the mantissa's top bit set, E5M2 0x7e/0xfe, as ml_dtypes does) and ``nans`` alone (OCP "fn": only
 the all-ones code of each sign is NaN). A format without zero (E8M0) decodes every finite code as a
 power of two.
 
@@ -18,16 +19,19 @@ counts values whose rounded magnitude exceeded the largest finite value (clamped
 and infinities clamped; ``flushed`` counts nonzero values that became zero.
 """
 
+import math
 import re
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 from ..errors import InputError, InputTypeError, RangeError
+from .launch import launch
 from .modes import Rounding, as_format, as_int, check_range, first_index, parse_enum, set_fields
-from .rng import as_rng, bernoulli
+from .rng import as_rng
 
 
 class FloatOverflow(Enum):
@@ -86,6 +90,11 @@ class MinifloatFormat:
     name: str = None
 
     def __post_init__(self):
+        for flag in ("subnormals", "infinities", "nans", "signed", "zero"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise InputTypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+        if self.name is not None and not isinstance(self.name, str):
+            raise InputTypeError(f"name must be a string, got {self.name!r}")
         e, m = as_int(self.exp_bits, "exp_bits"), as_int(self.man_bits, "man_bits")
         check_range(e, "exp_bits", 1, 8)
         check_range(m, "man_bits", 0, 10)
@@ -95,8 +104,11 @@ class MinifloatFormat:
             raise InputError(f"a minifloat has at most 16 bits, got {int(self.signed) + e + m}")
         if self.infinities and not self.nans:
             raise InputError("infinities reserve the top exponent field, whose other codes are NaN; pass nans=True")
-        if self.infinities and e < 2:
-            raise InputError("infinities need an exponent field of at least 2 bits")
+        if self.infinities and (e < 2 or m < 1):
+            raise InputError("infinities need an exponent field of at least 2 bits and a mantissa bit (for NaN)")
+        if (1 << e) - 1 - bias > 1022 or 1 - bias - m < -1074:
+            raise InputError(f"bias {bias} puts e{e}m{m}'s values outside float64's range (2**-1074 .. 2**1023, "
+                             f"which bitsim computes in); choose a bias between {(1 << e) - 1 - 1022} and {min(1 << 10, 1075 - m)}")
         name = self.name or f"e{e}m{m}"
         set_fields(self, exp_bits=e, man_bits=m, bias=bias, subnormals=bool(self.subnormals),
                    infinities=bool(self.infinities), nans=bool(self.nans), signed=bool(self.signed),
@@ -149,6 +161,9 @@ E8M0 = MinifloatFormat(8, 0, bias=127, subnormals=False, nans=True, signed=False
 FORMATS = {f.name: f for f in (E4M3, E5M2, E2M3, E3M2, E2M1, E8M0)}
 
 
+OPTIONS = ("exp_bits", "man_bits", "bias", "subnormals", "infinities", "nans", "signed", "zero", "name")
+
+
 def parse_minifloat(spec, **options):
     """Return the format named ``spec``: one of :data:`FORMATS`, or ``'eXmY'`` for another minifloat.
 
@@ -156,6 +171,9 @@ def parse_minifloat(spec, **options):
     and NaNs) unless ``options`` say otherwise, e.g. ``parse_minifloat('e3m4', infinities=False,
     nans=False)``.
     """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise InputError(f"unknown minifloat option(s) {', '.join(unknown)}; the options are {', '.join(OPTIONS)}")
     text = str(spec).strip().lower()
     if text in FORMATS and not options:
         return FORMATS[text]
@@ -237,7 +255,7 @@ def decode(codes, fmt, dtype=np.float64):
 def _nan_code(fmt, neg):
     top = (1 << fmt.bits) - 1 - fmt.sign_bit
     if fmt.infinities:
-        top = (((1 << fmt.exp_bits) - 1) << fmt.man_bits) | ((1 << fmt.man_bits) - 1)
+        top = (((1 << fmt.exp_bits) - 1) << fmt.man_bits) | (1 << (fmt.man_bits - 1))  # the quiet NaN
     return np.where(neg, top | fmt.sign_bit, top)
 
 
@@ -276,76 +294,125 @@ def encode(x, fmt, rounding=Rounding.NEAREST_EVEN, overflow=FloatOverflow.SATURA
     x = np.asarray(x)
     if x.dtype.kind not in "fiu" or x.dtype.itemsize > 8:
         raise InputTypeError(f"encode expects real float or integer values, got dtype {x.dtype}")
-    x = x.astype(np.float64)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     if overflow is FloatOverflow.NONFINITE and not fmt.nans:
         raise InputError(f"{fmt.name} has no Inf or NaN; choose overflow='saturate' or 'error'")
+    if not fmt.nans:
+        nan = np.isnan(x)
+        if nan.any():
+            raise InputError(f"NaN at index {first_index(nan)}: {fmt.name} has no NaN; remove NaN before encoding")
     _, mags, mcodes = _tables(fmt)
-    nan = np.isnan(x)
-    if nan.any() and not fmt.nans:
-        raise InputError(f"NaN at index {first_index(nan)}: {fmt.name} has no NaN; remove NaN before encoding")
-    neg = np.signbit(x)
-    a = np.where(nan, 0.0, np.abs(x))
-    n_max = mags.size - 3  # index of the largest finite magnitude
-    i = np.clip(np.searchsorted(mags, a, side="right") - 1, 0, mags.size - 2)
-    lo, hi = mags[i], mags[i + 1]
-    below = a < mags[0]  # only formats without zero
-    exact = a == lo
-    mid = lo + (hi - lo) / 2
-    if rounding is Rounding.TOWARD_ZERO:
-        up = np.zeros(a.shape, bool)
-    elif rounding is Rounding.CEIL:
-        up = ~exact & ~neg
-    elif rounding is Rounding.FLOOR:
-        up = ~exact & neg
-    elif rounding is Rounding.NEAREST_EVEN:
-        up = (a > mid) | ((a == mid) & ((mcodes[i] & 1) == 1))
-    elif rounding is Rounding.NEAREST_AWAY:
-        up = a >= mid
-    elif rounding is Rounding.NEAREST_UP:
-        up = (a > mid) | ((a == mid) & ~neg)
-    else:
-        with np.errstate(invalid="ignore"):
-            p = np.where(np.isfinite(hi) & ~exact, (a - lo) / (hi - lo), 0.0)
-        up = bernoulli(p, as_rng(rng)).astype(bool)
-    j = np.where(up & ~exact, i + 1, i)
-    j = np.where(below, 0, j)
-    inf_in = np.isinf(a)
-    over = (j > n_max) & ~inf_in
-    sat_count = int(np.count_nonzero(below & (a > 0)))
-    code = mcodes[np.minimum(j, n_max)]
-    n_over = int(np.count_nonzero(over | inf_in))
-    if n_over and overflow is FloatOverflow.ERROR:
-        idx = first_index(over | inf_in)
-        raise RangeError(f"{n_over} value(s) beyond {fmt.name}'s largest finite value {fmt.max!r} (first "
-                         f"{x[idx]!r} at index {idx}); choose overflow='saturate' or 'nonfinite'")
-    if overflow is FloatOverflow.NONFINITE:
-        down = {Rounding.TOWARD_ZERO: np.ones(a.shape, bool), Rounding.FLOOR: ~neg, Rounding.CEIL: neg}
-        keep = over & down.get(rounding, np.zeros(a.shape, bool))
-        to_special = (over & ~keep) | inf_in
-        if fmt.infinities:
-            special = mcodes[n_max] + 1
-            code = np.where(to_special, special, code)
-        else:
-            code = np.where(to_special, _nan_code(fmt, False), code)
-    sat_count += n_over if overflow is FloatOverflow.SATURATE else int(np.count_nonzero(over))
-    if fmt.signed:
-        code = np.where(neg, code | fmt.sign_bit, code)
-    if fmt.nans:
-        code = np.where(nan, _nan_code(fmt, neg & fmt.signed), code)
-    if not fmt.signed:  # unsigned: negatives and zero are outside
-        outside = (neg | (a == 0)) & ~nan
-        if outside.any():
-            if overflow is FloatOverflow.ERROR:
-                raise RangeError(f"{fmt.name} holds positive values only, got {x[first_index(outside)]!r} at index "
-                                 f"{first_index(outside)}")
-            code = np.where(outside, _nan_code(fmt, False) if overflow is FloatOverflow.NONFINITE else mcodes[0],
-                            code)
-            sat_count += int(np.count_nonzero(outside))
+    flat = np.ascontiguousarray(x).reshape(-1)
+    u = as_rng(rng).uint32(flat.size) if rounding is Rounding.STOCHASTIC else np.zeros(1, np.uint32)
+    out = np.empty(flat.size, fmt.dtype)
+    stats = np.zeros(STATS, np.int64)
+    flags = np.zeros(flat.size if overflow is FloatOverflow.ERROR else 1, np.uint8)
+    nan_pos = int(_nan_code(fmt, False))
+    special = int(mcodes[mags.size - 3]) + 1 if fmt.infinities else nan_pos
+    launch(_encode_kernel, flat.size, flat, mags, mcodes, MODE_CODES[rounding], OVERFLOW_CODES[overflow],
+           fmt.sign_bit, fmt.signed, fmt.zero, nan_pos, special, u, out, stats, flags, min_work=1 << 16)
+    if overflow is FloatOverflow.ERROR and (stats[2] or stats[3]):
+        flags = flags.reshape(x.shape)
+        if stats[2]:
+            idx = first_index((flags & 1) != 0)
+            raise RangeError(f"{int(stats[2])} value(s) beyond {fmt.name}'s largest finite value {fmt.max!r} (first "
+                             f"{float(x[idx])!r} at index {idx}); choose overflow='saturate' or 'nonfinite'")
+        idx = first_index((flags & 2) != 0)
+        raise RangeError(f"{fmt.name} holds positive values only, got {float(x[idx])!r} at index {idx}; choose "
+                         "overflow='saturate' (2**-127) or 'nonfinite' (NaN)")
     if counts is not None:
-        counts.saturated += sat_count
-        if fmt.zero:
-            counts.flushed += int(np.count_nonzero((a > 0) & ~inf_in & (j == 0)))
-    return np.asarray(code).astype(fmt.dtype)
+        counts.saturated += int(stats[0])
+        counts.flushed += int(stats[1])
+    return out.reshape(x.shape)
+
+
+STATS = 4  # saturated, flushed, overflows under 'error', unsigned values outside the range
+MODE_CODES = {Rounding.TOWARD_ZERO: 0, Rounding.CEIL: 1, Rounding.FLOOR: 2, Rounding.NEAREST_EVEN: 3,
+              Rounding.NEAREST_AWAY: 4, Rounding.NEAREST_UP: 5, Rounding.STOCHASTIC: 6}
+OVERFLOW_CODES = {FloatOverflow.SATURATE: 0, FloatOverflow.NONFINITE: 1, FloatOverflow.ERROR: 2}
+
+
+@numba.njit(cache=True, parallel=True)
+def _encode_kernel(x, mags, mcodes, mode, overflow, sign_bit, signed, zero, nan_pos, special, u, out, stats, flags):
+    """One code per element by the module's rule; ``stats`` gets the four counts (see :data:`STATS`) and, under
+    ``overflow='error'``, ``flags`` bit 0 marks overflows and bit 1 unsigned values outside the range."""
+    size = mags.size
+    n_max = size - 3
+    sat = 0
+    flushed = 0
+    n_error = 0
+    n_outside = 0
+    for k in numba.prange(x.size):
+        v = np.float64(x[k])
+        isnan = v != v
+        neg = math.copysign(1.0, v) < 0.0
+        a = 0.0 if isnan else abs(v)
+        first, last = 0, size
+        while first < last:  # the first index whose magnitude exceeds a
+            mid = (first + last) >> 1
+            if mags[mid] <= a:
+                first = mid + 1
+            else:
+                last = mid
+        i = min(max(first - 1, 0), size - 2)
+        lo, hi = mags[i], mags[i + 1]
+        exact = a == lo
+        up = False
+        if mode == 1:
+            up = not neg
+        elif mode == 2:
+            up = neg
+        elif mode == 3:
+            mid_v = lo + (hi - lo) / 2
+            up = a > mid_v or (a == mid_v and (mcodes[i] & 1) == 1)
+        elif mode == 4:
+            up = a >= lo + (hi - lo) / 2
+        elif mode == 5:
+            mid_v = lo + (hi - lo) / 2
+            up = a > mid_v or (a == mid_v and not neg)
+        elif mode == 6 and not exact and hi < np.inf:
+            p = min(max((a - lo) / (hi - lo), 0.0), 1.0)
+            up = np.float64(u[k]) < math.floor(p * 4294967296.0)
+        j = i + 1 if up and not exact else i
+        if a < mags[0]:
+            j = 0
+            if a > 0.0:
+                sat += 1
+        inf_in = a == np.inf
+        over = j > n_max and not inf_in
+        code = mcodes[min(j, n_max)]
+        if overflow == 0:
+            if over or inf_in:
+                sat += 1
+        else:
+            if over:
+                sat += 1
+            if over or inf_in:
+                n_error += 1
+                if overflow == 2:
+                    flags[k] |= 1
+            if overflow == 1:
+                keep = over and (mode == 0 or (mode == 2 and not neg) or (mode == 1 and neg))
+                if (over and not keep) or inf_in:
+                    code = special
+        if signed and neg:
+            code |= sign_bit
+        if isnan:
+            code = nan_pos | (sign_bit if neg and signed else 0)
+        if not signed and (neg or a == 0.0) and not isnan:
+            n_outside += 1
+            sat += 1
+            if overflow == 2:
+                flags[k] |= 2
+            code = nan_pos if overflow == 1 else mcodes[0]
+        if zero and a > 0.0 and not inf_in and j == 0:
+            flushed += 1
+        out[k] = code
+    stats[0] = sat
+    stats[1] = flushed
+    stats[2] = n_error
+    stats[3] = n_outside
 
 
 def quantize(x, fmt, rounding=Rounding.NEAREST_EVEN, overflow=FloatOverflow.SATURATE, rng=None, counts=None):

@@ -30,8 +30,9 @@ class ScaleRule(Enum):
     FLOOR  ``floor(log2(amax)) - emax_elem`` (OCP MX v1.0, section 6.3; microxcaling, gfloat, torchao FLOOR).
            Values up to ``2**(emax_elem + 1) * X`` can exceed the element's largest value and saturate.
     CEIL   the smallest ``e`` with ``amax <= max_elem * 2**e``: nothing saturates (exact rational test).
-    RCEIL  ``ceil(log2(float32(amax / max_elem)))`` with the division rounded to float32 (cuBLAS and
-           torchao RCEIL): CEIL except where that division rounds down onto a power of two.
+    RCEIL  ``ceil(log2(d))``, ``d = fl32(fl32(amax) / max_elem)``: ``amax`` rounded to float32, then divided
+           in float32 (cuBLAS and torchao RCEIL, whose inputs are float32): CEIL except where a rounding
+           lands on a power of two; ``d = 0`` (amax below float32's range) gives -127 and ``d = inf`` 127.
     EVEN   ``floor(log2(r)) - emax_elem`` where ``r`` is ``amax`` rounded to the element's mantissa width,
            ties away from zero (torchao EVEN): FLOOR, except that a block whose ``amax`` would round up
            into the next binade takes the larger scale.
@@ -127,8 +128,9 @@ def shared_exponent(amax, fmt, rule=ScaleRule.FLOOR):
     if rule is ScaleRule.RCEIL:
         with np.errstate(over="ignore"):
             d = (amax.astype(np.float32) / np.float32(el.max)).astype(np.float64)
-        mant, ex = np.frexp(np.where(np.isinf(d), 1.0, d))
-        return np.where(np.isinf(d), 1 << 20, ex.astype(np.int64) - 1 + (mant != 0.5))  # beyond float32: clipped
+        mant, ex = np.frexp(np.where(np.isinf(d) | (d == 0), 1.0, d))
+        e = ex.astype(np.int64) - 1 + (mant != 0.5)
+        return np.where(np.isinf(d), 1 << 20, np.where(d == 0, -(1 << 20), e))  # beyond float32: clipped
     step = np.ldexp(1.0, floor_log2 - el.man_bits)  # EVEN: round amax to man_bits, ties away
     r = np.floor(amax / step + 0.5) * step
     return np.frexp(r)[1].astype(np.int64) - 1 - el.emax

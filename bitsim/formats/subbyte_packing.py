@@ -9,8 +9,9 @@ FP6: four codes per three bytes, as a little-endian bit stream: element ``4i + j
 not a multiple of four is padded with zero codes.
 
 The unpacked layout, one code per byte in the low bits, is the layout of ``ml_dtypes`` (``float4_e2m1fn``,
-``float6_e2m3fn``, ``float6_e3m2fn``: view the uint8 array with that dtype) and of the OCP specification's
-element codes.
+``float6_e2m3fn``, ``float6_e3m2fn``, ...: :func:`to_ml_dtypes` views the uint8 array with that dtype,
+:func:`from_ml_dtypes` back) and of the OCP specification's element codes (the MX specification defines
+element encodings, not a byte layout of FP4 or FP6 streams).
 """
 
 import numpy as np
@@ -73,4 +74,42 @@ def unpack_fp6(packed, count):
     return out[:count]
 
 
-__all__ = ["pack_fp4", "unpack_fp4", "pack_fp6", "unpack_fp6"]
+ML_DTYPES = {"e4m3": "float8_e4m3fn", "e5m2": "float8_e5m2", "e2m3": "float6_e2m3fn", "e3m2": "float6_e3m2fn",
+             "e2m1": "float4_e2m1fn", "e8m0": "float8_e8m0fnu"}
+
+
+def _ml_dtypes():
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise InputError("the ml_dtypes layout needs the ml_dtypes package: pip install ml_dtypes") from None
+    return ml_dtypes
+
+
+def to_ml_dtypes(codes, element):
+    """One-code-per-byte codes (uint8) as an ml_dtypes array of the element format, sharing the memory.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray of uint8
+    element : str
+        ``'e4m3'``, ``'e5m2'``, ``'e2m3'``, ``'e3m2'``, ``'e2m1'`` or ``'e8m0'``.
+    """
+    if element not in ML_DTYPES:
+        raise InputError(f"no ml_dtypes type for {element!r}; choose one of {', '.join(ML_DTYPES)}")
+    bits = {"e2m3": 6, "e3m2": 6, "e2m1": 4}.get(element, 8)
+    c = np.asarray(codes)
+    _codes(c, bits)
+    return c.view(getattr(_ml_dtypes(), ML_DTYPES[element]))
+
+
+def from_ml_dtypes(array):
+    """``(codes, element)``: an ml_dtypes array's codes as uint8 (one per byte) and its element format's name."""
+    a = np.asarray(array)
+    names = {np.dtype(getattr(_ml_dtypes(), t)): e for e, t in ML_DTYPES.items()}
+    if a.dtype not in names:
+        raise InputTypeError(f"expected an ml_dtypes array of {', '.join(ML_DTYPES.values())}, got dtype {a.dtype}")
+    return a.view(np.uint8), names[a.dtype]
+
+
+__all__ = ["pack_fp4", "unpack_fp4", "pack_fp6", "unpack_fp6", "to_ml_dtypes", "from_ml_dtypes", "ML_DTYPES"]

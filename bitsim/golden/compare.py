@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import GoldenError
 from .manifest import MANIFEST, element_count, parse_bin, parse_memh, verify
+from .mx import mx_word
 
 
 @dataclass
@@ -38,8 +39,10 @@ class Verdict:
 
 
 def decode_word(entry, index, value):
-    """A readable value for one element: packed ±1 values, a signed integer, or a float."""
+    """A readable value for one element: packed ±1 values, a signed integer, a float, or an MX code."""
     dtype, bits = entry["dtype"], entry["bits"]
+    if entry.get("mx"):
+        return mx_word(entry, value)
     if entry.get("packing"):
         return "packed ±1"
     if dtype.endswith("f4"):

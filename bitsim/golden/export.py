@@ -27,6 +27,9 @@ from .manifest import MANIFEST, VERSION, load_manifest
 
 KIND = "bitsim golden vectors"
 FORMATS = ("memh", "bin", "npz")
+MX_RULE = ("MX tensors (docs/formats.md section 14): NAME.codes holds one element code per byte in its low bits, "
+           "NAME.scales the E8M0 scale codes (value 2**(code - 127), 0xff NaN) of the blocks of 'block' elements "
+           "along 'axis'; element i's value is its code's value times its block's scale")
 PACKING = {"word_bits": 64, "bitorder": "little", "one_means": "+1", "padding_bits": 0,
            "note": "element i of a row at bit i % 64 of word i // 64"}
 
@@ -227,8 +230,9 @@ def export_tensors(tensors, out_dir, formats=FORMATS, options=None, overwrite=Fa
 
     Parameters
     ----------
-    tensors : list of (str, numpy.ndarray, dict or None)
-        ``(name, array, quant)`` in order; names are ONNX tensor names.
+    tensors : list of (str, numpy.ndarray, dict or None) or (str, numpy.ndarray, dict or None, dict)
+        ``(name, array, quant)`` in order; names are ONNX tensor names. An optional fourth item gives the
+        entry's ``role`` and its ``mx`` description (MX tensors, :func:`bitsim.golden.mx.export_mx`).
     out_dir : str or Path
     formats, options, overwrite, inputs
         As in :func:`export`.
@@ -246,16 +250,20 @@ def export_tensors(tensors, out_dir, formats=FORMATS, options=None, overwrite=Fa
     tmp = mkdtemp_beside(out_dir)
     try:
         entries, arrays, used = [], {}, set()
-        for onnx_name, a, quant in tensors:
+        for onnx_name, a, quant, *extra in tensors:
+            extra = extra[0] if extra else {}
             name = file_name(onnx_name, used)
             a = np.ascontiguousarray(a)
-            entry = {"name": name, "stage": None, "stage_type": None, "role": "integer" if quant else "float32",
+            entry = {"name": name, "stage": None, "stage_type": None,
+                     "role": extra.get("role") or ("integer" if quant else "float32"),
                      "shape": list(a.shape), "dtype": a.dtype.str, "bits": element_bits(a.dtype),
                      "array_sha256": array_sha256(a), "files": {}}
             if name != onnx_name:
                 entry["onnx_name"] = onnx_name
             if quant:
                 entry["quant"] = quant
+            if extra.get("mx"):
+                entry["mx"] = extra["mx"]
             header = f"bitsim {onnx_name}: shape {tuple(a.shape)}, {entry['dtype']}, {entry['bits']}-bit elements"
             if "memh" in formats:
                 data = memh_text(a, header).encode()
@@ -279,6 +287,7 @@ def export_tensors(tensors, out_dir, formats=FORMATS, options=None, overwrite=Fa
                 "bin": "elements little-endian, width = the dtype's bytes (bool: one byte 0/1), row-major",
                 "quant": "integer codes of an imported model: value = scale * (code - zero_point), scale an "
                          "exact fraction",
+                **({"mx": MX_RULE} if any("mx" in e for e in entries) else {}),
             },
             "tensors": entries,
         }

@@ -31,6 +31,9 @@ FILE_SCHEMA = {"path": Str(), "sha256": SHA256}
 # an integer tensor of an imported QONNX model: value = scale * (code - zero_point)
 QUANT_SCHEMA = {"scale": Either(Str(), Int()), "zero_point": Int(), "width": Int(1, 64), "signed": OneOf(True, False),
                 "note": Str()}
+# one part of an MX tensor (docs/formats.md, sections 8 and 14): its element codes or its E8M0 block scales
+MX_SCHEMA = {"of": Str(NAME, "the MX tensor's name"), "part": OneOf("codes", "scales"), "format": Str(),
+             "block": Int(1, 1 << 20), "axis": Int(0, 31)}
 TENSOR_SCHEMA = {
     "name": Str(NAME, "a tensor name of letters, digits, '_', '.' and '-'"),
     "stage": Either(NULL, Int(0)),
@@ -44,6 +47,7 @@ TENSOR_SCHEMA = {
     "packing?": PACKING_SCHEMA,
     "onnx_name?": Str(),
     "quant?": QUANT_SCHEMA,
+    "mx?": MX_SCHEMA,
 }
 MANIFEST_SCHEMA = {
     "bitsim_golden": OneOf(VERSION),
@@ -124,6 +128,58 @@ def check_consistency(manifest, path):
             raise damaged(path, f"{where}: its npz key is {entry['files']['npz']['key']!r}, expected {name!r}")
     if ("npz" in manifest["formats"]) != ("npz_sha256" in manifest):
         raise damaged(path, "npz_sha256 is given exactly when the export wrote golden.npz")
+    problem = mx_problem(manifest["tensors"])
+    if problem:
+        raise damaged(path, problem)
+
+
+def mx_problem(entries):
+    """What is wrong with the MX parts of a manifest's tensors, or None: each MX tensor has a ``codes`` and a
+    ``scales`` part of one known format, block and axis, both uint8, the scales shaped as the codes with
+    ``ceil(n / block)`` along the axis."""
+    from ..formats.mx import FORMATS
+
+    parts = {}
+    for entry in entries:
+        if "mx" not in entry:
+            continue
+        mx = entry["mx"]
+        if mx["format"] not in FORMATS:
+            return f"{entry['name']}: unknown MX format {mx['format']!r}; the formats are {', '.join(FORMATS)}"
+        if entry["dtype"] != "|u1":
+            return f"{entry['name']}: MX {mx['part']} are uint8 (|u1), the manifest says {entry['dtype']}"
+        if mx["axis"] >= max(1, len(entry["shape"])):
+            return f"{entry['name']}: MX axis {mx['axis']} is outside its {len(entry['shape'])} dimension(s)"
+        key = (mx["of"], mx["part"])
+        if key in parts:
+            return f"{entry['name']}: MX tensor {mx['of']!r} has two {mx['part']} parts"
+        parts[key] = entry
+    for (of, part), entry in parts.items():
+        other = parts.get((of, "scales" if part == "codes" else "codes"))
+        if other is None:
+            return f"{entry['name']}: MX tensor {of!r} has {part} but no {'scales' if part == 'codes' else 'codes'}"
+        if part == "scales":
+            continue
+        mx, smx = entry["mx"], other["mx"]
+        if (mx["format"], mx["block"], mx["axis"]) != (smx["format"], smx["block"], smx["axis"]):
+            return f"MX tensor {of!r}: its codes and scales name different formats, blocks or axes"
+        shape = list(entry["shape"]) or [1]
+        shape[mx["axis"]] = -(-shape[mx["axis"]] // mx["block"])
+        if list(other["shape"]) != shape:
+            return (f"MX tensor {of!r}: codes of shape {entry['shape']} in blocks of {mx['block']} along axis "
+                    f"{mx['axis']} take scales of shape {shape}, the manifest says {other['shape']}")
+    return None
+
+
+def mx_code_problem(words, entry):
+    """What is wrong with an MX tensor's element codes, or None: every code fits the element's width."""
+    from ..formats.mx import FORMATS
+
+    bits = FORMATS[entry["mx"]["format"]].element.bits
+    wide = [w for w in words if w >> bits]
+    if wide:
+        return f"{entry['name']}: code 0x{wide[0]:02x} is wider than the {bits}-bit {entry['mx']['format']} element"
+    return None
 
 
 def parse_memh(text, count, bits):
@@ -243,6 +299,10 @@ def verify(golden_dir):
         words[name] = next(iter(copies.values())) if copies else words_of(arrays[name])
         if "packing" in entry:
             check_padding_bits(words[name], entry, golden_dir / MANIFEST)
+        if entry.get("mx", {}).get("part") == "codes":
+            problem = mx_code_problem(words[name], entry)
+            if problem:
+                raise damaged(golden_dir / MANIFEST, problem)
     return manifest, words
 
 

@@ -63,7 +63,7 @@ def encode_one(x, fmt, rounding="nearest_even", overflow="saturate", u=None):
         if not fmt.nans:
             return "error"
         code = (1 << fmt.bits) - 1 if not fmt.infinities else ((((1 << fmt.exp_bits) - 1) << fmt.man_bits)
-                                                              | ((1 << fmt.man_bits) - 1))
+                                                              | (1 << (fmt.man_bits - 1)))  # quiet NaN
         code &= ~(1 << (fmt.bits - 1)) if fmt.signed else (1 << fmt.bits) - 1
         return code | ((1 << (fmt.bits - 1)) if fmt.signed and math.copysign(1, x) < 0 else 0)
     neg = math.copysign(1, x) < 0
@@ -72,6 +72,8 @@ def encode_one(x, fmt, rounding="nearest_even", overflow="saturate", u=None):
     sign = (1 << (fmt.bits - 1)) if fmt.signed and neg else 0
     inf_code = cmax + 1
     nan_code = ((1 << fmt.bits) - 1) & ~((1 << (fmt.bits - 1)) if fmt.signed else 0)
+    if fmt.infinities:
+        nan_code = (((1 << fmt.exp_bits) - 1) << fmt.man_bits) | (1 << (fmt.man_bits - 1))
     if not fmt.signed and (neg or x == 0):
         return "error" if overflow == "error" else (nan_code if overflow == "nonfinite" else mags[0][1])
     if math.isinf(x):
@@ -223,9 +225,12 @@ def shared_exponent_one(amax, element, rule):
         e = floor_log2(amax / top)
         return e if Fraction(2) ** e >= amax / top else e + 1
     if rule == "rceil":
-        d = round_to_float32(amax / top)
+        a32 = round_to_float32(amax)
+        d = math.inf if math.isinf(a32) else round_to_float32(Fraction(a32) / top)
         if math.isinf(d):
             return 1 << 20
+        if d == 0:
+            return -(1 << 20)
         d = Fraction(d)
         e = floor_log2(d)
         return e if Fraction(2) ** e == d else e + 1
@@ -245,8 +250,8 @@ def mx_quantize_block(values, element, rule="floor"):
     codes = []
     for v in values:
         q = Fraction(v) / Fraction(2) ** e
-        if isinstance(element, MinifloatFormat):
-            codes.append(encode_one(float(q), element, "nearest_even", "saturate"))
+        if isinstance(element, MinifloatFormat):  # a zero keeps its sign: -0.0 gives the negative zero code
+            codes.append(encode_one(float(v) if v == 0 else float(q), element, "nearest_even", "saturate"))
         else:
             s = q * 64
             n = math.floor(s)
@@ -254,3 +259,39 @@ def mx_quantize_block(values, element, rule="floor"):
                 n += 1
             codes.append(min(127, max(-128, n)) & 0xFF)
     return e + 127, codes
+
+
+def nvfp4_quantize_row(values, block=16):
+    """``(tensor scale, block scale codes, element codes)`` of a row of float32 values by the NVFP4 rule.
+
+    Every float32 operation of the rule (``docs/formats.md``, section 14.3) is one :func:`round_to_float32` of
+    the exact Fraction result; the tensor scale is returned as a float.
+    """
+    from ..formats.minifloat import E2M1, E4M3
+
+    xs = [float(v) for v in values]
+    amax = max((abs(Fraction(v)) for v in xs), default=Fraction(0))
+    t = Fraction(round_to_float32(amax / 2688)) if amax > 0 else Fraction(1)
+    scales, codes = [], []
+    for b in range(0, len(xs), block):
+        part = xs[b:b + block]
+        bmax = max(abs(Fraction(v)) for v in part)
+        s = encode_one(round_to_float32(Fraction(round_to_float32(bmax / 6)) / t), E4M3, "nearest_even", "saturate")
+        scales.append(s)
+        div = Fraction(round_to_float32(decode_one(s, E4M3) * t))
+        for v in part:
+            q = 0.0 if div == 0 else (v if v == 0 else round_to_float32(Fraction(v) / div))
+            codes.append(encode_one(q, E2M1, "nearest_even", "saturate"))
+    return float(t), scales, codes
+
+
+def pack_bit_stream(codes, width, group):
+    """Bytes (ints) of ``width``-bit codes as one little-endian bit stream: code ``i`` in bits ``i * width`` ..
+    ``i * width + width - 1`` of the stream, byte ``k`` holding bits ``8k .. 8k + 7``; padded with zero codes to
+    a multiple of ``group`` codes."""
+    codes = [int(c) for c in codes]
+    codes += [0] * (-len(codes) % group)
+    stream = 0
+    for i, c in enumerate(codes):
+        stream |= c << (i * width)
+    return list(stream.to_bytes(len(codes) * width // 8, "little"))
