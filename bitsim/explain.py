@@ -5,7 +5,9 @@ import re
 import numpy as np
 
 from .errors import InputError
-from .formats import binary, fixed, log, parse_format
+from .formats import binary, fixed, log, parse_format, ternary
+from .formats import minifloat as mf
+from .formats import mx
 from .formats.modes import Counts, Rounding, parse_enum
 
 
@@ -38,6 +40,7 @@ def _error_line(decoded, x):
 
 
 def explain_log(x, fmt):
+    """The worked example of encoding ``x`` in the log code ``fmt``, as a list of lines."""
     x32 = np.float32(x)
     lines = float32_lines(x32)
     counts = Counts()
@@ -75,6 +78,7 @@ def explain_log(x, fmt):
 
 
 def explain_fixed(x, fmt):
+    """The worked example of quantizing ``x`` to the fixed-point ``fmt``, as a list of lines."""
     counts = Counts()
     lines = [
         f"input        {float(x)!r}",
@@ -104,6 +108,7 @@ def explain_fixed(x, fmt):
 
 
 def explain_binary(x):
+    """The worked example of binarizing ``x`` and packing the bit, as a list of lines."""
     x32 = np.float32(x)
     lines = float32_lines(x32)
     v = int(binary.binarize(x32))
@@ -118,8 +123,7 @@ def explain_binary(x):
 
 
 def explain_ternary(x, threshold=0.5):
-    from .formats import ternary
-
+    """The worked example of ternary quantization at ``threshold``, as a list of lines."""
     lines = [f"input        {float(x)!r}",
              f"rule         +1 if x > {threshold}, -1 if x < -{threshold}, else 0"]
     v = int(ternary.ternarize(np.float64(x), threshold))
@@ -158,8 +162,7 @@ def check_options(spec, options):
 
 
 def explain_minifloat(x, fmt, rounding="nearest_even", overflow="saturate"):
-    from .formats import minifloat as mf
-
+    """The worked example of encoding ``x`` in the minifloat ``fmt``, as a list of lines."""
     rounding, overflow = parse_enum(Rounding, rounding), parse_enum(mf.FloatOverflow, overflow)
     with np.errstate(over="ignore"):  # beyond float32's range: shown as the float64 input
         as32 = np.float32(x)
@@ -216,9 +219,7 @@ def explain_minifloat(x, fmt, rounding="nearest_even", overflow="saturate"):
 
 
 def explain_mx(spec, values, scale_rule="floor", rounding="nearest_even"):
-    from .formats import minifloat as mf
-    from .formats import mx
-
+    """The worked example of one MX block (or several) of ``values``, as a list of lines."""
     fmt = mx.as_mx(spec)
     rule = parse_enum(mx.ScaleRule, scale_rule)
     x = np.asarray(values, dtype=np.float64).ravel()
@@ -265,9 +266,6 @@ MX_OPTIONS = ("scale_rule", "rounding")
 
 def explain_block_format(spec, value, **options):
     """The worked example of a minifloat or an MX format, or None when ``spec`` names neither."""
-    from .formats import minifloat as mf
-    from .formats import mx
-
     text = str(spec).strip().lower()
     is_mx = text in mx.FORMATS
     is_mini = not is_mx and (text in mf.FORMATS or re.fullmatch(r"e\d+m\d+", text) is not None)
