@@ -44,6 +44,7 @@ COMMANDS = {
     "summary": bnn.SUMMARY,
     "explain": explain.EXPLAIN,
     "export": golden.EXPORT,
+    "export-mx": golden.EXPORT_MX,
     "compare": golden.COMPARE,
     "qonnx": QONNX,
     "sweep": sweep.SWEEP,

@@ -311,7 +311,7 @@ def read_inputs(spec, dtypes=("uint8",)):
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            x = _read_npy(f, size, path, dtypes) if suffix == ".npy" else _read_npz(f, path, dtypes)
+            x = read_npy(f, size, path, dtypes, _input_fix(dtypes)) if suffix == ".npy" else _read_npz(f, path, dtypes)
     except BitsimError:
         raise
     except FileNotFoundError:
@@ -329,31 +329,60 @@ def read_inputs(spec, dtypes=("uint8",)):
     return x
 
 
-def _read_npy(stream, size, where, dtypes):
-    """The array of the .npy data in ``stream`` (``size`` bytes), checked against its header first."""
+def read_npy(stream, size, where, dtypes, fix):
+    """The array of the .npy data in ``stream`` (``size`` bytes), its header checked before the data is read.
+
+    Parameters
+    ----------
+    stream : binary file
+        Positioned at the start of the .npy data.
+    size : int
+        Bytes of .npy data in ``stream``.
+    where : str
+        The file (and array) named in errors.
+    dtypes : sequence of str
+        The dtypes accepted, in native byte order.
+    fix : str
+        What to give instead and how, said after the dtype found
+        (e.g. "give uint8: numpy.save(path, x.astype(numpy.uint8))").
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    InputTypeError
+        An object array, or a dtype not in ``dtypes``, or not in native byte order.
+    DamagedFileError
+        Not .npy data, an unknown .npy version, or fewer or more data bytes than the header declares.
+    """
     fmt = np.lib.format
     try:
         version = fmt.read_magic(stream)
     except ValueError:
         raise DamagedFileError(where, "is not a .npy file (it does not start with the .npy magic bytes); "
-                                      "save the inputs with numpy.save") from None
+                                      "save the array with numpy.save") from None
     read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
     if read_header is None:
-        raise DamagedFileError(where, f"is a .npy file of version {version}; save the inputs with numpy.save, "
-                                      "which writes version 1.0 for uint8 arrays")
+        raise DamagedFileError(where, f"is a .npy file of version {version}; save the array with numpy.save, "
+                                      "which writes version 1.0")
     shape, _, dtype = read_header(stream)
     if dtype.hasobject or dtype.name not in dtypes or not dtype.isnative:
-        if dtypes == ("uint8",):
-            raise InputTypeError(f"{where} holds an array of dtype {dtype}; export needs uint8 inputs (0..255, as "
-                                 "the model reads them), e.g. numpy.save(path, x.astype(numpy.uint8))")
-        raise InputTypeError(f"{where} holds an array of dtype {dtype}; give one of {', '.join(dtypes)} "
-                             "(native byte order), e.g. numpy.save(path, x.astype(numpy.float32))")
+        raise InputTypeError(f"{where} holds an array of dtype {dtype}; {fix}")
     need, have = math.prod(shape) * dtype.itemsize, size - stream.tell()
     if need != have:
         raise DamagedFileError(where, f"its header declares a {dtype.name} array of shape {shape} ({need:,} bytes) "
                                       f"but {have:,} bytes of data follow: the file is truncated or damaged")
     stream.seek(0)
     return fmt.read_array(stream, allow_pickle=False)
+
+
+def _input_fix(dtypes):
+    if tuple(dtypes) == ("uint8",):
+        return ("export needs uint8 inputs (0..255, as the model reads them), e.g. "
+                "numpy.save(path, x.astype(numpy.uint8))")
+    return f"give one of {', '.join(dtypes)} (native byte order), e.g. numpy.save(path, x.astype(numpy.float32))"
 
 
 def _read_npz(stream, path, dtypes):
@@ -376,4 +405,5 @@ def _read_npz(stream, path, dtypes):
             raise DamagedFileError(path, f"holds {member.filename!r}, not a .npy array; save the inputs with "
                                          "numpy.savez(path, x=x)")
         with archive.open(member) as data:
-            return _read_npy(data, member.file_size, f"{path} (array {member.filename[:-4]!r})", dtypes)
+            return read_npy(data, member.file_size, f"{path} (array {member.filename[:-4]!r})", dtypes,
+                            _input_fix(dtypes))

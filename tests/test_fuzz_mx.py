@@ -3,6 +3,7 @@
 Golden exports of MX tensors: a mutated manifest or code file verifies to exactly what was written or is refused
 with a :class:`~bitsim.errors.GoldenError`; a re-signed manifest that loads still describes MX parts that fit
 each other and their words; a mutated DUT file is judged a match only when it holds the golden words.
+The arrays ``bitsim export-mx`` reads: a mutated .npy or .npz gives named float arrays or a bitsim error.
 Format specs: any text or option given to the minifloat and MX parsers, ``quantize`` and ``explain`` gives a
 result or a :class:`~bitsim.errors.BitsimError`, never another exception; a format that is accepted
 round-trips every finite code.
@@ -11,6 +12,7 @@ round-trips every finite code.
 import contextlib
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -21,10 +23,10 @@ from bitsim.cli import main
 from bitsim.formats import minifloat as mf
 from bitsim.formats import mx
 from bitsim.golden import compare, verify
-from bitsim.golden.mx import export_mx
+from bitsim.golden.mx import NAME, export_mx, read_float_arrays
 from bitsim.io import sha256_bytes
-from fuzzing import (FUZZ_CASES, Files, JsonEdit, byte_edits, call, expect, fuzz_settings, json_edits, manifest_text,
-                     plain_words, record, refused, resign, signings)
+from fuzzing import (FUZZ_CASES, ArrayEdit, Files, JsonEdit, array_edits, byte_edits, call, expect, fuzz_settings,
+                     json_edits, manifest_text, npy_bytes, npz_of, plain_words, record, refused, resign, signings)
 
 pytest_plugins = ["fuzz_summary_plugin"]
 # a tenth of the suite's budget per loader under the ci profile (1,000 cases; about 40 s in all on 2 cores)
@@ -267,3 +269,49 @@ def test_explain_specs(spec, value, options):
         status = main(argv)
     expect(status in (0, 2), "bitsim explain minifloat/MX", argv, lambda: f"exit status {status}: {err.getvalue()}")
     record("bitsim explain minifloat/MX", "unchanged" if status == 0 else "refused")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the arrays bitsim export-mx reads
+
+MX_ARRAYS = {"a": np.linspace(-3, 3, 12).reshape(3, 4), "b": np.arange(8, dtype=np.float16).reshape(4, 2)}
+
+
+@pytest.fixture(scope="module")
+def mx_inputs(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("mxinputs")
+    np.save(directory / "a.npy", MX_ARRAYS["a"])
+    np.savez(directory / "ab.npz", **MX_ARRAYS)
+    files = Files(*directory.iterdir())
+    yield directory, files
+    files.restore()
+
+
+@mx_fuzz
+@given(data=st.data())
+def test_mx_input_arrays(mx_inputs, data):
+    """A damaged .npy / .npz of ``bitsim export-mx`` gives named float arrays of at least one value, or a bitsim
+    error; with ``names`` (``--gemm A B``), exactly those arrays."""
+    directory, files = mx_inputs
+    suffix = data.draw(st.sampled_from(["npy", "npz"]), "file")
+    names = data.draw(st.sampled_from([None, ("a", "b")]), "names") if suffix == "npz" else None
+    edit = data.draw(st.one_of(byte_edits, array_edits), "mutation")
+    path = directory / ("a.npy" if suffix == "npy" else "ab.npz")
+    loader = "read_float_arrays .npy/.npz"
+    if isinstance(edit, ArrayEdit):
+        arrays = edit(MX_ARRAYS if suffix == "npz" else {"a": MX_ARRAYS["a"]})
+        mutated = npz_of(arrays) if suffix == "npz" else b"".join(npy_bytes(a) for a in arrays.values())
+    else:
+        mutated = edit(files.original[path])
+    files.write(path, mutated)
+    try:
+        found, err = call(read_float_arrays, path, names)
+    finally:
+        files.restore()
+    if err is not None:
+        return refused(loader, edit, err)
+    expect(all(re.fullmatch(NAME, n) and a.dtype.kind == "f" and a.size and 1 <= a.ndim <= 32 for n, a in found)
+           and found and (names is None or tuple(n for n, _ in found) == names), loader, edit,
+           lambda: f"returned {[(n, a.dtype, a.shape) for n, a in found]}")
+    same = all(n in MX_ARRAYS and a.dtype == MX_ARRAYS[n].dtype and np.array_equal(a, MX_ARRAYS[n]) for n, a in found)
+    record(loader, "unchanged" if same else "different")
