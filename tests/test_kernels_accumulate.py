@@ -85,3 +85,12 @@ def test_bad_arguments_are_clear_errors():
         accumulate_matmul(a.astype(np.float32), a, 16, "wrap")
     with pytest.raises(InputError, match="2\\*\\*61"):
         accumulate_matmul(a * 2**31, a * 2**31, 62, "wrap")
+
+
+@pytest.mark.parametrize("a, b", [
+    (np.array([[-2**63]], np.int64), np.array([[2]], np.int64)),        # |int64 min| does not fit int64
+    (np.array([[2**64 - 1]], np.uint64), np.array([[3]], np.int64)),    # a uint64 code beyond int64
+])
+def test_the_product_bound_sees_the_extreme_codes(a, b):
+    with pytest.raises(InputError, match="2\\*\\*61"):
+        accumulate_matmul(a, b, 62, "saturate")

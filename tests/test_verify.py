@@ -14,6 +14,7 @@ from bitsim.formats.log import LogFormat
 from bitsim.verify import (BinaryDenseUnit, Field, MacUnit, Scoreboard, ShiftAddUnit, Stream, join_words, pack_fields,
                            split_word, to_signed, to_unsigned, unpack_fields)
 from bitsim.verify import corners
+from bitsim.verify.settings import ENV, RunSettings
 from bitsim.verify.transactions import stream_cycles
 
 
@@ -227,3 +228,9 @@ def test_binary_dense_expected_and_readback():
     bits_word = sum(int(b) << o for o, b in enumerate(bits))
     got_acc, got_bits = unit.read_row(accs_word, bits_word)
     assert got_acc.tolist() == acc.tolist() and got_bits.tolist() == bits.tolist()
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"unknown_key": 1}', "[1, 2]"])
+def test_damaged_run_settings_are_a_clear_error(text):
+    with pytest.raises(InputError, match=ENV):
+        RunSettings.from_env({ENV: text})

@@ -80,7 +80,8 @@ def _codes(x, name):
 
 
 def _max_abs(x):
-    return int(np.abs(x.astype(np.int64)).max(initial=0)) if x.size else 0
+    """The largest magnitude in ``x``, as a Python int (exact for every int64 and uint64 value)."""
+    return max(abs(int(x.min())), abs(int(x.max()))) if x.size else 0
 
 
 def accumulate_matmul(a, b, width, edge, counts=None):

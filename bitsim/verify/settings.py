@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 
 __all__ = ["RunSettings", "ENV"]
 
@@ -77,4 +77,8 @@ class RunSettings:
         if text is None:
             raise InputError(f"{ENV} is not set: start the testbench with bitsim.verify.runner.run_unit "
                              "(or examples/hardware/cocotb_run.py), which passes the run's settings")
-        return cls(**json.loads(text))
+        try:
+            return cls(**json.loads(text))
+        except (ValueError, TypeError) as err:
+            raise InputError(f"{ENV} does not hold a run's settings ({one_line(err)}); start the testbench with "
+                             "bitsim.verify.runner.run_unit, which writes them") from None
