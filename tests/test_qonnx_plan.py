@@ -11,7 +11,7 @@ from bitsim.formats.binary import pack
 from bitsim.interop import qonnx
 from bitsim.interop.exact_plan import plan_of, run_planned
 from bitsim.kernels.byte_codes import uint8_codes
-from bitsim.kernels.thresholds import float_signs
+from bitsim.kernels.thresholds import float32_thresholds, float_signs
 from bitsim.kernels.xnor_signs import xnor_signs
 from bitsim.reference.byte_codes import uint8_codes as uint8_codes_oracle
 from bitsim.reference.xnor import threshold_pack as threshold_pack_oracle
@@ -135,6 +135,24 @@ def test_xnor_signs_parallel_blocks_equal_the_oracles():
     expected = xnor_gemm_oracle(a, b, 1000)
     assert np.array_equal(acc, expected)
     assert np.array_equal(signs, threshold_pack_oracle(expected, t))
+
+
+@given(st.integers(1, 70), st.integers(1, 200), st.integers(0, 2 ** 16))
+def test_float_signs_thresholds_between_float32_values(rows, k, seed):
+    """Thresholds a float32 cannot hold (just above or below one), values at and around them: still exact."""
+    rng = np.random.default_rng(seed)
+    base = rng.choice(np.array([0.0, 1.0, 127.0, 128.0, 255.0, -3.5, 1e-40, 3.4028235e38], np.float32), k)
+    nudge = rng.choice(np.array([-1, 0, 1]), k)
+    t = np.where(nudge > 0, np.nextafter(base.astype(np.float64), np.inf),
+                 np.where(nudge < 0, np.nextafter(base.astype(np.float64), -np.inf), base.astype(np.float64)))
+    step = rng.choice(np.array([-1, 0, 1]), (rows, k))
+    x = np.where(step > 0, np.nextafter(base, np.float32(np.inf)),
+                 np.where(step < 0, np.nextafter(base, np.float32(-np.inf)), base)).astype(np.float32)
+    words, nonfinite = float_signs(x, t)
+    assert np.array_equal(words, pack(np.where(x.astype(np.float64) >= t, 1, -1)))
+    assert nonfinite == np.count_nonzero(~np.isfinite(x).all(axis=1))  # inf: one step above the largest float32
+    t32 = float32_thresholds(t)
+    assert np.array_equal(x >= t32, x.astype(np.float64) >= t)
 
 
 @given(st.integers(1, 150), st.integers(1, 140), st.integers(0, 2 ** 16))

@@ -4,10 +4,11 @@
 nodes that starts at the graph's one 2-D input and alternates ``MatMul`` by a constant weight matrix
 and ``MultiThreshold`` (FINN's streamlined MLPs, exported BNNs), as far as these steps apply:
 
-``u8``         ``MatMul`` of uint8 codes (the input when every value is a whole number 0..255, checked on
-               every run by :func:`bitsim.kernels.byte_codes.uint8_codes`; or the codes of a
-               ``MultiThreshold`` with outputs 0..255) by int8 weight codes:
-               :func:`bitsim.kernels.u8.u8s8_matmul`, which proves its own exactness
+``u8``         ``MatMul`` of uint8 codes by int8 weight codes: the input when every value is a whole number
+               0..255, checked on every run inside the product (:func:`bitsim.kernels.u8.float_u8s8_matmul`,
+               the rule of :func:`bitsim.kernels.byte_codes.uint8_codes`), or the codes of a
+               ``MultiThreshold`` with outputs 0..255 (:func:`bitsim.kernels.u8.u8s8_matmul`); both prove
+               their own exactness
 ``xnor``       ``MatMul`` of ``MultiThreshold`` outputs -1/+1, kept packed, by -1/+1 weights:
                :func:`bitsim.kernels.xnor_gemm`
 ``signs``      ``MultiThreshold`` with one threshold per channel and outputs -1/+1 (bipolar): one integer
@@ -40,9 +41,8 @@ import numpy as np
 from ..errors import BitsimError
 from ..formats.binary import pack, unpack
 from ..kernels import xnor_gemm
-from ..kernels.byte_codes import uint8_codes
 from ..kernels.thresholds import float_signs, threshold_counts
-from ..kernels.u8 import u8s8_matmul
+from ..kernels.u8 import float_u8s8_matmul, u8s8_matmul
 from ..kernels.xnor import threshold_pack
 from ..kernels.xnor_signs import xnor_signs
 from . import float_ops
@@ -120,10 +120,13 @@ class Plan:
         for s in self.steps:
             v = context[s.source]
             if s.kind == "u8":
-                codes = uint8_codes(x) if s.source == self.input else np.asarray(v.codes).astype(np.uint8)
-                if codes is None:
-                    return None
-                context[s.target] = Exact(u8s8_matmul(codes, s.weights), s.scale)
+                if s.source == self.input:
+                    acc = float_u8s8_matmul(x, s.weights)
+                    if acc is None:
+                        return None
+                else:
+                    acc = u8s8_matmul(np.asarray(v.codes).astype(np.uint8), s.weights)
+                context[s.target] = Exact(acc, s.scale)
             elif s.kind == "input_signs":
                 words, nonfinite = float_signs(x, s.thresholds)
                 if nonfinite:

@@ -26,6 +26,10 @@ of the panel, broadcasts 4 bytes of each of the 6 rows of ``x`` and issues 12 ``
 12 ``vpaddw``. The tile is written in LLVM IR (:func:`_u8s8_tile`) around
 ``llvm.x86.avx2.pmadd.ub.sw``, like the ``vpmaddwd`` tile of :mod:`bitsim.kernels.intmatmul`.
 The oracle is :func:`bitsim.reference.u8.u8s8_matmul`.
+
+:func:`float_u8s8_matmul` is the same product for float32 pixels (whole numbers 0..255), checked and
+converted block by block inside the product, skipping groups of 4 K-values that are 0 in all 6 rows of
+a tile; its oracle is :func:`bitsim.reference.u8.float_u8s8_matmul`.
 """
 
 import numba
@@ -38,12 +42,13 @@ from numba.extending import intrinsic
 from ..errors import InputError
 from ..formats.fixed import FixedFormat
 from ..formats.launch import launch
+from .byte_codes import uint8_codes
 from .intmatmul import HAS_AVX2
 from .intmatmul import matmul as fixed_matmul
 from .operands import as_codes, check_k
 from .words import as_length, as_words
 
-__all__ = ["u8s8_matmul", "int16_steps", "pm1_int8"]
+__all__ = ["u8s8_matmul", "float_u8s8_matmul", "int16_steps", "pm1_int8"]
 
 INT16_MAX = 2**15 - 1
 INT32_MAX = 2**31 - 1
@@ -52,6 +57,7 @@ INT32_K_MAX = INT32_MAX // (X_MAX * W_MAX)  # 65793: up to this K every result f
 K_CHUNK = INT32_K_MAX // 4 * 4  # K-chunk of the int64 result (int32 partial sums, added in int64)
 MR, NR = 6, 16  # AVX2 tile: 6 rows of x by 16 rows of w
 RT, CT = 16, 8  # a task: RT row tiles (96 rows) by CT column tiles (128 columns)
+BR = RT * MR  # rows of a task of float_u8s8_matmul
 KC = 1024  # K-block of the AVX2 kernel: a 16-row panel block is 16 KiB (L1), 96 rows of x 96 KiB (L2)
 PR, PC = 64, 32  # task of the portable kernel: PR rows of x by PC rows of w
 PKC = 2048  # K-block of the portable kernel
@@ -112,9 +118,26 @@ def _u8s8_tile(typingctx, x, i, k0, groups, steps, panel, out, r0, c0, add):
         return None
     sig = types.void(x, types.intp, types.intp, types.intp, types.intp, panel, out, types.intp, types.intp,
                      types.boolean)
+    return sig, _tile_codegen(False)
+
+
+@intrinsic
+def _u8s8_tile_at(typingctx, x, i, k0, groups, steps, panel, out, r0, c0, add, at):
+    """As :func:`_u8s8_tile` over the groups ``at[0 .. groups - 1]`` (int32) only: the sum over
+    g < groups of x[i + r, k0 + 4 at[g] : +4] . panel[at[g], :, :] (groups left out hold zeros of x)."""
+    if not (isinstance(out, types.Array) and out.dtype == types.int32 and x.dtype == types.uint8
+            and panel.dtype == types.int8 and isinstance(at, types.Array) and at.dtype == types.int32):
+        return None
+    sig = types.void(x, types.intp, types.intp, types.intp, types.intp, panel, out, types.intp, types.intp,
+                     types.boolean, at)
+    return sig, _tile_codegen(True)
+
+
+def _tile_codegen(indexed):
+    """The code of the 6 x 16 tile; ``indexed``: the groups are read from the int32 array of the last argument."""
 
     def codegen(context, builder, signature, args):
-        x_v, i_v, k0_v, groups_v, steps_v, panel_v, out_v, r0_v, c0_v, add_v = args
+        x_v, i_v, k0_v, groups_v, steps_v, panel_v, out_v, r0_v, c0_v, add_v = args[:10]
         arr_x = context.make_array(signature.args[0])(context, builder, x_v)
         arr_p = context.make_array(signature.args[5])(context, builder, panel_v)
         arr_o = context.make_array(signature.args[6])(context, builder, out_v)
@@ -129,6 +152,8 @@ def _u8s8_tile(typingctx, x, i, k0, groups, steps, panel, out, r0, c0, add):
         ldx = builder.extract_value(arr_x.strides, 0)
         x0 = builder.add(builder.ptrtoint(arr_x.data, i64), builder.add(builder.mul(i_v, ldx), k0_v))
         p0 = builder.ptrtoint(arr_p.data, i64)
+        if indexed:
+            at0 = builder.ptrtoint(context.make_array(signature.args[10])(context, builder, args[10]).data, i64)
         acc32 = [cgutils.alloca_once_value(builder, ir.Constant(v8d, None)) for _ in range(2 * MR)]
         acc16 = [cgutils.alloca_once_value(builder, ir.Constant(v16w, None)) for _ in range(2 * MR)]
         chunks = builder.sdiv(builder.sub(builder.add(groups_v, steps_v), c(1)), steps_v)
@@ -140,6 +165,9 @@ def _u8s8_tile(typingctx, x, i, k0, groups, steps, panel, out, r0, c0, add):
                 builder.store(ir.Constant(v16w, None), a)
             with cgutils.for_range(builder, count) as inner:
                 g = builder.add(g0, inner.index)
+                if indexed:
+                    g = builder.sext(builder.load(builder.inttoptr(builder.add(at0, builder.shl(g, c(2))),
+                                                                   i32.as_pointer()), align=4), i64)
                 bp = builder.add(p0, builder.shl(g, c(6)))
                 bv = [builder.load(builder.inttoptr(builder.add(bp, c(32 * h)), v32b.as_pointer()), align=1)
                       for h in range(2)]
@@ -164,7 +192,7 @@ def _u8s8_tile(typingctx, x, i, k0, groups, steps, panel, out, r0, c0, add):
                 builder.store(builder.add(builder.load(acc32[2 * r + h]), prev), at, align=4)
         return context.get_dummy_value()
 
-    return sig, codegen
+    return codegen
 
 
 @numba.njit(cache=True, parallel=True)
@@ -216,6 +244,16 @@ def _gemm_avx2(x, tail, bp, n, steps, out):
                             o[j + h] = o[j + h] + c[r, h] if add else c[r, h]
 
 
+def _panels(w):
+    """The panels of _pack_panels of the int8 weights ``w`` (N, Kpad), Kpad % 4 == 0."""
+    n, kp = w.shape
+    tiles = -(-n // NR)
+    bp = np.empty((tiles, kp // 4, NR, 4), dtype=np.int8)
+    launch(_pack_panels, 16 * n * kp, w.view(np.uint32), bp.view(np.uint32).reshape(tiles, kp // 4, NR),
+           min_work=PARALLEL_MIN_WORK)
+    return bp
+
+
 def _avx2_gemm(x, w, steps):
     m, k = x.shape
     n = w.shape[0]
@@ -225,10 +263,7 @@ def _avx2_gemm(x, w, steps):
         w = np.concatenate([w, np.zeros((n, kp - k), np.int8)], axis=1)
     tail = np.zeros((MR, kp), dtype=np.uint8)
     tail[: m % MR] = x[m - m % MR :]
-    tiles = -(-n // NR)
-    bp = np.empty((tiles, kp // 4, NR, 4), dtype=np.int8)
-    launch(_pack_panels, 16 * n * kp, w.view(np.uint32), bp.view(np.uint32).reshape(tiles, kp // 4, NR),
-           min_work=PARALLEL_MIN_WORK)
+    bp = _panels(w)
     out = np.empty((m, n), dtype=np.int32)
     launch(_gemm_avx2, m * n * kp, x, tail, bp, n, steps, out, min_work=PARALLEL_MIN_WORK, tasks=True)
     return out
@@ -395,6 +430,157 @@ def u8s8_matmul(x, w, *, route="auto"):
         ws = np.ascontiguousarray(w[:, k0 : k0 + K_CHUNK])
         out += _int32_product(xs, ws, route)
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# float32 pixels: the check and conversion to uint8 codes fused into the product
+
+
+@numba.njit(cache=True, parallel=True)
+def _float_gemm_avx2(x, bp, n, steps, out, bad):
+    """out = codes(x) @ w.T for float32 x (M, K): each task converts its block of BR rows into a local
+    (BR, Kpad) uint8 buffer (zero padded; the rule of bitsim.kernels.byte_codes) and runs the tiles of
+    _gemm_avx2 on it, each row tile over the groups of 4 K-values where one of its codes is not 0 (a
+    group of zeros adds nothing); bad[block] counts the values that are not whole numbers 0..255 (the
+    block's products are then skipped)."""
+    m, k = x.shape
+    kp = bp.shape[1] * 4
+    tiles = bp.shape[0]
+    for block in numba.prange((m + BR - 1) // BR):
+        i0 = block * BR
+        rows = min(BR, m - i0)
+        buf = np.empty((BR, kp), np.uint8)
+        nbad = np.int32(0)
+        for r in range(rows):
+            row = x[i0 + r]
+            o = buf[r]
+            for kk in range(k):  # branch-free (vectorized); a NaN fails the range test and is counted
+                v = row[kk]
+                c = v if (v >= np.float32(0)) & (v <= np.float32(255)) else np.float32(0)
+                code = np.int32(c)
+                o[kk] = np.uint8(code)
+                nbad += np.int32(np.float32(code) != v)
+            for kk in range(k, kp):
+                o[kk] = 0
+        for r in range(rows, BR):
+            buf[r, :] = 0
+        bad[block] = nbad
+        if nbad:
+            continue
+        # the groups of 4 K-values of each row tile where some code is not 0, K-block by K-block
+        row_tiles = (rows + MR - 1) // MR
+        groups = kp >> 2
+        at = np.empty((BR // MR, groups), np.int32)
+        start = np.empty((BR // MR, (kp + KC - 1) // KC + 1), np.int64)
+        some = np.empty(kp, np.uint8)
+        for ti in range(row_tiles):
+            b0, b1, b2, b3, b4, b5 = buf[ti * MR], buf[ti * MR + 1], buf[ti * MR + 2], buf[ti * MR + 3], \
+                buf[ti * MR + 4], buf[ti * MR + 5]
+            for kk in range(kp):
+                some[kk] = b0[kk] | b1[kk] | b2[kk] | b3[kk] | b4[kk] | b5[kk]
+            count = 0
+            a = at[ti]
+            for kb in range((kp + KC - 1) // KC):
+                start[ti, kb] = count
+                for g in range(kb * (KC >> 2), min(groups, (kb + 1) * (KC >> 2))):
+                    a[count] = g
+                    count += np.int64((some[4 * g] | some[4 * g + 1] | some[4 * g + 2] | some[4 * g + 3]) != 0)
+            start[ti, (kp + KC - 1) // KC] = count
+        c = np.empty((MR, NR), np.int32)
+        for kb in range((kp + KC - 1) // KC):
+            k0, k1 = kb * KC, min(kb * KC + KC, kp)
+            add = kb > 0
+            for t in range(tiles):
+                panel = bp[t]
+                j = t * NR
+                cols = min(NR, n - j)
+                for ti in range(row_tiles):
+                    i = ti * MR
+                    left = min(MR, rows - i)
+                    s0, s1 = start[ti, kb], start[ti, kb + 1]
+                    whole = s1 - s0 == k1 - k0 >> 2  # no group of zeros: the plain tile
+                    if left == MR and cols == NR:
+                        if whole:
+                            _u8s8_tile(buf, i, k0, (k1 - k0) >> 2, steps, panel[k0 >> 2 : k1 >> 2], out, i0 + i, j,
+                                       add)
+                        else:
+                            _u8s8_tile_at(buf, i, 0, s1 - s0, steps, panel, out, i0 + i, j, add, at[ti, s0:s1])
+                        continue
+                    if whole:
+                        _u8s8_tile(buf, i, k0, (k1 - k0) >> 2, steps, panel[k0 >> 2 : k1 >> 2], c, 0, 0, False)
+                    else:
+                        _u8s8_tile_at(buf, i, 0, s1 - s0, steps, panel, c, 0, 0, False, at[ti, s0:s1])
+                    for r in range(left):
+                        o = out[i0 + i + r]
+                        for h in range(cols):
+                            o[j + h] = o[j + h] + c[r, h] if add else c[r, h]
+
+
+def _float_avx2_gemm(x, w, steps):
+    """codes(x) @ w.T by _float_gemm_avx2, or None when x holds a value that is not a whole number 0..255."""
+    m, k = x.shape
+    n = w.shape[0]
+    kp = -(-k // 4) * 4
+    if kp != k:
+        w = np.concatenate([w, np.zeros((n, kp - k), np.int8)], axis=1)
+    bp = _panels(w)
+    out = np.empty((m, n), dtype=np.int32)
+    bad = np.zeros(-(-m // BR), np.int32)
+    launch(_float_gemm_avx2, m * n * kp, x, bp, n, steps, out, bad, min_work=PARALLEL_MIN_WORK, tasks=True)
+    return None if bad.any() else out
+
+
+def float_u8s8_matmul(x, w):
+    """Exact product ``codes(x) @ w.T`` of float32 whole numbers 0..255 (pixels) and int8 weights, or None.
+
+    The rule: when every element of ``x`` is a whole number in ``[0, 255]`` (``-0.0`` counts as 0),
+    the result is ``u8s8_matmul(x.astype(np.uint8), w)``; when any element is not (a fraction, a value
+    outside the range, inf or NaN), the result is None, as :func:`bitsim.kernels.byte_codes.uint8_codes`
+    says. With AVX2, ``K <= 65793`` and ``2 * 255 * max|w| <= 32767`` (any ``|w| <= 64``, e.g. ±1
+    weights), the check and conversion run inside the product: each task converts its block of rows
+    into a uint8 buffer of its own and multiplies it at once, so the float32 input is read once and no
+    uint8 copy of it is written. Otherwise the result is computed as ``uint8_codes`` then
+    :func:`u8s8_matmul`. The oracle is :func:`bitsim.reference.u8.float_u8s8_matmul`.
+
+    Parameters
+    ----------
+    x : numpy.ndarray of float32, shape (M, K)
+        Pixel values; non-C-contiguous arrays are copied.
+    w : numpy.ndarray of int8, shape (N, K)
+        Weights, one row per output column.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        As :func:`u8s8_matmul` (int32 when ``K <= 65793``, else int64), or None when ``x`` is not
+        made of whole numbers 0..255.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not float32 or ``w`` not int8.
+    ValueError
+        Wrong shapes.
+
+    Examples
+    --------
+    >>> w = np.array([[1, -1, 1, -1], [-1, -1, -1, -1]], dtype=np.int8)
+    >>> float_u8s8_matmul(np.array([[255, 0, 3, 200]], dtype=np.float32), w)
+    array([[  58, -458]], dtype=int32)
+    >>> float_u8s8_matmul(np.array([[255, 0.5, 3, 200]], dtype=np.float32), w) is None
+    True
+    """
+    x = as_codes(x, "float_u8s8_matmul: x", (np.float32,), "float32",
+                 "convert pixels with np.asarray(images, dtype=np.float32)", "a 2-D array (rows, K)")
+    w = _operand(w, np.int8, "float_u8s8_matmul: w")
+    check_k("float_u8s8_matmul", x, w)
+    m, k = x.shape
+    n = w.shape[0]
+    steps = int16_steps(X_MAX, max(int(w.max()), -int(w.min()))) if w.size else STEPS_CAP
+    if not HAS_AVX2 or m == 0 or n == 0 or k == 0 or k > INT32_K_MAX or not steps:
+        codes = uint8_codes(x)
+        return None if codes is None else u8s8_matmul(codes, w)
+    return _float_avx2_gemm(x, w, steps)
 
 
 @numba.njit(cache=True, parallel=True)

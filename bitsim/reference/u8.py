@@ -8,8 +8,9 @@ product (numpy does not use BLAS for integers, so no float rounding is involved)
 import numpy as np
 
 from ..errors import InputTypeError
+from .byte_codes import uint8_codes
 
-__all__ = ["u8s8_matmul"]
+__all__ = ["u8s8_matmul", "float_u8s8_matmul"]
 
 
 def u8s8_matmul(x, w):
@@ -29,3 +30,21 @@ def u8s8_matmul(x, w):
     if x.dtype != np.uint8 or w.dtype != np.int8:
         raise InputTypeError(f"u8s8_matmul oracle expects uint8 x and int8 w, got {x.dtype} and {w.dtype}")
     return x.astype(np.int64) @ w.astype(np.int64).T
+
+
+def float_u8s8_matmul(x, w):
+    """Oracle of :func:`bitsim.kernels.u8.float_u8s8_matmul`: the oracle codes of ``x`` times ``w``, or None.
+
+    Parameters
+    ----------
+    x : array_like of float32, shape (M, K)
+    w : array_like of int8, shape (N, K)
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (M, N), or None
+        None when an element of ``x`` is not a whole number 0..255
+        (:func:`bitsim.reference.byte_codes.uint8_codes`).
+    """
+    codes = uint8_codes(x)
+    return None if codes is None else u8s8_matmul(codes, w)

@@ -1,0 +1,137 @@
+"""float_u8s8_matmul: float32 pixels checked, converted and multiplied in one pass, against its oracle."""
+
+import doctest
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bitsim.kernels import u8 as K
+from bitsim.kernels.byte_codes import uint8_codes
+from bitsim.reference import u8 as R
+
+ROWS = st.one_of(st.sampled_from([1, 6, 7, 95, 96, 97, 193]), st.integers(0, 40))
+LENGTHS = st.one_of(st.sampled_from([1, 3, 4, 5, 784, 1025, 2051]), st.integers(0, 130))
+BAD_VALUES = [0.5, 255.5, 256.0, -1.0, 1e-45, 254.99998, np.nan, np.inf, -np.inf, 1e30, -0.5]
+
+
+@st.composite
+def operands(draw):
+    m, n, k = draw(ROWS), draw(st.integers(0, 40)), draw(LENGTHS)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    density = draw(st.sampled_from([0.0, 0.05, 0.2, 1.0]))  # zero pixels leave groups of the product out
+    x = np.where(rng.random((m, k)) < density, rng.integers(0, 256, (m, k)), 0).astype(np.float32)
+    if draw(st.booleans()) and x.size:
+        x[rng.random((m, k)) < 0.1] = -0.0  # counts as 0
+    w_kind = draw(st.sampled_from(["pm1", "pm1", "64", "int8"]))
+    w = {"pm1": lambda: np.where(rng.random((n, k)) < 0.5, 1, -1),
+         "64": lambda: rng.integers(-64, 65, (n, k)),
+         "int8": lambda: rng.integers(-128, 128, (n, k))}[w_kind]()
+    return x, w.astype(np.int8), rng
+
+
+@given(operands())
+def test_float_u8s8_matmul_matches_oracle(ops):
+    x, w, _ = ops
+    got = K.float_u8s8_matmul(x, w)
+    want = R.float_u8s8_matmul(x, w)
+    assert got.dtype == np.int32 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, K.u8s8_matmul(uint8_codes(x), w))
+
+
+@given(operands(), st.sampled_from(BAD_VALUES))
+def test_float_u8s8_matmul_refuses_a_value_that_is_not_a_code(ops, bad):
+    """One value that is not a whole number 0..255, anywhere (any block, the last rows too): None, as the oracle."""
+    x, w, rng = ops
+    if not x.size:
+        return
+    x[rng.integers(0, x.shape[0]), rng.integers(0, x.shape[1])] = bad
+    assert R.float_u8s8_matmul(x, w) is None
+    assert K.float_u8s8_matmul(x, w) is None
+
+
+@settings(max_examples=10)
+@given(st.sampled_from([(200, 64, 784), (97, 129, 1025), (300, 17, 2100)]), st.sampled_from(["pm1", "int8"]),
+       st.integers(0, 2**32 - 1))
+def test_float_u8s8_matmul_many_blocks_and_k_blocks(shape, kind, seed):
+    """Row blocks (96 rows), column tiles and K-blocks (1024) with partial edges; sparse and dense rows."""
+    m, n, k = shape
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (m, k)).astype(np.float32)
+    x[: m // 2, : k // 2] = 0  # whole groups of zeros in some row tiles and K-blocks only
+    w = (np.where(rng.random((n, k)) < 0.5, 1, -1) if kind == "pm1" else rng.integers(-128, 128, (n, k)))
+    np.testing.assert_array_equal(K.float_u8s8_matmul(x, w.astype(np.int8)), R.float_u8s8_matmul(x, w.astype(np.int8)))
+
+
+def test_float_u8s8_matmul_worst_case_lanes():
+    """x = 255 and w = ±1 everywhere: the int16 lanes at their proven limit, through the fused path."""
+    k = 4 * K.int16_steps(255, 1) * 3 + 5
+    x = np.full((13, k), 255, np.float32)
+    w = np.ones((17, k), np.int8)
+    w[3] = -1
+    np.testing.assert_array_equal(K.float_u8s8_matmul(x, w), R.float_u8s8_matmul(x, w))
+
+
+def test_float_u8s8_matmul_without_avx2(monkeypatch):
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (9, 70)).astype(np.float32)
+    w = np.where(rng.random((5, 70)) < 0.5, 1, -1).astype(np.int8)
+    monkeypatch.setattr(K, "HAS_AVX2", False)
+    np.testing.assert_array_equal(K.float_u8s8_matmul(x, w), R.float_u8s8_matmul(x, w))
+    x[2, 3] = 0.25
+    assert K.float_u8s8_matmul(x, w) is None
+
+
+def test_float_u8s8_matmul_int64_beyond_the_int32_limit():
+    """K = 65794 > 65793: the product may leave int32, so it is int64 (computed by the two passes)."""
+    k = K.INT32_K_MAX + 1
+    x = np.full((2, k), 255, np.float32)
+    x[1, ::3] = 0
+    w = np.full((3, k), -1, np.int8)
+    w[1] = -128
+    got = K.float_u8s8_matmul(x, w)
+    assert got.dtype == np.int64 and got[0, 1] == -255 * 128 * k < -(2**31)
+    np.testing.assert_array_equal(got, R.float_u8s8_matmul(x, w))
+    x[1, 7] = 3.5
+    assert K.float_u8s8_matmul(x, w) is None
+
+
+def test_float_u8s8_matmul_errors():
+    x = np.zeros((2, 3), np.float32)
+    w = np.zeros((4, 3), np.int8)
+    with pytest.raises(TypeError, match="float_u8s8_matmul: x: expected float32, got float64"):
+        K.float_u8s8_matmul(x.astype(np.float64), w)
+    with pytest.raises(TypeError, match="float_u8s8_matmul: w: expected int8, got int16"):
+        K.float_u8s8_matmul(x, w.astype(np.int16))
+    with pytest.raises(ValueError, match="x: expected a 2-D array \\(rows, K\\), got shape \\(3,\\)"):
+        K.float_u8s8_matmul(x[0], w)
+    with pytest.raises(ValueError, match="x has K=3 columns but w has K=2"):
+        K.float_u8s8_matmul(x, w[:, :2])
+
+
+def test_float_u8s8_matmul_does_not_depend_on_thread_count(monkeypatch):
+    monkeypatch.setattr(K, "PARALLEL_MIN_WORK", 0)
+    rng = np.random.default_rng(11)
+    x = np.where(rng.random((403, 784)) < 0.2, rng.integers(0, 256, (403, 784)), 0).astype(np.float32)
+    w = np.where(rng.random((64, 784)) < 0.5, 1, -1).astype(np.int8)
+    before = numba.get_num_threads()
+    try:
+        results = []
+        for threads in [1, min(2, numba.config.NUMBA_NUM_THREADS)]:
+            numba.set_num_threads(threads)
+            results.append(K.float_u8s8_matmul(x, w))
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], R.float_u8s8_matmul(x, w))
+
+
+def test_docstring_examples():
+    finder = doctest.DocTestFinder()
+    tests = finder.find(K.float_u8s8_matmul, "float_u8s8_matmul", globs={"np": np,
+                                                                           "float_u8s8_matmul": K.float_u8s8_matmul})
+    for t in tests:
+        assert doctest.DocTestRunner().run(t).failed == 0
