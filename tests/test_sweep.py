@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bitsim.cli import main
-from bitsim.errors import DamagedFileError, InputError
+from bitsim.errors import DamagedFileError, InputError, MissingFileError
 from bitsim.sweep import run_sweep
 from bitsim.sweep.formats import FORMATS, auto_frac
 from bitsim.sweep.network import load_network, run_float64, run_integer
@@ -208,3 +208,10 @@ def test_minifloat_entry_and_impossible_widths():
     with pytest.raises(DamagedFileError, match="impossible widths"):
         parse_spec(text)
     assert len(parse_spec(text.replace('["e4m3", "e5m2"]', '"e4m3"'))["space"]["groups"][0][2]) == 1
+
+
+def test_a_directory_or_a_missing_file_as_the_spec_is_named_as_such(tmp_path):
+    with pytest.raises(InputError, match="is a directory"):
+        load_spec(tmp_path)
+    with pytest.raises(MissingFileError, match="no such spec file"):
+        load_spec(tmp_path / "absent.toml")

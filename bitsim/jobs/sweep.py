@@ -30,9 +30,10 @@ def _run(args):
     front = result["front"]
     print(f"Pareto front    {len(front)} of {result['points']} points (test error against weight + activation bytes)")
     for r in front:
-        acc = " ".join(str(r[k]) for k in ("accumulator_bits", "accumulator_edge", "mx_accumulation") if r[k] != "")
+        acc = " ".join(str(r[k]) for k in ("accumulator_bits", "accumulator_edge", "mx_accumulation")
+                       if r.get(k, "") != "")
         print(f"  {100 * r['test_error']:6.2f}%  {r['weight_bytes'] + r['activation_bytes']:>10,d} B  "
-              f"acc {acc}  point {r['point']}")
+              f"{'acc ' + acc + '  ' if acc else ''}point {r['point']}")
     print(f"saved           {result['out'] / 'summary.csv'}, {result['out'] / 'pareto.csv'}"
           + (f", {result['plot']}" if result["plot"] else " (no plot: pip install -e \".[plot]\")"))
     return 1 if result["failed"] else 0

@@ -31,8 +31,8 @@ from .spec import MODEL_KINDS
 __all__ = ["KINDS", "MODELS", "Layer", "Network", "load_network", "run_integer", "integer_scores", "run_float64",
            "batch_size_of"]
 
-KINDS = tuple(MODEL_KINDS)
-MODELS = ", ".join(MODEL_KINDS.values())
+KINDS = ("connect", "surgery")  # the trained bitsim models read as dense layers (QONNX graphs: .qonnx_net)
+MODELS = ", ".join(MODEL_KINDS[k] for k in KINDS)
 
 
 @dataclass

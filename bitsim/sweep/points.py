@@ -21,6 +21,8 @@ from ..io import atomic_write_bytes, read_json
 from ..schema import ANY, NULL, NUMBER, OBJECT, Either, OneOf, Str, validate
 from .formats import label
 from .network import run_float64, run_integer
+from .gru_net import gru_label
+from .qonnx_net import quant_label
 from .spec import costs, point_id
 
 __all__ = ["Context", "evaluate_point", "write_point", "read_point", "done_points", "summary_rows", "summary_csv",
@@ -52,9 +54,22 @@ class Context:
         seen, _ = run_float64(network, data["x_train"][:calibration])
         return cls(network, images, labels, network.predict_float(images), seen)
 
+    def result(self, config):
+        """The recorded values of one point (``RESULT_FIELDS``)."""
+        predictions, counts = run_integer(self.network, config["layers"], config["accumulator"], self.calibration,
+                                          self.images)
+        n = len(self.labels)
+        return {"test_error": int(np.sum(predictions != self.labels)) / n,
+                "agreement": int(np.sum(predictions == self.float_predictions)) / n,
+                **costs(self.network, config["layers"]),
+                "accumulator_events": counts["accumulator"], "saturated": counts["saturated"],
+                "underflows": counts["underflows"]}
+
 
 def evaluate_point(context, config):
-    """Run one point; never raises for a failing point: the record says ``failed`` and holds the error.
+    """Run one point: ``context.result(config)`` of a :class:`Context`, a QONNX network's
+    :class:`bitsim.sweep.qonnx_net.QonnxContext` or the GRU's :class:`bitsim.sweep.gru_net.GRUContext`. Never
+    raises for a failing point: the record says ``failed`` and holds the error.
 
     Returns
     -------
@@ -67,15 +82,7 @@ def evaluate_point(context, config):
     record = {"bitsim_sweep_point": 1, "id": point_id(config), "config": config, "status": "done", "result": None,
               "error": None, "worker": socket.gethostname()}
     try:
-        predictions, counts = run_integer(context.network, config["layers"], config["accumulator"],
-                                          context.calibration, context.images)
-        n = len(context.labels)
-        record["result"] = {
-            "test_error": int(np.sum(predictions != context.labels)) / n,
-            "agreement": int(np.sum(predictions == context.float_predictions)) / n,
-            **costs(context.network, config["layers"]),
-            "accumulator_events": counts["accumulator"], "saturated": counts["saturated"],
-            "underflows": counts["underflows"]}
+        record["result"] = context.result(config)
     except Exception as err:  # noqa: BLE001 - a failing point is recorded, the others go on
         record.update(status="failed", error=one_line(err) + "\n" + traceback.format_exc(limit=-3))
     record["seconds"] = time.perf_counter() - started
@@ -119,20 +126,29 @@ def done_points(directory, ids):
 
 def summary_rows(records, layer_names):
     """One dict per record: the point, its formats per layer, its accumulator (width and edge: empty when every
-    layer is MX; the MX accumulation rule: empty when no layer is), status, results, error."""
+    layer is MX; the MX accumulation rule: empty when no layer is), status, results, error. A QONNX point has one
+    column per quantizer (``NAME.quant``: :func:`bitsim.sweep.qonnx_net.quant_label`) and no accumulator; its
+    fields that do not apply are empty. A GRU point has ``weight`` and ``activation`` columns."""
     rows = []
     for index, r in enumerate(records):
         cfg = r["config"]
         row = {"index": index, "point": r["id"]}
-        for n in layer_names:
-            row[f"{n}.weight"] = label(cfg["layers"][n]["weight"])
-            row[f"{n}.activation"] = label(cfg["layers"][n]["activation"])
-        row["accumulator_bits"] = cfg["accumulator"].get("bits", "")
-        row["accumulator_edge"] = cfg["accumulator"].get("edge", "")
-        row["mx_accumulation"] = cfg["accumulator"].get("mx", "")
+        if "weight" in cfg:
+            row["weight"], row["activation"] = gru_label(cfg["weight"]), gru_label(cfg["activation"])
+        elif "quantizers" in cfg:
+            for n in layer_names:
+                row[f"{n}.quant"] = quant_label(cfg["quantizers"][n])
+        else:
+            for n in layer_names:
+                row[f"{n}.weight"] = label(cfg["layers"][n]["weight"])
+                row[f"{n}.activation"] = label(cfg["layers"][n]["activation"])
+            row["accumulator_bits"] = cfg["accumulator"].get("bits", "")
+            row["accumulator_edge"] = cfg["accumulator"].get("edge", "")
+            row["mx_accumulation"] = cfg["accumulator"].get("mx", "")
         row["status"] = r["status"]
         for k in RESULT_FIELDS:
-            row[k] = "" if r["result"] is None else r["result"][k]
+            value = None if r["result"] is None else r["result"][k]
+            row[k] = "" if value is None else value
         row["error"] = "" if r["error"] is None else r["error"].splitlines()[0]
         rows.append(row)
     return rows

@@ -2,6 +2,7 @@
 done, write the summary, the Pareto front and its plot (``docs/sweep.md``)."""
 
 import json
+import math
 from pathlib import Path
 
 from ..datasets import MNIST_SHA256, load_mnist
@@ -12,7 +13,9 @@ from .engine import run_points
 from .network import load_network
 from .points import (Context, done_points, evaluate_point, pareto, read_point, summary_csv, summary_rows, timing_csv,
                      write_point)
-from .spec import expand, load_spec, point_id
+from .gru_net import GRUContext, load_gru
+from .qonnx_net import QonnxContext, load_qonnx
+from .spec import expand, expand_gru, expand_qonnx, load_spec, point_id
 
 __all__ = ["KIND", "OWNED", "prepare", "run_sweep", "write_results", "plot_pareto"]
 
@@ -20,9 +23,51 @@ KIND = "bitsim sweep"
 OWNED = ("points/", "spec.toml", "summary.csv", "pareto.csv", "timing.csv", "pareto.png", "sweep.json")
 
 
+def _qonnx_data(spec, graph, spec_path):
+    """The evaluation inputs (shaped as the graph's input), their labels and the data's identity in a point."""
+    from ..io import read_inputs
+
+    data, size = spec["data"], spec["data"]["size"]
+    if "inputs" in data:
+        x = read_inputs(data["inputs"], ("uint8", "int8", "float32"))
+        labels = read_inputs(data["labels"], ("uint8", "int16", "int32", "int64"))
+        data_id = {"inputs": sha256_file(data["inputs"]), "labels": sha256_file(data["labels"]), "size": size}
+    else:
+        mnist = load_mnist(data.get("file"))
+        x, labels = mnist["x_test"], mnist["y_test"]
+        data_id = {"set": "mnist", "size": size,
+                   "sha256": MNIST_SHA256 if "file" not in data else sha256_file(data["file"])}
+    shape = graph.shapes[graph.inputs[0]]
+    per_example = math.prod(shape[1:])
+    if len(graph.inputs) != 1 or x[0].size != per_example:
+        raise InputError(f"{spec_path}: the model's input {graph.inputs} of shape {tuple(shape)} takes "
+                         f"{per_example} values per example; the data has {x[0].size}: give data.inputs (and "
+                         "data.labels) shaped for it")
+    if size > min(len(x), len(labels)) or size % shape[0]:
+        raise InputError(f"{spec_path}: data.size = {size}: the data has {len(x)} examples and {len(labels)} labels, "
+                         f"and the model's batch size is {shape[0]}; give at most that many, a multiple of the batch")
+    return x[:size].reshape((size, *shape[1:])), labels[:size].reshape(-1).astype("int64"), data_id
+
+
 def prepare(spec_path):
     """Everything checked before any work: ``(spec, network, configs, data)``."""
     spec = load_spec(spec_path)
+    if spec["model"]["kind"] == "qonnx":
+        network = load_qonnx(spec["model"]["file"])
+        inputs, labels, data_id = _qonnx_data(spec, network.graph, spec_path)
+        configs = expand_qonnx(spec, network, network.sha256, data_id, str(spec_path))
+        return spec, network, configs, (inputs, labels)
+    if spec["model"]["kind"] == "gru":
+        from ..methods.loggru import shakespeare
+
+        network = load_gru(spec["model"]["file"])
+        test_ids = shakespeare()[3]
+        if spec["data"]["chars"] > len(test_ids):
+            raise InputError(f"{spec_path}: data.chars = {spec['data']['chars']}: the test split has "
+                             f"{len(test_ids)} characters")
+        data_id = {k: spec["data"][k] for k in ("set", "chars", "streams")}
+        configs = expand_gru(spec, network, network.sha256, data_id, str(spec_path))
+        return spec, network, configs, (test_ids[:spec["data"]["chars"]], spec["data"]["streams"])
     network = load_network(spec["model"]["kind"], spec["model"]["file"])
     data_file = spec["data"].get("file")
     data = load_mnist(data_file)
@@ -59,7 +104,8 @@ def write_results(out, configs, network, title):
     """Write ``summary.csv``, ``timing.csv``, ``pareto.csv`` and ``pareto.png`` from the point files of ``configs``."""
     out = Path(out)
     records = [read_point(out / "points" / f"{point_id(c)}.json") for c in configs]
-    rows = summary_rows(records, network.names)
+    names = list(configs[0]["quantizers"]) if "quantizers" in configs[0] else network.names
+    rows = summary_rows(records, names)
     atomic_write_bytes(out / "summary.csv", summary_csv(rows))
     atomic_write_bytes(out / "timing.csv", timing_csv(records))
     front = pareto(rows)
@@ -104,7 +150,12 @@ def run_sweep(spec_path, out, workers=None, scheduler=None, resume=False, overwr
     info = {"engine": "none", "workers": 0, "seconds": 0.0, "points_seconds": 0.0}
     failed, received = 0, []
     if todo:
-        context = Context.build(network, data, spec["data"]["size"], spec["data"]["calibration"])
+        if spec["model"]["kind"] == "qonnx":
+            context = QonnxContext.build(network, *data)
+        elif spec["model"]["kind"] == "gru":
+            context = GRUContext.build(network, *data)
+        else:
+            context = Context.build(network, data, spec["data"]["size"], spec["data"]["calibration"])
 
         def keep(record):
             nonlocal failed

@@ -18,9 +18,12 @@ from ..kernels.accumulate import EDGES, MAX_WIDTH
 from ..kernels.mx import RULES as MX_RULES
 from ..schema import OBJECT, Either, Int, ListOf, OneOf, Str, validate
 from .formats import FORMATS, canonical, format_of, pair_error
+from .gru_net import GRU_FORMATS, GRU_PARAMS, gru_canonical, gru_costs, gru_pair_error
+from .qonnx_net import QUANT_PARAMS, canonical_quant, choice_error, qonnx_costs
 
-__all__ = ["SPEC_SCHEMA", "MODEL_KINDS", "MAX_GRID", "MAX_SPEC_BYTES", "load_spec", "parse_spec", "check_layers",
-           "expand", "point_id", "costs"]
+__all__ = ["SPEC_SCHEMA", "QONNX_SCHEMA", "GRU_SCHEMA", "MODEL_KINDS", "MAX_GRID", "MAX_SPEC_BYTES", "load_spec",
+           "parse_spec", "check_layers", "check_quantizers", "expand", "expand_qonnx", "expand_gru", "point_id",
+           "costs"]
 
 MAX_GRID = 1_000_000  # points a grid may have before constraints and sampling
 MAX_SPEC_BYTES = 1_000_000
@@ -45,8 +48,26 @@ SPEC_SCHEMA = {
                      "max_multiplications?": Int(0)},
 }
 DEFAULT_DATA = {"set": "mnist", "size": 1000, "calibration": 500}
+QONNX_SCHEMA = {
+    "model": SPEC_SCHEMA["model"],
+    "data?": {"set?": OneOf("mnist"), "file?": Str(r".+", "a file name"), "inputs?": Str(r".+", "a file name"),
+              "labels?": Str(r".+", "a file name"), "size?": Int(1, 1_000_000)},
+    "space": {"sample?": OneOf("grid", "random"), "count?": Int(1, MAX_GRID), "seed?": Int(0, 2**63 - 1),
+              "quantizers": ListOf({"names": _one_or_list(Str(r".+", "a node name")), "quant": CHOICES},
+                                   min_len=1, max_len=100)},
+    "constraints?": SPEC_SCHEMA["constraints?"],
+}
+GRU_SCHEMA = {
+    "model": SPEC_SCHEMA["model"],
+    "data?": {"chars?": Int(2, 10_000_000), "streams?": Int(1, 4096)},
+    "space": {"sample?": OneOf("grid", "random"), "count?": Int(1, MAX_GRID), "seed?": Int(0, 2**63 - 1),
+              "weight": CHOICES, "activation": CHOICES},
+    "constraints?": SPEC_SCHEMA["constraints?"],
+}
 MODEL_KINDS = {"connect": "the Connect MLP (kind = \"connect\", bitsim train connect)",
-               "surgery": "LeNet-300-100 and LeNet-5 (kind = \"surgery\", bitsim train surgery)"}
+               "surgery": "LeNet-300-100 and LeNet-5 (kind = \"surgery\", bitsim train surgery)",
+               "qonnx": "imported QONNX networks (kind = \"qonnx\", an .onnx file)",
+               "gru": "the GRU language model (kind = \"gru\", bitsim train gru)"}
 DEFAULT_ACCUMULATOR = {"bits": 32, "edge": "saturate", "mx": "exact"}
 
 
@@ -93,17 +114,22 @@ def parse_spec(text, path="spec"):
         raw = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError) as err:
         raise DamagedFileError(path, f"not a valid TOML file: {err}") from None
-    validate(raw, SPEC_SCHEMA, path)
-    if raw["model"]["kind"] not in MODEL_KINDS:
+    validate({"model": raw.get("model")}, {"model": SPEC_SCHEMA["model"]}, path)
+    kind = raw["model"]["kind"]
+    if kind not in MODEL_KINDS:
         raise DamagedFileError(path, f"field $.model.kind: the sweep runs {', '.join(MODEL_KINDS.values())}; "
-                                     f"{raw['model']['kind']!r} is none of {list(MODEL_KINDS)} (the GRU and imported "
-                                     "QONNX networks are not among them)")
+                                     f"{kind!r} is none of {list(MODEL_KINDS)}")
+    validate(raw, {"qonnx": QONNX_SCHEMA, "gru": GRU_SCHEMA}.get(kind, SPEC_SCHEMA), path)
     space = raw["space"]
     sample = space.get("sample", "grid")
     if sample == "random" and "count" not in space:
         raise DamagedFileError(path, "field $.space.count: a random sample needs the number of points (count = N)")
     if sample == "grid" and ("count" in space or "seed" in space):
         raise DamagedFileError(path, "field $.space: count and seed belong to sample = \"random\"")
+    if kind == "qonnx":
+        return _parse_qonnx(raw, sample, path)
+    if kind == "gru":
+        return _parse_gru(raw, sample, path)
     groups = []
     for i, group in enumerate(space["layers"]):
         at = f"$.space.layers[{i}]"
@@ -131,9 +157,90 @@ def parse_spec(text, path="spec"):
             "constraints": raw.get("constraints", {})}
 
 
+def _quant_choices(value, path, where):
+    """The canonical quantizer choices of a spec entry (each list-valued parameter is a grid axis)."""
+    out = []
+    for i, choice in enumerate(_as_list(value)):
+        at = f"{where}[{i}]" if isinstance(value, list) else where
+        validate(choice, {k: _one_or_list(v) for k, v in QUANT_PARAMS.items()}, path, at)
+        keys = sorted(choice)
+        for values in itertools.product(*(_as_list(choice[k]) for k in keys)):
+            c = canonical_quant(dict(zip(keys, values)))
+            if c not in out:
+                out.append(c)
+    return out
+
+
+def _parse_qonnx(raw, sample, path):
+    data = raw.get("data", {})
+    if "labels" in data and "inputs" not in data:
+        raise DamagedFileError(path, "field $.data.labels: labels go with an inputs file (data.inputs = \"x.npy\")")
+    if "inputs" in data and ("labels" not in data or "file" in data):
+        raise DamagedFileError(path, "field $.data: an inputs file needs its labels (data.labels = \"y.npy\", one "
+                                     "integer class per example) and no MNIST file")
+    groups = []
+    for i, group in enumerate(raw["space"]["quantizers"]):
+        groups.append((_as_list(group["names"]), _quant_choices(group["quant"], path,
+                                                                f"$.space.quantizers[{i}].quant")))
+    space = raw["space"]
+    return {"model": raw["model"], "data": {"size": 1000, **({} if "inputs" in data else {"set": "mnist"}), **data},
+            "space": {"sample": sample, "count": space.get("count"), "seed": space.get("seed", 1), "groups": groups},
+            "constraints": raw.get("constraints", {})}
+
+
+def _gru_choices(value, path, where):
+    """The canonical GRU format choices of a spec entry (each list-valued parameter is a grid axis)."""
+    out = []
+    for i, choice in enumerate(_as_list(value)):
+        at = f"{where}[{i}]" if isinstance(value, list) else where
+        name = choice.get("format")
+        if name not in GRU_FORMATS:
+            raise DamagedFileError(path, f"field {at}.format: the GRU takes the formats {list(GRU_FORMATS)}, "
+                                         f"got {name!r}")
+        validate(choice, {"format": OneOf(name), **{k: _one_or_list(v) for k, v in GRU_PARAMS[name].items()}},
+                 path, at)
+        keys = sorted(k for k in choice if k != "format")
+        for values in itertools.product(*(_as_list(choice[k]) for k in keys)):
+            c = gru_canonical({"format": name, **dict(zip(keys, values))})
+            if c not in out:
+                out.append(c)
+    return out
+
+
+def _parse_gru(raw, sample, path):
+    weights = _gru_choices(raw["space"]["weight"], path, "$.space.weight")
+    acts = _gru_choices(raw["space"]["activation"], path, "$.space.activation")
+    pairs = [(w, a) for w in weights for a in acts if gru_pair_error(w, a) is None]
+    if not pairs:
+        raise DamagedFileError(path, f"field $.space: no pair of its weight and activation formats can go together: "
+                                     f"{gru_pair_error(weights[0], acts[0])}")
+    space = raw["space"]
+    return {"model": raw["model"], "data": {"set": "shakespeare", "chars": 20000, "streams": 16,
+                                            **raw.get("data", {})},
+            "space": {"sample": sample, "count": space.get("count"), "seed": space.get("seed", 1), "pairs": pairs},
+            "constraints": raw.get("constraints", {})}
+
+
+def expand_gru(spec, network, model_sha256, data_id, path="spec"):
+    """The points of a GRU ``spec``: its (weight, activation) pairs in grid order (weights outer), less those the
+    constraints rule out, or a seeded random sample of them (as :func:`expand`).
+
+    Returns
+    -------
+    list of dict
+        Each ``{'model', 'data', 'weight', 'activation'}``.
+    """
+    model = {"kind": "gru", "sha256": model_sha256}
+    configs = [{"model": model, "data": data_id, "weight": w, "activation": a} for w, a in spec["space"]["pairs"]
+               if _fits(gru_costs(network.params, w, a), spec["constraints"])]
+    return _sampled(configs, spec, path)
+
+
 def load_spec(path):
     """Read and check a spec file (:func:`parse_spec`); relative file names in it are taken from its directory."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give the sweep's spec file (TOML), e.g. docs/sweeps/connect.toml")
     if not path.is_file():
         raise MissingFileError(f"{path}: no such spec file")
     data = path.read_bytes()
@@ -146,23 +253,31 @@ def load_spec(path):
     spec = parse_spec(text, path)
     base = path.resolve().parent
     spec["model"]["file"] = str(base / spec["model"]["file"])
-    if "file" in spec["data"]:
-        spec["data"]["file"] = str(base / spec["data"]["file"])
+    for key in ("file", "inputs", "labels"):
+        if key in spec["data"]:
+            spec["data"][key] = str(base / spec["data"][key])
     return spec
+
+
+def _named_once(spec, names, path, what, unknown):
+    """The names the spec's groups give (``'*'`` aside), each one of ``names`` (else the error ``unknown(name)``)
+    and named by one group; at most one group names ``'*'``."""
+    named = [n for group in spec["space"]["groups"] for n in group[0] if n != "*"]
+    for n in named:
+        if n not in names:
+            raise InputError(f"{path}: {unknown(n)}; its {what}s are {', '.join(names)}")
+    twice = sorted({n for n in named if named.count(n) > 1})
+    if twice:
+        raise InputError(f"{path}: {what} {twice[0]!r} is named by more than one group; name each {what} once")
+    if sum("*" in group[0] for group in spec["space"]["groups"]) > 1:
+        raise InputError(f"{path}: only one group may name '*' (the {what}s no other group names)")
+    return named
 
 
 def check_layers(spec, names, path="spec"):
     """Check that the spec's groups cover the model's layers ``names`` exactly once (``'*'``: every layer no other
     group names); return ``[(layer names, weight choices, activation choices)]`` with the names resolved."""
-    named = [n for group in spec["space"]["groups"] for n in group[0] if n != "*"]
-    for n in named:
-        if n not in names:
-            raise InputError(f"{path}: the model has no layer {n!r}; its layers are {', '.join(names)}")
-    twice = sorted({n for n in named if named.count(n) > 1})
-    if twice:
-        raise InputError(f"{path}: layer {twice[0]!r} is named by more than one group; name each layer once")
-    if sum("*" in group[0] for group in spec["space"]["groups"]) > 1:
-        raise InputError(f"{path}: only one group may name '*' (the layers no other group names)")
+    named = _named_once(spec, names, path, "layer", lambda n: f"the model has no layer {n!r}")
     resolved = []
     for group_names, weights, acts in spec["space"]["groups"]:
         layer_names = [n for n in names if n not in named] if "*" in group_names else list(group_names)
@@ -257,6 +372,11 @@ def expand(spec, network, model_sha256, data_id, path="spec"):
             for rule in acc["mx"] if any(blocked) else [None]:
                 configs.append({"model": model, "data": data_id, "layers": layers,
                                 "accumulator": accumulator if rule is None else {**accumulator, "mx": rule}})
+    return _sampled(configs, spec, path)
+
+
+def _sampled(configs, spec, path):
+    """The points left by the constraints, or a random sample of ``count`` of them (an empty space: an error)."""
     if not configs:
         raise InputError(f"{path}: no point of the space fits the constraints {spec['constraints']}; relax them")
     if spec["space"]["sample"] == "random" and spec["space"]["count"] < len(configs):
@@ -266,3 +386,51 @@ def expand(spec, network, model_sha256, data_id, path="spec"):
         keep = np.sort(np.argsort(draws, kind="stable")[:spec["space"]["count"]])
         configs = [configs[i] for i in keep]
     return configs
+
+
+def check_quantizers(spec, network, path="spec"):
+    """Resolve the spec's quantizer groups on a QONNX ``network``: ``[(quantizer names, choices)]``.
+
+    A name must be one of the graph's quantizers (``'*'``: every quantizer no other group names), named once;
+    every choice must suit every quantizer of its group (:func:`bitsim.sweep.qonnx_net.choice_error`).
+    Quantizers no group names stay as the graph has them.
+    """
+    names = network.names
+    others = {node.name: node.op_type for node in network.graph.nodes}
+    named = _named_once(spec, names, path, "quantizer", lambda n: f"node {n!r} is a {others[n]}, not a quantizer"
+                        if n in others else f"the model has no node {n!r}")
+    resolved = []
+    for group_names, choices in spec["space"]["groups"]:
+        members = [n for n in names if n not in named] if "*" in group_names else list(group_names)
+        for n in members:
+            for choice in choices:
+                why = choice_error(network.quantizer(n), choice)
+                if why:
+                    raise InputError(f"{path}: {why}")
+        if members:
+            resolved.append((members, choices))
+    return resolved
+
+
+def expand_qonnx(spec, network, model_sha256, data_id, path="spec"):
+    """The points of a QONNX ``spec`` on ``network``, in grid order: the product of the groups' choices, less
+    the points the constraints rule out, or a seeded random sample of them (as :func:`expand`).
+
+    Returns
+    -------
+    list of dict
+        Each ``{'model', 'data', 'quantizers'}``: quantizer name -> canonical choice, in graph order.
+    """
+    groups = check_quantizers(spec, network, path)
+    size = math.prod(len(choices) for _, choices in groups)
+    if size > MAX_GRID:
+        raise InputError(f"{path}: the grid has {size:,d} points, more than {MAX_GRID:,d}; give fewer choices")
+    model = {"kind": "qonnx", "sha256": model_sha256}
+    order = {n: i for i, n in enumerate(network.names)}
+    configs = []
+    for picked in itertools.product(*(choices for _, choices in groups)):
+        chosen = {n: c for (names, _), c in zip(groups, picked) for n in names}
+        chosen = dict(sorted(chosen.items(), key=lambda item: order[item[0]]))
+        if _fits(qonnx_costs(network, chosen), spec["constraints"]):
+            configs.append({"model": model, "data": data_id, "quantizers": chosen})
+    return _sampled(configs, spec, path)
