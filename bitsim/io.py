@@ -117,6 +117,36 @@ def save_png(fig, path, dpi=120):
     return path
 
 
+def save_plot(path, draw, dpi=120, **subplots):
+    """Draw a figure and write it to ``path`` as PNG, atomically (needs matplotlib: the ``plot`` extra).
+
+    Parameters
+    ----------
+    path : str or Path
+    draw : callable
+        ``draw(axes)`` draws on the axes that ``matplotlib.pyplot.subplots(**subplots)`` makes.
+    dpi : int
+    **subplots
+        For ``matplotlib.pyplot.subplots``, e.g. ``figsize``.
+
+    Returns
+    -------
+    Path or None
+        ``path``, or None without matplotlib.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(**subplots)
+    draw(axes)
+    fig.tight_layout()
+    return save_png(fig, path, dpi)
+
+
 def npz_bytes(arrays):
     """The bytes of a deterministic ``.npz`` holding ``arrays`` (sorted members, fixed zip timestamps)."""
     buffer = io.BytesIO()

@@ -9,6 +9,7 @@ import gfloat
 import ml_dtypes
 from gfloat import formats as gf
 
+from bitsim.errors import InputError, InputTypeError, RangeError
 from bitsim.formats import minifloat as mf
 from bitsim.formats import mx, nvfp4, subbyte_packing as sp
 from bitsim.formats.modes import Counts
@@ -241,11 +242,13 @@ def test_rceil_reproduces_cublas_scales_as_gfloat_computes_them():
         d = (amax / np.float32(el.max)).astype(np.float64)
         theirs = gfloat.round_ndarray(gf.format_info_ocp_e8m0, d, gfloat.RoundMode.TowardPositive)
         assert np.array_equal(np.ldexp(1.0, mx.shared_exponent(amax, name, "rceil")), theirs)
-    # and where it differs from CEIL: fl32(amax / 448) rounds down onto a power of two
-    a = np.float64(np.float32(448 * (1 + 2.0**-30)))
-    assert mx.shared_exponent(448 * (1 + 2.0**-30), "mxfp8_e4m3", "ceil") == 1
+    # and where it differs from CEIL: fl32(amax) rounds down onto 448, so d = 1 and e = 0, where CEIL needs 1
+    amax = 448 * (1 + 2.0**-30)
+    assert np.float32(amax) == 448.0
+    assert ref.shared_exponent_one(Fraction(amax), mx.FORMATS["mxfp8_e4m3"].element, "rceil") == 0
+    assert mx.shared_exponent(amax, "mxfp8_e4m3", "rceil") == 0
+    assert mx.shared_exponent(amax, "mxfp8_e4m3", "ceil") == 1
     assert mx.shared_exponent(np.float32(448) * np.float32(1 + 2.0**-23), "mxfp8_e4m3", "rceil") == 1
-    assert a == 448.0
 
 
 def test_worked_block_of_the_docs():
@@ -290,3 +293,69 @@ def test_ml_dtypes_layout_converters():
         sp.to_ml_dtypes(np.array([16], np.uint8), "e2m1")  # a 5-bit value is no E2M1 code
     with pytest.raises(TypeError):
         sp.from_ml_dtypes(np.zeros(3, np.float16))
+
+
+def test_integers_beyond_2_53_are_refused_not_rounded_twice():
+    big = 2**53 + 2**45 + 1  # float64 rounds it to the tie 2**53 + 2**45, which goes to the even code 0x5a00
+    assert ref.encode_one(big, mf.parse_minifloat("e8m7")) == 0x5A01
+    for call in (lambda x: mf.encode(x, "e8m7"), lambda x: mx.quantize(x, "mxfp8_e4m3"), nvfp4.quantize):
+        for x in (np.array([big]), np.array([-big]), np.array([2**63], np.uint64)):
+            with pytest.raises(InputError, match="beyond 2\\*\\*53"):
+                call(x)
+    edge = np.array([2**53, -(2**53), 3], np.int64)
+    assert mf.encode(edge, "e8m7").tolist() == mf.encode(edge.astype(np.float64), "e8m7").tolist()
+
+
+def test_nvfp4_tensor_scale_that_rounds_to_zero_becomes_the_smallest_subnormal():
+    c = Counts()
+    with np.errstate(divide="raise", invalid="raise"):
+        t = nvfp4.quantize(np.array([1e-44] + [0.0] * 15), counts=c)  # the worked example of section 14.3
+    assert t.tensor_scale == np.float32(2.0**-149) and t.scales.tolist() == [0x38]
+    assert t.codes[:2].tolist() == [0x7, 0x0] and c.saturated == 1
+    assert t.dequantize()[0] == 6 * 2.0**-149
+    assert ref.nvfp4_quantize_row([1e-44] + [0.0] * 15) == (2.0**-149, [0x38], t.codes.tolist())
+
+
+def test_nvfp4_rounds_float64_values_to_float32_first():
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        x = rng.standard_normal(32) * 10
+        t = nvfp4.quantize(x)
+        same = nvfp4.quantize(x.astype(np.float32))
+        assert (t.tensor_scale, t.scales.tolist(), t.codes.tolist()) == (same.tensor_scale, same.scales.tolist(),
+                                                                         same.codes.tolist())
+        assert ref.nvfp4_quantize_row(x.tolist()) == (float(t.tensor_scale), t.scales.tolist(), t.codes.tolist())
+
+
+def test_nvfp4_refuses_bad_arguments_with_bitsim_errors():
+    x = np.ones((2, 16))
+    for block in (0, -4):
+        with pytest.raises(InputError, match="block size must be >= 1"):
+            nvfp4.quantize(x, block=block)
+    with pytest.raises(InputTypeError):
+        nvfp4.quantize(x, block=2.5)
+    for axis in (2, 5, -3, -7):
+        with pytest.raises(InputError, match="out of range"):
+            nvfp4.quantize(x, axis=axis)
+    assert nvfp4.quantize(x, axis=-2).axis == 0
+    with np.errstate(over="raise", invalid="raise"):
+        with pytest.raises(RangeError, match="float32's range"):
+            nvfp4.quantize(np.array([1e300, 1.0]))
+        with pytest.raises(InputError, match="no NaN or Inf"):
+            nvfp4.quantize(np.array([np.inf, 1.0]))
+    top = float(np.finfo(np.float32).max)
+    assert nvfp4.quantize(np.array([top * (1 + 2.0**-25), 1.0])).tensor_scale == np.float32(top) / np.float32(2688)
+    with pytest.raises(InputTypeError):
+        nvfp4.quantize(np.array(["1"]))
+
+
+def test_unpack_counts_are_checked():
+    fp4, fp6 = sp.pack_fp4(np.array([1, 2], np.uint8)), sp.pack_fp6(np.array([1, 2, 3], np.uint8))
+    for unpack, packed, top in ((sp.unpack_fp4, fp4, 2), (sp.unpack_fp6, fp6, 4)):
+        for bad in ("4", 1.5, None):
+            with pytest.raises(InputTypeError, match="count must be an int"):
+                unpack(packed, bad)
+        for bad in (-1, top + 1):
+            with pytest.raises(InputError, match=f"count must be 0..{top}"):
+                unpack(packed, bad)
+        assert unpack(packed, np.int64(top)).size == top and unpack(packed, 0).size == 0

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitsim.errors import RangeError
+from bitsim.errors import InputError, RangeError
 from bitsim.formats import minifloat as mf
 from bitsim.formats import mx, nvfp4
 from bitsim.formats import subbyte_packing as sp
 from bitsim.formats.rng import Philox
+from bitsim.golden.mx import export_mx
 from bitsim.kernels import mx as kmx
 from mx_support import OneDraw
 
@@ -43,7 +44,13 @@ def test_the_file_covers_every_rule():
     assert {t["rule"] for t in of_kind("tensor")} == {"floor", "ceil", "rceil", "even"}
     assert {c["bits"] for c in of_kind("packing")} == {4, 6} and len(of_kind("nvfp4")) >= 3
     assert {c["format"] for c in of_kind("gemm")} == set(mx.FORMATS)
-    assert sum(c["exact"] != c["float32"] for c in of_kind("gemm")) >= 2  # the two rules differ (k and block order)
+    assert sum(c["exact"] != c["float32"] for c in of_kind("gemm")) >= 3  # the two rules differ (k and block order)
+    assert [["inf"]] in [c["float32"] for c in of_kind("gemm")]  # float32 overflow: +Inf, and Inf - Inf = NaN
+    assert {"exact": [["0x0.0p+0"]], "float32": [["nan"]]} in [{r: c[r] for r in ("exact", "float32")}
+                                                              for c in of_kind("gemm")]
+    nv = of_kind("nvfp4")
+    assert any(c["tensor_scale"] == (2.0 ** -149).hex() for c in nv)  # the tensor scale that rounds to zero
+    assert any((floats(c["x"]).astype(np.float32) != floats(c["x"])).any() for c in nv)  # float64 values
 
 
 @pytest.mark.parametrize("case", of_kind("element"),
@@ -85,9 +92,11 @@ def test_mx_tensors_along_an_axis():
 
 def test_nvfp4():
     for case in of_kind("nvfp4"):
-        t = nvfp4.quantize(floats(case["x"]).astype(np.float32))
-        assert float(t.tensor_scale) == float.fromhex(case["tensor_scale"])
-        assert t.scales.tolist() == case["scales"] and t.codes.tolist() == case["codes"]
+        x = floats(case["x"])
+        for given in (x, x.astype(np.float32)):  # float64 values are rounded to float32 first
+            t = nvfp4.quantize(given)
+            assert float(t.tensor_scale) == float.fromhex(case["tensor_scale"])
+            assert t.scales.tolist() == case["scales"] and t.codes.tolist() == case["codes"]
 
 
 def test_packing():
@@ -116,3 +125,18 @@ def test_mx_gemm_both_accumulation_rules(case):
         row = mx.MXTensor(a.codes[0], a.scales[0], fmt, 0)
         col = mx.MXTensor(np.ascontiguousarray(b.codes[:, 0]), np.ascontiguousarray(b.scales[:, 0]), fmt, 0)
         assert bits32(kmx.dot(row, col, rule)) == expected[0][0]
+
+
+def test_export_refuses_codes_wider_than_the_element(tmp_path):
+    """A code the element cannot hold is refused at export, never written as a golden file that verify calls
+    damaged."""
+    t = mx.quantize(np.linspace(-6, 6, 64).reshape(2, 32), "mxfp4_e2m1", axis=1)
+    t.codes[0, 0] = 0xFF
+    with pytest.raises(InputError, match="code 0xff at index \\(0, 0\\) is wider than the 4-bit mxfp4_e2m1"):
+        export_mx({"w": t}, tmp_path / "golden")
+    assert not (tmp_path / "golden").exists()
+    t.codes[0, 0] = 0x0F
+    export_mx({"w": t}, tmp_path / "golden")
+    t8 = mx.quantize(np.linspace(-2, 1.9, 32), "mxint8")
+    t8.codes[0] = 0xFF  # every byte is an int8 code
+    export_mx({"w": t8}, tmp_path / "golden8")

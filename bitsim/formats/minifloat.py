@@ -116,10 +116,12 @@ class MinifloatFormat:
 
     @property
     def bits(self):
+        """The code width: sign bit, exponent and mantissa fields."""
         return int(self.signed) + self.exp_bits + self.man_bits
 
     @property
     def dtype(self):
+        """The dtype codes are held in: uint8 up to 8 bits, else uint16."""
         return np.dtype(np.uint8 if self.bits <= 8 else np.uint16)
 
     @property
@@ -252,6 +254,40 @@ def decode(codes, fmt, dtype=np.float64):
     return values(fmt)[codes.astype(np.int64)].astype(dtype)
 
 
+INT_EXACT = 1 << 53  # integers up to this magnitude convert to float64 exactly
+
+
+def exact_float(x, what):
+    """``x`` as float32 or float64 without rounding: float16 and integers become float64.
+
+    Parameters
+    ----------
+    x : array_like of float or int
+    what : str
+        The caller, for the messages.
+
+    Raises
+    ------
+    InputTypeError
+        If the dtype is not a real float (at most 64 bits) or an integer.
+    InputError
+        An integer of magnitude above 2**53, which float64 would round (a second rounding before the format's).
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu" or x.dtype.itemsize > 8:
+        raise InputTypeError(f"{what} expects real float or integer values, got dtype {x.dtype}")
+    if x.dtype.kind in "iu" and x.size:
+        big = (x > INT_EXACT) if x.dtype.kind == "u" else ((x > INT_EXACT) | (x < -INT_EXACT))
+        if big.any():
+            idx = first_index(big)
+            raise InputError(f"{what}: integer {int(x[idx])} at index {idx} is beyond 2**53 in magnitude, where "
+                             "float64 (which bitsim rounds from) would round it first; round it yourself "
+                             "(x.astype(numpy.float64)) if that is what you mean")
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    return x
+
+
 def _nan_code(fmt, neg):
     top = (1 << fmt.bits) - 1 - fmt.sign_bit
     if fmt.infinities:
@@ -265,7 +301,7 @@ def encode(x, fmt, rounding=Rounding.NEAREST_EVEN, overflow=FloatOverflow.SATURA
     Parameters
     ----------
     x : array_like of float
-        float16/32/64 values (integers are converted to float64 exactly up to 2**53).
+        float16/32/64 values, or integers of magnitude at most 2**53 (converted to float64 exactly).
     fmt : MinifloatFormat or str
     rounding : Rounding or str
         Which neighbour a value between two representable ones takes: ``nearest_even`` (ties to the even
@@ -284,18 +320,14 @@ def encode(x, fmt, rounding=Rounding.NEAREST_EVEN, overflow=FloatOverflow.SATURA
     Raises
     ------
     InputError
-        NaN for a format without NaN.
+        NaN for a format without NaN; an integer of magnitude above 2**53.
     RangeError
         Overflow under ``overflow='error'``.
     """
     fmt = as_minifloat(fmt)
     rounding = parse_enum(Rounding, rounding)
     overflow = parse_enum(FloatOverflow, overflow)
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiu" or x.dtype.itemsize > 8:
-        raise InputTypeError(f"encode expects real float or integer values, got dtype {x.dtype}")
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
+    x = exact_float(x, "encode")
     if overflow is FloatOverflow.NONFINITE and not fmt.nans:
         raise InputError(f"{fmt.name} has no Inf or NaN; choose overflow='saturate' or 'error'")
     if not fmt.nans:
@@ -429,4 +461,4 @@ def fields(code, fmt):
 
 
 __all__ = ["FloatOverflow", "MinifloatFormat", "FORMATS", "E4M3", "E5M2", "E2M3", "E3M2", "E2M1", "E8M0",
-           "parse_minifloat", "as_minifloat", "values", "decode", "encode", "quantize", "fields"]
+           "parse_minifloat", "as_minifloat", "values", "decode", "encode", "exact_float", "quantize", "fields"]

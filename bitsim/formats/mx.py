@@ -15,7 +15,7 @@ from enum import Enum
 import numpy as np
 
 from ..errors import InputError, InputTypeError
-from .minifloat import E2M1, E2M3, E3M2, E4M3, E5M2, FloatOverflow, MinifloatFormat, decode, encode
+from .minifloat import E2M1, E2M3, E3M2, E4M3, E5M2, FloatOverflow, MinifloatFormat, decode, encode, exact_float
 from .modes import Rounding, as_int, first_index, parse_enum
 from .rng import as_rng, bernoulli
 
@@ -67,6 +67,7 @@ class MXFormat:
     block: int = 32
 
     def with_block(self, block):
+        """This format with another block size (an int >= 1)."""
         block = as_int(block, "block size")
         if block < 1:
             raise InputError(f"block size must be >= 1, got {block}")
@@ -103,6 +104,7 @@ class MXTensor:
     axis: int
 
     def dequantize(self, dtype=np.float64):
+        """The tensor's values (:func:`dequantize`)."""
         return dequantize(self, dtype)
 
 
@@ -185,7 +187,8 @@ def quantize(x, fmt, axis=-1, block=None, scale_rule=ScaleRule.FLOOR, rounding=R
 
     Parameters
     ----------
-    x : array_like of float
+    x : array_like of float or int
+        Integers of magnitude above 2**53 are refused (float64, which the rule computes in, would round them).
     fmt : MXFormat or str
         ``'mxfp8_e4m3'``, ``'mxfp8_e5m2'``, ``'mxfp6_e2m3'``, ``'mxfp6_e3m2'``, ``'mxfp4_e2m1'``, ``'mxint8'``.
     axis : int
@@ -206,9 +209,7 @@ def quantize(x, fmt, axis=-1, block=None, scale_rule=ScaleRule.FLOOR, rounding=R
     """
     fmt = as_mx(fmt, block)
     scale_rule = parse_enum(ScaleRule, scale_rule)
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiu" or x.dtype.itemsize > 8:
-        raise InputTypeError(f"MX quantize expects real values, got dtype {x.dtype}")
+    x = exact_float(x, "MX quantize")
     if x.ndim == 0:
         x = x.reshape(1)
     axis = as_int(axis, "axis")

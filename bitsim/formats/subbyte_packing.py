@@ -17,7 +17,7 @@ element encodings, not a byte layout of FP4 or FP6 streams).
 import numpy as np
 
 from ..errors import InputError, InputTypeError
-from .modes import first_index
+from .modes import as_int, first_index
 
 
 def _codes(codes, bits):
@@ -28,6 +28,15 @@ def _codes(codes, bits):
     if bad.any():
         raise InputError(f"code {int(codes[first_index(bad)])} at index {first_index(bad)} has more than {bits} bits")
     return codes.ravel()
+
+
+def code_count(count, capacity, size, kind):
+    """``count`` as an int between 0 and ``capacity`` (the codes ``size`` packed bytes hold), else an error."""
+    count = as_int(count, "count")
+    if not 0 <= count <= capacity:
+        raise InputError(f"count must be 0..{capacity} ({size} bytes hold at most {capacity} {kind} codes), got "
+                         f"{count}; give the number of codes that were packed")
+    return count
 
 
 def pack_fp4(codes):
@@ -43,8 +52,7 @@ def unpack_fp4(packed, count):
     p = np.asarray(packed)
     if p.dtype != np.uint8 or p.ndim != 1:
         raise InputTypeError(f"expected a 1-D uint8 array of packed bytes, got {p.dtype} of shape {p.shape}")
-    if not 0 <= count <= 2 * p.size:
-        raise InputError(f"{p.size} bytes hold at most {2 * p.size} FP4 codes, asked for {count}")
+    count = code_count(count, 2 * p.size, p.size, "FP4")
     out = np.empty(2 * p.size, np.uint8)
     out[0::2], out[1::2] = p & 0xF, p >> 4
     return out[:count]
@@ -66,8 +74,7 @@ def unpack_fp6(packed, count):
     p = np.asarray(packed)
     if p.dtype != np.uint8 or p.ndim != 1 or p.size % 3:
         raise InputTypeError(f"expected a 1-D uint8 array of 3-byte groups, got {p.dtype} of shape {p.shape}")
-    if not 0 <= count <= 4 * (p.size // 3):
-        raise InputError(f"{p.size} bytes hold at most {4 * (p.size // 3)} FP6 codes, asked for {count}")
+    count = code_count(count, 4 * (p.size // 3), p.size, "FP6")
     t = p.reshape(-1, 3).astype(np.uint32)
     word = t[:, 0] | (t[:, 1] << 8) | (t[:, 2] << 16)
     out = np.stack([(word >> s) & 0x3F for s in (0, 6, 12, 18)], axis=1).astype(np.uint8).ravel()
@@ -79,7 +86,7 @@ ML_DTYPES = {"e4m3": "float8_e4m3fn", "e5m2": "float8_e5m2", "e2m3": "float6_e2m
 
 
 def _ml_dtypes():
-    try:
+    try:  # imported here: ml_dtypes is optional, needed only by the two converters
         import ml_dtypes
     except ImportError:
         raise InputError("the ml_dtypes layout needs the ml_dtypes package: pip install ml_dtypes") from None

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DamagedFileError, GoldenError, MissingFileError
+from ..formats.mx import FORMATS as MX_FORMATS
 from ..io import array_sha256, canonical_sha256, read_json, read_npz
 from ..schema import ANY, NULL, SHA256, SHAPE, Either, Int, ListOf, MapOf, OneOf, Str, validate
 
@@ -137,15 +138,13 @@ def mx_problem(entries):
     """What is wrong with the MX parts of a manifest's tensors, or None: each MX tensor has a ``codes`` and a
     ``scales`` part of one known format, block and axis, both uint8, the scales shaped as the codes with
     ``ceil(n / block)`` along the axis."""
-    from ..formats.mx import FORMATS
-
     parts = {}
     for entry in entries:
         if "mx" not in entry:
             continue
         mx = entry["mx"]
-        if mx["format"] not in FORMATS:
-            return f"{entry['name']}: unknown MX format {mx['format']!r}; the formats are {', '.join(FORMATS)}"
+        if mx["format"] not in MX_FORMATS:
+            return f"{entry['name']}: unknown MX format {mx['format']!r}; the formats are {', '.join(MX_FORMATS)}"
         if entry["dtype"] != "|u1":
             return f"{entry['name']}: MX {mx['part']} are uint8 (|u1), the manifest says {entry['dtype']}"
         if mx["axis"] >= max(1, len(entry["shape"])):
@@ -173,9 +172,7 @@ def mx_problem(entries):
 
 def mx_code_problem(words, entry):
     """What is wrong with an MX tensor's element codes, or None: every code fits the element's width."""
-    from ..formats.mx import FORMATS
-
-    bits = FORMATS[entry["mx"]["format"]].element.bits
+    bits = MX_FORMATS[entry["mx"]["format"]].element.bits
     wide = [w for w in words if w >> bits]
     if wide:
         return f"{entry['name']}: code 0x{wide[0]:02x} is wider than the {bits}-bit {entry['mx']['format']} element"

@@ -50,6 +50,13 @@ def mx_tensors(named):
         fmt = t.fmt
         if fmt.name not in FORMATS:
             raise InputError(f"{name}: unknown MX format {fmt.name!r}; choose one of {', '.join(FORMATS)}")
+        bits = FORMATS[fmt.name].element.bits
+        wide = (codes >> bits) != 0 if bits < 8 else np.zeros(codes.shape, bool)
+        if wide.any():
+            idx = tuple(int(i) for i in np.argwhere(wide)[0])
+            raise InputError(f"{name}: code 0x{int(codes[idx]):02x} at index {idx} is wider than the {bits}-bit "
+                             f"{fmt.name} element; quantize with bitsim.formats.mx.quantize, or keep the low {bits} "
+                             f"bits (codes & 0x{(1 << bits) - 1:x})")
         axis = int(t.axis) % max(1, codes.ndim)
         expected = list(codes.shape) or [1]
         expected[axis] = -(-expected[axis] // fmt.block)

@@ -3,7 +3,7 @@ on its training time."""
 
 import json
 
-from ..io import atomic_write_bytes, save_png
+from ..io import atomic_write_bytes, save_plot
 from ..outputs import prepare_run_dir
 
 
@@ -57,36 +57,6 @@ def training_time(history):
     """
     total = sum(h["seconds"] for h in history)
     return f"training time   {total / 60:.1f} min over {len(history)} epochs ({total / len(history):.1f} s/epoch)"
-
-
-def save_plot(path, draw, dpi=120, **subplots):
-    """Draw a figure and write it to ``path`` as PNG, atomically (needs matplotlib: the ``plot`` extra).
-
-    Parameters
-    ----------
-    path : str or Path
-    draw : callable
-        ``draw(axes)`` draws on the axes that ``matplotlib.pyplot.subplots(**subplots)`` makes.
-    dpi : int
-    **subplots
-        For ``matplotlib.pyplot.subplots``, e.g. ``figsize``.
-
-    Returns
-    -------
-    Path or None
-        ``path``, or None without matplotlib.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, axes = plt.subplots(**subplots)
-    draw(axes)
-    fig.tight_layout()
-    return save_png(fig, path, dpi)
 
 
 __all__ = ["open_run", "save_json", "training_time", "save_plot"]

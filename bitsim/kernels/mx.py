@@ -7,7 +7,8 @@
              zero: +0.0).
 ``float32``  what many hardware units do: per block, ``s = 0``; ``s = fl32(s + a_k * b_k)`` in k order (the
              element products are exact in float32); then ``acc = fl32(acc + fl32(s * X_a * X_b))`` in block
-             order, ``acc`` starting at +0.0; float32 arithmetic rounds to nearest, ties to even.
+             order, ``acc`` starting at +0.0; float32 arithmetic rounds to nearest, ties to even, beyond
+             float32's range to +-Inf (IEEE-754: Inf - Inf is NaN, written as the quiet NaN 0x7fc00000).
 
 Both: a block whose scale is NaN (0xFF) or which holds a NaN or Inf element makes the result NaN.
 
@@ -206,7 +207,7 @@ def _gemm_float32(av, sa, btv, sb, block, out):
                     s = np.float32(s + av[i, kk] * btv[j, kk])
                 x = np.float32(np.float64(s) * 2.0 ** (np.int64(sa[i, b]) + np.int64(sb[j, b]) - 254))
                 acc = np.float32(acc + x)
-            out[i, j] = acc
+            out[i, j] = acc if acc == acc else np.float32(np.nan)  # Inf - Inf gives the quiet NaN 0x7fc00000
 
 
 @numba.njit(cache=True, parallel=True)

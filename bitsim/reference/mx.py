@@ -12,6 +12,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..formats.minifloat import E2M1, E4M3, MinifloatFormat
+
 NAN = float("nan")
 
 
@@ -130,8 +132,6 @@ def round_to_float32(q):
 
 def mx_values(t):
     """An MXTensor's values as a nested list of Fractions (NaN as float NaN), from the written rule."""
-    from ..formats.minifloat import MinifloatFormat
-
     el, block = t.fmt.element, t.fmt.block
     codes = np.moveaxis(np.asarray(t.codes), t.axis, -1)
     scales = np.moveaxis(np.asarray(t.scales), t.axis, -1)
@@ -170,8 +170,6 @@ def gemm_exact(a, b):
 def element_rows(t):
     """``(elements, scales)``: per row (per column of a tensor blocked along axis 0), the element values
     (Fractions; NaN/Inf as floats) and the block scales (Fractions, None for the NaN scale)."""
-    from ..formats.minifloat import MinifloatFormat
-
     el = t.fmt.element
     codes = np.moveaxis(np.asarray(t.codes), t.axis, -1)
     scales = np.moveaxis(np.asarray(t.scales), t.axis, -1)
@@ -181,9 +179,23 @@ def element_rows(t):
     return elements, [[None if int(s) == 0xFF else Fraction(2) ** (int(s) - 127) for s in row] for row in scales]
 
 
+def add_float32(x, y):
+    """``fl32(x + y)`` of two float32 values held as Fractions or as float +-Inf / NaN, by IEEE-754: an exact sum
+    rounded once by :func:`round_to_float32`; Inf plus a finite value is that Inf, Inf - Inf and NaN give NaN."""
+    if isinstance(x, Fraction) and isinstance(y, Fraction):
+        return as_exact(round_to_float32(x + y))
+    return as_exact(float(x) + float(y))
+
+
+def as_exact(f):
+    """A float32 result as a Fraction when finite, else the float (+-Inf or NaN) itself."""
+    return Fraction(f) if math.isfinite(f) else f
+
+
 def gemm_float32(a, b):
     """The float32 rule: per block ``s = fl32(s + a_k * b_k)`` in k order, then ``acc = fl32(acc + fl32(s * X_a *
-    X_b))`` in block order, each step rounded by :func:`round_to_float32`."""
+    X_b))`` in block order, each step rounded by :func:`round_to_float32` (beyond float32's range +-Inf, then
+    IEEE-754: Inf - Inf is NaN); any NaN result is the quiet NaN 0x7fc00000."""
     ea, sa = element_rows(a)
     eb, sb = element_rows(b)
     block = a.fmt.block
@@ -201,8 +213,9 @@ def gemm_float32(a, b):
                 s = Fraction(0)
                 for p, q in part:
                     s = Fraction(round_to_float32(s + p * q))
-                acc = Fraction(round_to_float32(acc + Fraction(round_to_float32(s * xa * xb))))
-            out[i, j] = np.nan if nan else round_to_float32(acc)
+                acc = add_float32(acc, as_exact(round_to_float32(s * xa * xb)))
+            acc = float(acc)
+            out[i, j] = np.nan if nan or math.isnan(acc) else acc
     return out
 
 
@@ -241,8 +254,6 @@ def shared_exponent_one(amax, element, rule):
 
 def mx_quantize_block(values, element, rule="floor"):
     """``(scale code, element codes)`` of one block of floats by the written MX rule (round to nearest even)."""
-    from ..formats.minifloat import MinifloatFormat
-
     if any(not math.isfinite(v) for v in values):
         return 0xFF, [0] * len(values)
     amax = max(abs(Fraction(v)) for v in values)
@@ -262,16 +273,18 @@ def mx_quantize_block(values, element, rule="floor"):
 
 
 def nvfp4_quantize_row(values, block=16):
-    """``(tensor scale, block scale codes, element codes)`` of a row of float32 values by the NVFP4 rule.
+    """``(tensor scale, block scale codes, element codes)`` of a row of real values by the NVFP4 rule.
 
-    Every float32 operation of the rule (``docs/formats.md``, section 14.3) is one :func:`round_to_float32` of
-    the exact Fraction result; the tensor scale is returned as a float.
+    Each value is first rounded to float32 (one :func:`round_to_float32`), and so is every float32 operation of
+    the rule (``docs/formats.md``, section 14.3), from the exact Fraction result; a tensor scale that rounds to
+    zero is ``2**-149``. The tensor scale is returned as a float.
     """
-    from ..formats.minifloat import E2M1, E4M3
-
-    xs = [float(v) for v in values]
+    xs = [float(v) if v == 0 else round_to_float32(Fraction(v)) for v in values]  # a zero keeps its sign
+    if any(math.isinf(v) for v in xs):
+        raise ValueError("a value rounds beyond float32's range; the NVFP4 rule refuses it")
     amax = max((abs(Fraction(v)) for v in xs), default=Fraction(0))
     t = Fraction(round_to_float32(amax / 2688)) if amax > 0 else Fraction(1)
+    t = max(t, Fraction(1, 2**149))
     scales, codes = [], []
     for b in range(0, len(xs), block):
         part = xs[b:b + block]

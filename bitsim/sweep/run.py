@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..datasets import MNIST_SHA256, load_mnist
 from ..errors import CheckFailed, InputError
-from ..io import atomic_write_bytes, sha256_file
+from ..io import atomic_write_bytes, save_plot, sha256_file
 from ..outputs import prepare_run_dir
 from .engine import run_points
 from .network import load_network
@@ -82,8 +82,6 @@ def prepare(spec_path):
 
 def plot_pareto(rows, front, path, title):
     """Test error against memory of every done point, the Pareto front joined (needs matplotlib)."""
-    from ..jobs.runs import save_plot
-
     def draw(ax):
         done = [r for r in rows if r["status"] == "done"]
         ax.scatter([r["weight_bytes"] + r["activation_bytes"] for r in done], [100 * r["test_error"] for r in done],

@@ -142,13 +142,29 @@ def nvfp4_cases():
     r = rng.standard_normal(35)
     r[16:32] *= 2.0 ** -30  # a block whose scale rounds to E4M3 zero relative to the tensor scale
     rows.append(r)
+    rows = [row.astype(np.float32).astype(float) for row in rows]
+    # the tensor scale rounds to zero and becomes 2**-149 (the worked example of section 14.3), and a tensor
+    # of subnormals with a second block
+    rows += [np.array([1e-44] + [0.0] * 15), np.array([2e-42, -1e-44, 3e-45, 0.0] * 8)]
+    rows.append(float64_row())
     cases = []
     for row in rows:
-        row = row.astype(np.float32).astype(float)
         t, scales, codes = ref.nvfp4_quantize_row(row.tolist())
         cases.append({"kind": "nvfp4", "x": [hex_of(v) for v in row], "tensor_scale": hex_of(t),
                       "scales": scales, "codes": codes})
     return cases
+
+
+def float64_row():
+    """A float64 row whose tensor scale differs by one float32 ulp if its float64 amax were divided by 2688
+    instead of the float32-rounded one: the rule rounds every input to float32 first."""
+    rng = np.random.default_rng(14)
+    while True:
+        row = rng.standard_normal(16) * 10
+        amax = max(abs(Fraction(v)) for v in row.tolist())
+        first = ref.round_to_float32(Fraction(ref.round_to_float32(amax)) / 2688)
+        if ref.round_to_float32(amax / 2688) != first and any(float(np.float32(v)) != v for v in row):
+            return row
 
 
 def packing_cases():
@@ -182,6 +198,11 @@ def gemms():
     blocks = np.zeros((1, 96))
     blocks[0, :32], blocks[0, 32], blocks[0, 64] = 2.0 ** 19, 1.0, 1.0
     out.append(("mxfp8_e4m3", blocks, np.ones((96, 1))))  # in block order 2**24 + 1 + 1 = 2**24; exactly 2**24 + 2
+    huge = 448.0 * 2.0 ** 127  # E4M3 0x7e at scale 2**127 (code 0xfe)
+    out.append(("mxfp8_e4m3", np.full((1, 32), huge), np.full((32, 1), huge)))  # beyond float32: +Inf, both rules
+    signs = np.full((1, 64), huge)
+    signs[0, 32:] = -huge
+    out.append(("mxfp8_e4m3", signs, np.full((64, 1), huge)))  # exact 0; float32 +Inf + -Inf = NaN
     return out
 
 
