@@ -136,13 +136,14 @@ def check_replaceable(directory, kind, owned, inputs=(), kind_of=read_marker):
                                 "move them away or choose another output directory: bitsim deletes only its own files")
 
 
-def prepare_run_dir(out, kind, owned, resume=False, overwrite=False):
+def prepare_run_dir(out, kind, owned, resume=False, overwrite=False, resumable=True):
     """Make ``out`` ready for a run of ``kind``; the rule of this module.
 
     An absent or empty directory is created and marked. A non-empty one needs ``resume`` (the run
     continues there; an unmarked directory from an older bitsim is accepted when it holds a
     checkpoint) or ``overwrite`` (:func:`check_replaceable`, then the earlier run's files, and only
-    those, are removed).
+    those, are removed). ``resumable=False``: the command has no ``--resume``, and the refusal does
+    not suggest it.
 
     Returns
     -------
@@ -163,8 +164,9 @@ def prepare_run_dir(out, kind, owned, resume=False, overwrite=False):
                 if entry.name != MARKER:
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         else:
-            raise OutputExistsError(f"{out} is not empty; continue that run with --resume, replace it with "
-                                    "--overwrite, or choose another --out")
+            resume_hint = "continue that run with --resume, " if resumable else ""
+            raise OutputExistsError(f"{out} is not empty; {resume_hint}replace it with --overwrite, or choose "
+                                    "another --out")
     make_dir(out)
     if read_marker(out) is None:
         write_marker(out, kind)

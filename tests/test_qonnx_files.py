@@ -9,6 +9,7 @@ import qonnx_networks as nets
 from onnx import TensorProto, helper
 
 from bitsim.cli import main
+from bitsim.datasets import load_mnist
 from bitsim.errors import (
     BitsimError,
     DamagedFileError,
@@ -83,6 +84,36 @@ def test_run_and_check_commands(model_and_inputs, capsys):
     assert main(["qonnx", "check", str(model), "--inputs", str(inputs)]) == 0
     out = capsys.readouterr().out
     assert "PASS" in out and "10 of 10 tensors equal" in out
+
+
+def test_run_refuses_its_output_directory_before_it_runs(model_and_inputs, capsys):
+    d, model, inputs = model_and_inputs
+    out = d / "first"
+    assert main(["qonnx", "run", str(model), "--inputs", str(inputs), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["qonnx", "run", str(model), "--inputs", str(inputs), "--semantics", "exact", "--out", str(out)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""  # nothing ran: no outputs printed before the refusal
+    assert f"{out} is not empty" in printed.err and "--overwrite" in printed.err and "--resume" not in printed.err
+    assert main(["qonnx", "run", str(model), "--inputs", str(inputs), "--out", str(d)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and f"{d} holds the input" in printed.err
+
+
+def test_run_and_check_read_the_bundled_mnist_images(tmp_path, capsys):
+    model = nets.save(nets.tfc_streamlined(3, batch=10000, sizes=(784, 16, 10)), tmp_path / "tfc.onnx")
+    assert main(["qonnx", "run", str(model), "--inputs", "mnist:test", "--semantics", "exact", "--out",
+                 str(tmp_path / "run")]) == 0
+    pixels = load_mnist()["x_test"].reshape(10000, 784)
+    with np.load(tmp_path / "run" / "tensors.npz") as saved:
+        assert np.array_equal(saved["global_in"], pixels.astype(np.float32))
+    assert main(["qonnx", "check", str(model), "--inputs", "mnist:test"]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert main(["qonnx", "run", str(model), "--inputs", "mnist:validation"]) == 2
+    assert "unknown MNIST split 'validation'" in capsys.readouterr().err
+    small = nets.save(nets.tfc_streamlined(3, batch=1, sizes=(100, 16, 10)), tmp_path / "small.onnx")
+    assert main(["qonnx", "run", str(small), "--inputs", "mnist:test"]) == 2
+    assert "each example holds 784 values" in capsys.readouterr().err
 
 
 def test_golden_export_compare_fault_and_damage(model_and_inputs, tmp_path, capsys):

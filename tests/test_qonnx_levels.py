@@ -13,6 +13,7 @@ from bitsim.errors import InputError
 from bitsim.interop import qonnx
 from bitsim.interop.differences import check_tensors, compare_levels, execute_qonnx
 from bitsim.interop.exact_tensor import ROUNDING_MODES, exact_values, nearest_float32, round_ratio
+from bitsim.interop.golden_rows import golden_rows
 from bitsim.interop.integer_products import matmul_codes, plan
 from bitsim.reference.intmatmul import exact_matmul
 from bitsim.reference.qonnx_exact import evaluate as exact_oracle
@@ -309,3 +310,102 @@ def test_a_flipped_code_is_counted_and_followed_downstream(tmp_path):
     assert out.exact and out.differing == 2 and out.codes_flipped is None
     _, tensors = graph.run_exact(x)
     assert np.asarray(tensors[graph.nodes[0].outputs[0]].codes).tolist() == [[3, 2, 10, -5]]  # exact codes
+
+
+# non-finite constants: MultiThreshold's rule for +-inf thresholds; every other use refused by name
+
+
+def edited(model, name, edit):
+    """``model`` with the initializer ``name`` replaced by ``edit(its array)``."""
+    from onnx import numpy_helper
+
+    init = next(i for i in model.graph.initializer if i.name == name)
+    init.CopyFrom(numpy_helper.from_array(edit(numpy_helper.to_array(init).copy()), name))
+    return model
+
+
+def thresholds_of(model):
+    return [node.input[1] for node in model.graph.node if node.op_type == "MultiThreshold"]
+
+
+def set_infinite(t):
+    t[0, :] = np.inf  # never met
+    t[1, :] = -np.inf  # always met
+    t[2, 0] = -np.inf
+    t[2, -1] = np.inf
+    return t
+
+
+@pytest.mark.parametrize("a_bits,binary_input", [(1, True), (2, False)])
+def test_infinite_thresholds_follow_the_rule_at_the_exact_level(tmp_path, a_bits, binary_input):
+    """docs/qonnx.md, section 3: a threshold ``+inf`` is never met, ``-inf`` always; both the compiled plan
+    (``graph.run``) and the general path (``graph.run_exact``) agree with level 1 and the Fraction oracle."""
+    model = nets.tfc_streamlined(5, w_bits=1 if a_bits == 1 else 2, a_bits=a_bits, batch=2, sizes=(64, 16, 16, 10),
+                                 binary_input=binary_input)
+    for name in thresholds_of(model)[1 if binary_input else 0:]:
+        model = edited(model, name, set_infinite)
+    graph = loaded(model, tmp_path)
+    assert graph.compile_exact() is not None  # graph.run below takes the compiled plan, run_exact the general path
+    x = np.random.default_rng(1).integers(0, 256, (4, 64)).astype(np.float32)
+    expected = assert_level1(graph, x)
+    assert_level2_equal(graph, x, expected)
+    values, tensors = graph.run_exact(x)
+    nodes = [(n.op_type, n.inputs, n.outputs, n.attrs) for n in graph.nodes]
+    oracle = exact_oracle(nodes, graph.initializers, {graph.inputs[0]: x})
+    first = graph.nodes[1 if binary_input else 0].outputs[0]
+    hidden = next(n.outputs[0] for n in graph.nodes if n.op_type == "MultiThreshold" and n.inputs[0] == first)
+    codes = np.asarray(tensors[hidden].codes)
+    steps = 2 ** a_bits - 1
+    low, high = (-1, 1) if a_bits == 1 else (0, steps)
+    assert (codes[:, 0] == low).all() and (codes[:, 1] == high).all()  # +inf never met, -inf always
+    for name, e in tensors.items():
+        assert e is not None, name
+        assert exact_values(e).tolist() == oracle[name].tolist(), name
+        assert np.array_equal(values[name], expected[name]), name
+    rows = {row[0]: row for row in golden_rows(graph, x, "exact")}  # golden vectors keep the thresholds as floats
+    t = next(n.inputs[1] for n in graph.nodes if n.outputs[0] == hidden)
+    assert rows[t][2] is None and np.array_equal(rows[t][1], graph.initializers[t])
+
+
+def test_non_finite_values_elsewhere_are_refused_naming_tensor_and_node(tmp_path):
+    graph = loaded(nets.tfc_streamlined(5, batch=2, sizes=(64, 16, 10)), tmp_path)
+    x = np.random.default_rng(1).integers(0, 256, (2, 64)).astype(np.float32)
+    bad = x.copy()
+    bad[1, 3] = np.nan
+    with pytest.raises(InputError, match=f"input '{graph.inputs[0]}' holds inf or NaN"):
+        graph.run_exact(bad)
+    graph = loaded(nets.tfc_streamlined(5, batch=2, sizes=(64, 16, 10)), tmp_path)  # nothing computed yet
+    matmul = next(n for n in graph.nodes if n.op_type == "MatMul")
+    weight = matmul.inputs[1]
+    graph.initializers[weight] = np.where(graph.initializers[weight] > 0, np.inf, graph.initializers[weight])
+    graph.run(x, "reference")
+    for run in (lambda: graph.run(x, "exact"), lambda: graph.run_exact(x)):
+        with pytest.raises(InputError, match=f"constant '{weight}', an input of node '{matmul.name}' \\(MatMul\\)"):
+            run()
+
+
+def reshape_net(target, allowzero, batch=2):
+    """Quant, then a Reshape of (batch, 1, 4, 4) to ``target`` with ``allowzero``, then a 2-bit Quant."""
+    b = nets.Builder(3)
+    h = b.quant("x", np.float32(1 / 8), 8, signed=False)
+    h = b.node("Reshape", [h, b.ints(target)], allowzero=allowzero)
+    h = b.quant(h, np.float32(0.5), 2)
+    model = b.model("x", [batch, 1, 4, 4], h)
+    for opset in model.opset_import:
+        if opset.domain == "":
+            opset.version = 14  # Reshape's allowzero
+    return model
+
+
+@pytest.mark.parametrize("target", [[2, 16], [2, -1], [0, 16]])
+def test_reshape_with_allowzero_follows_onnx(tmp_path, target):
+    """With allowzero=1 a 0 in the shape is a size (PyTorch's exporter writes allowzero=1); without, it keeps
+    the axis. Both levels equal QONNX's executor where the result holds values."""
+    x = nets.images(4, (2, 1, 4, 4), grid=8)
+    for allowzero in (0, 1):
+        if allowzero and 0 in target:  # a size-0 axis: 32 values cannot fill it, a clear error
+            with pytest.raises(InputError, match="Reshape"):
+                loaded(reshape_net(target, allowzero), tmp_path, f"z{allowzero}").run(x, "reference")
+            continue
+        graph = loaded(reshape_net(target, allowzero), tmp_path, f"z{allowzero}")
+        assert_level2_equal(graph, x, assert_level1(graph, x))

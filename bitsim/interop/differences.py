@@ -10,6 +10,7 @@ quantizer outputs flip because of it.
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..errors import MissingExtra
 from ..golden.compare import describe_difference
@@ -24,7 +25,7 @@ def execute_qonnx(graph, inputs, progress=False):
 
     ``progress``: show a bar of the batches done on a terminal (QONNX's executor is slow).
     """
-    try:
+    try:  # the optional onnx extra, imported only when a check runs
         from qonnx.core.modelwrapper import ModelWrapper
         from qonnx.core.onnx_exec import execute_onnx
     except ImportError as err:
@@ -34,8 +35,6 @@ def execute_qonnx(graph, inputs, progress=False):
     ready, chunks = graph.prepare(inputs)
     model = ModelWrapper(graph.model)
     parts = []
-    from tqdm.auto import tqdm
-
     for c in tqdm(range(chunks), desc="qonnx execute_onnx", unit="batch", disable=None if progress else True,
                   leave=False):
         feed = {name: x[c * (len(x) // chunks):(c + 1) * (len(x) // chunks)] for name, x in ready.items()}
@@ -81,6 +80,7 @@ def check_tensors(expected, actual, names=None, values=False):
 
 
 def format_checks(checks, title):
+    """The report of :func:`check_tensors`' verdicts under ``title``, one line per tensor and a PASS / FAIL line."""
     lines = [title]
     for c in checks:
         if c.status == "match":
@@ -154,6 +154,7 @@ def compare_levels(graph, inputs, reference=None):
 
 
 def format_levels(rows):
+    """The report of :func:`compare_levels`' rows, one line per tensor and a total."""
     lines = ["exact level against the float execution (QONNX's executor):"]
     for r in rows:
         how = "exact" if r.exact else "rounded"

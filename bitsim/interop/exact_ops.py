@@ -20,10 +20,13 @@ from .batches import LazyTensors
 from .exact_tensor import (
     INT64_SAFE,
     Exact,
+    NonFinite,
+    NonFiniteError,
     add,
     add_exact,
     as_codes,
     common_scale,
+    constant_of,
     exact_of_float,
     fractions,
     max_abs,
@@ -38,6 +41,9 @@ from .integer_products import Operand, matmul_codes
 
 INT64_MIN = np.iinfo(np.int64).min
 MAX_GRID_BITS = 4096  # FloatQuant: the exact rule's codes span at most this many bits
+EXACT_OPS = ("Quant", "IntQuant", "BipolarQuant", "FloatQuant", "Trunc", "MultiThreshold", "XnorPopcountMatMul",
+             "MatMul", "Gemm", "Conv", "Add", "Sub", "Mul", "Div", "Relu", "Sign", "Identity", "Flatten", "Reshape",
+             "Transpose", "Concat", "MaxPool", "GlobalAveragePool", "AveragePool")  # ops with an exact rule
 QUANTIZERS = ("Quant", "IntQuant", "BipolarQuant", "MultiThreshold", "Trunc", "FloatQuant")  # exact again
 
 
@@ -45,11 +51,13 @@ class NoExactRule(Exception):
     """This node, in this form, has no exact rule: compute it by the reference rule."""
 
 
-def frac_array(x):
+def _frac_array(x):
+    """The exact Fractions of an array's values."""
     return fractions(np.asarray(x))
 
 
-def lcm_den(values):
+def _lcm_den(values):
+    """The least common multiple of the denominators of Fractions."""
     d = 1
     for v in values:
         d = math.lcm(d, v.denominator)
@@ -88,7 +96,7 @@ def scaled(x, s, z):
     xs = x.scale_full()
     ratio = xs / padded(s, xs.ndim)
     ratio, z = np.broadcast_arrays(ratio, padded(z, ratio.ndim))
-    den = np.vectorize(lambda r, v: lcm_den([r, v]), otypes=[object])(ratio, z)
+    den = np.vectorize(lambda r, v: _lcm_den([r, v]), otypes=[object])(ratio, z)
     num = add(multiply(x.codes, as_codes(ratio * den)), as_codes(z * den))
     return num, as_codes(den)
 
@@ -108,15 +116,17 @@ def shifted_back(q, z, s):
     return Exact(as_codes(codes), reduce_scale(out_scale))
 
 
-def one_int(value, what):
+def _one_int(value, what):
+    """The one integer a constant holds (raises NoExactRule when it is not one integer)."""
     value = constant_ints(value, what)
     if value.size != 1:
         raise NoExactRule(f"{what} per element")
     return int(value.reshape(-1)[0])
 
 
-def positive_scale(scale):
-    s = frac_array(scale)
+def _positive_scale(scale):
+    """The exact Fractions of a scale (raises NoExactRule when one is not positive)."""
+    s = _frac_array(scale)
     if any(v <= 0 for v in s.reshape(-1).tolist()):
         raise NoExactRule("a scale that is not positive")
     return s
@@ -124,8 +134,8 @@ def positive_scale(scale):
 
 def quant(x, scale, zero_point, bits, signed, narrow, mode):
     """``Quant`` on an exact input: codes ``q = round(clamp(x / scale + zero_point))`` exactly."""
-    b = one_int(bits, "Quant's bit width")
-    s, z = positive_scale(scale), frac_array(zero_point)
+    b = _one_int(bits, "Quant's bit width")
+    s, z = _positive_scale(scale), _frac_array(zero_point)
     num, den = scaled(x, s, z)
     if signed and b == 1:
         q = np.where(np.asarray(num >= 0), 1, -1).astype(np.int64)
@@ -164,21 +174,21 @@ def float_quant(x, scale, exp_bits, man_bits, bias, max_val, mode, saturation):
     ``2**u`` of its binade, ``u = max(floor(log2|y|) - man_bits, 1 - bias - man_bits)``; ``q = round(y / 2**u)``
     by the rounding mode; ``q * 2**u`` clamped to ``+-M`` (``M`` the reference rule's bound,
     :func:`bitsim.interop.float_ops.float_quant_max` and ``max_val``); times ``scale``."""
-    e, m, b = (one_int(v, what) for v, what in ((exp_bits, "FloatQuant's exponent width"),
-                                               (man_bits, "FloatQuant's mantissa width"),
-                                               (bias, "FloatQuant's exponent bias")))
+    e, m, b = (_one_int(v, what) for v, what in ((exp_bits, "FloatQuant's exponent width"),
+                                                (man_bits, "FloatQuant's mantissa width"),
+                                                (bias, "FloatQuant's exponent bias")))
     if np.asarray(max_val).size != 1:
         raise NoExactRule("a maximum value per element")
-    s = positive_scale(scale)
+    s = _positive_scale(scale)
     with np.errstate(all="ignore"):
-        top = np.minimum(float_quant_max_of(exp_bits, man_bits, bias), max_val)
+        top = np.minimum(_float_quant_max_of(exp_bits, man_bits, bias), max_val)
     top = float(np.asarray(top).reshape(-1)[0])
     if np.isnan(top) or top < 0:
         raise NoExactRule("a maximum value that is NaN or negative")
     lowest = 1 - b - m
     if abs(lowest) > MAX_GRID_BITS or not 0 <= m <= MAX_GRID_BITS:
         raise NoExactRule(f"a FloatQuant grid of more than {MAX_GRID_BITS} bits")
-    num, den = scaled(x, s, frac_array(np.zeros((), np.float32)))
+    num, den = scaled(x, s, _frac_array(np.zeros((), np.float32)))
     u = np.maximum(floor_log2(num, den) - m, lowest)
     num, den = np.broadcast_arrays(num, den)
     q = round_ratio(shifted_left(num, np.maximum(-u, 0)), shifted_left(den, np.maximum(u, 0)), mode)
@@ -199,43 +209,45 @@ def float_quant(x, scale, exp_bits, man_bits, bias, max_val, mode, saturation):
     return Exact(as_codes(codes), reduce_scale(s * g))
 
 
-def float_quant_max_of(exp_bits, man_bits, bias):
+def _float_quant_max_of(exp_bits, man_bits, bias):
+    """The reference rule's largest FloatQuant magnitude for these constants."""
     return float_ops.float_quant_max(np.asarray(exp_bits), np.asarray(man_bits), np.asarray(bias))
 
 
 def trunc(x, args, version, signed, narrow, mode):
     """``Trunc``: ``y = round_half_even(x / s + z)`` exactly, then ``y / 2**t`` rounded by the mode (opset 1), or
     ``y / t`` for the power of two ``t`` of the reference rule, clamped to ``out_bits``, rounded (opset 2)."""
-    s, z = positive_scale(args[0]), frac_array(args[1])
+    s, z = _positive_scale(args[0]), _frac_array(args[1])
     num, den = scaled(x, s, z)
     y = round_ratio(num, den, "ROUND")
     if version < 2:
-        t = one_int(args[2], "Trunc's input bit width") - one_int(args[3], "Trunc's output bit width")
+        t = _one_int(args[2], "Trunc's input bit width") - _one_int(args[3], "Trunc's output bit width")
         step = Fraction(2) ** t
         q = round_ratio(multiply(y, step.denominator), np.int64(step.numerator), mode) if abs(t) < 62 else None
         if q is None:
             raise NoExactRule("a shift of 62 bits or more")
         return shifted_back(q, z, s)
-    out_scale = frac_array(args[3])
+    out_scale = _frac_array(args[3])
     if any(v <= 0 for v in out_scale.reshape(-1).tolist()):
         raise NoExactRule("an output scale that is not positive")
     with np.errstate(all="ignore"):
         t = 2 ** np.round(np.log2(np.asarray(args[3]) / np.asarray(args[0])))  # the reference rule's power of two
-    step = frac_array(t)
+    step = _frac_array(t)
     if step.size != 1 or not np.isfinite(t).all() or step.reshape(-1)[0] == 0:
         raise NoExactRule("a truncation step per element")
     step = step.reshape(-1)[0]
-    low, high = (int(v) for v in float_ops.int_range(bool(signed), bool(narrow), one_int(args[4], "Trunc's bits")))
+    low, high = (int(v) for v in float_ops.int_range(bool(signed), bool(narrow), _one_int(args[4], "Trunc's bits")))
     num, den = multiply(y, step.denominator), np.int64(step.numerator)
     q = round_ratio(clamp_ratio(num, den, low, high), den, mode)
     return shifted_back(q, np.asarray(z / step, dtype=object), out_scale)
 
 
 def bipolar_quant(x, scale):
+    """``BipolarQuant``: codes ``+1 if code >= 0 else -1`` (positive input scale), scale ``scale``."""
     if not x.positive():
         raise NoExactRule("a scale that is not positive")
     q = np.where(np.asarray(x.codes >= 0), 1, -1).astype(np.int64)
-    return Exact(q, reduce_scale(frac_array(scale)))
+    return Exact(q, reduce_scale(_frac_array(scale)))
 
 
 def integer_thresholds(t, scale, channels):
@@ -343,13 +355,15 @@ def operand(e, rows):
     return e.cache["operand"]
 
 
-def transposed(e):
+def _transposed(e):
+    """The 2-D exact tensor ``e`` transposed, its scale with it."""
     return Exact(np.asarray(e.codes).T, e.scale_full().T)
 
 
 def gemm(a, b, c, alpha, beta, trans_a, trans_b):
-    a = transposed(a) if trans_a else a
-    b = transposed(b) if trans_b else b
+    """``Gemm``: ``alpha * A @ B + beta * C`` exactly, after the transposes asked for."""
+    a = _transposed(a) if trans_a else a
+    b = _transposed(b) if trans_b else b
     if a.codes.ndim != 2:
         raise NoExactRule("Gemm of a tensor that is not 2-D")
     out = matmul(a, b)
@@ -405,10 +419,12 @@ def conv(x, w, bias, attrs):
 
 
 def multiply_exact(a, b):
+    """``Mul``: codes multiplied, scales multiplied."""
     return Exact(multiply(a.codes, b.codes), reduce_scale(a.scale_full() * b.scale_full()))
 
 
 def divide_exact(a, b, constant):
+    """``Div`` by a constant: the scale divided by its float32 values, codes kept."""
     if not constant:
         raise NoExactRule("a division by a tensor that is not constant")
     values = to_float32(b)
@@ -422,18 +438,21 @@ def divide_exact(a, b, constant):
 
 
 def relu(x):
+    """``Relu`` on the codes (positive scales)."""
     if not x.positive():
         raise NoExactRule("a scale that is not positive")
     return Exact(np.where(np.asarray(x.codes < 0), 0, x.codes).astype(x.codes.dtype), x.scale)
 
 
 def sign(x):
+    """``Sign`` of the codes (positive scales), scale 1."""
     if not x.positive():
         raise NoExactRule("a scale that is not positive")
     return Exact(np.sign(np.asarray(x.codes, dtype=np.int64)), np.array(Fraction(1), dtype=object))
 
 
-def same_scale(x):
+def _same_scale(x):
+    """The one scale of ``x`` (raises NoExactRule when it varies over the tensor)."""
     s = x.scalar_scale()
     if s is None:
         raise NoExactRule("a scale that varies over the tensor")
@@ -441,6 +460,7 @@ def same_scale(x):
 
 
 def maxpool(x, attrs):
+    """2-D ``MaxPool`` (floor mode, no dilation) on the codes; the scale may vary per channel only."""
     if x.codes.ndim != 4 or not x.positive() or attrs.get("ceil_mode", 0) or \
             any(d != 1 for d in attrs.get("dilations", [1, 1])) or \
             attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
@@ -460,6 +480,7 @@ def maxpool(x, attrs):
 
 
 def global_average_pool(x):
+    """``GlobalAveragePool``: codes summed exactly, scale divided by the window size."""
     if x.codes.ndim < 3:
         raise NoExactRule("a tensor without spatial axes")
     scale_along(x, 1)
@@ -471,6 +492,7 @@ def global_average_pool(x):
 
 
 def average_pool(x, attrs):
+    """2-D ``AveragePool`` without padding: codes summed exactly, scale divided by the window size."""
     if x.codes.ndim != 4 or any(attrs.get("pads", [0, 0, 0, 0])) or attrs.get("ceil_mode", 0) or \
             attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
         raise NoExactRule("an average pool with padding or ceil mode")
@@ -488,6 +510,7 @@ def average_pool(x, attrs):
 
 
 def concat(tensors, axis):
+    """``Concat`` of tensors over a common scale."""
     g = reduce_scale(common_scale([t.scale_full() for t in tensors]))
     if g.size != 1:
         raise NoExactRule("scales that differ along the joined axis")
@@ -497,8 +520,17 @@ def concat(tensors, axis):
 
 
 def run_exact_node(node, args, constant):
-    """The exact output of ``node`` from exact inputs ``args`` (raises NoExactRule when there is none)."""
+    """The exact output of ``node`` from exact inputs ``args`` (raises NoExactRule when there is none).
+
+    A :class:`~bitsim.interop.exact_tensor.NonFinite` constant is taken only as ``MultiThreshold``'s
+    thresholds; an op of :data:`EXACT_OPS` given one anywhere else refuses it, naming it and the node.
+    """
     op, at = node.op_type, node.attrs
+    for i, a in enumerate(args):
+        if isinstance(a, NonFinite) and not (op == "MultiThreshold" and i == 1):
+            if op not in EXACT_OPS:
+                raise NoExactRule(f"{op} has no exact rule")
+            a.refuse(node)
     x = args[0] if args else None
     if op in ("Quant", "IntQuant"):
         s, z, b = (to_float32(a) for a in args[1:4])
@@ -538,10 +570,10 @@ def run_exact_node(node, args, constant):
     if op == "Identity":
         return x
     if op == "Flatten":
-        return Exact(float_ops.flatten(np.asarray(x.codes), at.get("axis", 1)), same_scale(x))
+        return Exact(float_ops.flatten(np.asarray(x.codes), at.get("axis", 1)), _same_scale(x))
     if op == "Reshape":
         shape = to_float32(args[1]).astype(np.int64)
-        return Exact(float_ops.reshape(np.asarray(x.codes), shape, at.get("allowzero", 0)), same_scale(x))
+        return Exact(float_ops.reshape(np.asarray(x.codes), shape, at.get("allowzero", 0)), _same_scale(x))
     if op == "Transpose":
         perm = at.get("perm")
         return Exact(np.transpose(x.codes, perm), reduce_scale(np.transpose(x.scale_full(), perm)))
@@ -563,7 +595,7 @@ def constants(graph):
     once per graph; and those among them that an op without an exact rule rounded."""
     if "exact_constants" not in graph.cache:
         batched = graph.batched()
-        consts = {name: exact_of_float(value) for name, value in graph.initializers.items()}
+        consts = {name: constant_of(value, name) for name, value in graph.initializers.items()}
         rounded = set()
         for node in graph.nodes:
             if any(name in batched for name in node.outputs):
@@ -574,14 +606,24 @@ def constants(graph):
             except NoExactRule:
                 floats_in = [graph.initializers[n] if n in graph.initializers else to_float32(consts[n])
                              for n in names]
-                outs = [exact_of_float(np.asarray(v)) for v in graph.run_node_checked(node, floats_in)]
+                outs = fallback_outputs(graph, node, floats_in)
                 rounded.update(node.outputs)
+            except NonFiniteError:
+                raise  # names the tensor and the node already
             except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as err:
                 raise InputError(f"node {node.name!r} ({node.op_type}) cannot run on its operands: "
                                  f"{str(err)[:200]}") from None
             consts.update(zip(node.outputs, outs))
         graph.cache["exact_constants"] = consts, rounded
     return graph.cache["exact_constants"]
+
+
+def fallback_outputs(graph, node, floats_in):
+    """The exact tensors of ``node``'s outputs computed by the reference rule from ``floats_in``."""
+    outs = graph.run_node_checked(node, floats_in)
+    return [exact_of_float(np.asarray(v), f"the output {name!r} of node {node.name!r} ({node.op_type}), computed "
+                                          "by the reference rule (no exact rule),")
+            for name, v in zip(node.outputs, outs)]
 
 
 def run_exact(graph, inputs, names, codes=True):
@@ -593,7 +635,7 @@ def run_exact(graph, inputs, names, codes=True):
     for c in range(chunks):
         context = dict(consts)
         for name, x in ready.items():
-            context[name] = exact_of_float(x[c * (len(x) // chunks):(c + 1) * (len(x) // chunks)])
+            context[name] = exact_of_float(x[c * (len(x) // chunks):(c + 1) * (len(x) // chunks)], f"input {name!r}")
         rounded = set(const_rounded)
         for node in graph.nodes:
             if node.outputs[0] in consts:
@@ -608,8 +650,10 @@ def run_exact(graph, inputs, names, codes=True):
             except NoExactRule:
                 floats_in = [graph.initializers[n] if n in graph.initializers else to_float32(context[n])
                              for n in ins]
-                outs = [exact_of_float(np.asarray(v)) for v in graph.run_node_checked(node, floats_in)]
+                outs = fallback_outputs(graph, node, floats_in)
                 rounded.update(node.outputs)
+            except NonFiniteError:
+                raise  # names the tensor and the node already
             except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as err:
                 raise InputError(f"node {node.name!r} ({node.op_type}) cannot run on its operands: "
                                  f"{str(err)[:200]}") from None

@@ -58,11 +58,24 @@ def add(a, b):
     return as_codes(np.add(widen(a), widen(b)))
 
 
-def fractions(x):
-    """An object array of the exact Fractions of a float (or int) array's values."""
+class NonFiniteError(InputError):
+    """A :class:`NonFinite` constant used where the exact level has no rule for inf or NaN; the message names
+    the constant (and the node)."""
+
+
+def refuse_nonfinite(x, what):
+    """Raise :class:`InputError` naming ``what`` (e.g. ``"input 'x'"``) when the float array ``x`` holds inf or NaN."""
     x = np.asarray(x)
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        raise InputError("the exact semantics needs finite values; this tensor holds inf or NaN")
+        raise InputError(f"the exact semantics needs finite values; {what} holds inf or NaN: run it at the "
+                         "reference level (semantics='reference')")
+
+
+def fractions(x, what="this tensor"):
+    """An object array of the exact Fractions of a float (or int) array's values (``what`` names it in the
+    error on inf or NaN)."""
+    x = np.asarray(x)
+    refuse_nonfinite(x, what)
     out = np.empty(x.shape, dtype=object)
     flat = out.reshape(-1)
     for i, v in enumerate(x.reshape(-1).tolist()):
@@ -93,6 +106,7 @@ class Exact:
 
     @property
     def shape(self):
+        """The shape of the codes."""
         return self.codes.shape
 
     def scale_full(self):
@@ -110,16 +124,72 @@ class Exact:
         return all(f > 0 for f in np.asarray(self.scale, dtype=object).reshape(-1).tolist())
 
 
-def exact_of_float(x):
+@dataclass
+class NonFinite:
+    """A constant that holds inf or NaN, kept as its float values: only an op with a rule for such values
+    (``MultiThreshold``'s thresholds: ``+inf`` never met, ``-inf`` always) takes it; the others refuse it.
+
+    Its :attr:`codes` and scale do not exist: asking for them raises :class:`NonFiniteError` naming it.
+
+    Attributes
+    ----------
+    values : numpy.ndarray of float
+    name : str
+        The tensor's ONNX name.
+    """
+
+    values: np.ndarray
+    name: str
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def refuse(self, node=None):
+        """Raise the :class:`NonFiniteError` of a use of this constant that has no rule for inf or NaN."""
+        where = "" if node is None else f", an input of node {node.name!r} ({node.op_type}),"
+        raise NonFiniteError(f"the exact semantics needs finite values; the constant {self.name!r}{where} holds inf "
+                         "or NaN, and only MultiThreshold's thresholds have a rule for them (docs/qonnx.md, "
+                         "Level 2): run it at the reference level (semantics='reference')")
+
+    @property
+    def codes(self):
+        """Refused (:meth:`refuse`)."""
+        self.refuse()
+
+    @property
+    def scale(self):
+        """Refused (:meth:`refuse`)."""
+        self.refuse()
+
+    def scale_full(self):
+        """Refused (:meth:`refuse`)."""
+        self.refuse()
+
+    def scalar_scale(self):
+        """Refused (:meth:`refuse`)."""
+        self.refuse()
+
+    def positive(self):
+        """Refused (:meth:`refuse`)."""
+        self.refuse()
+
+
+def constant_of(value, name):
+    """The exact tensor of a constant array, or a :class:`NonFinite` when it holds inf or NaN."""
+    value = np.asarray(value)
+    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+        return NonFinite(value, name)
+    return exact_of_float(value)
+
+
+def exact_of_float(x, what="this tensor"):
     """The exact tensor of a float array: integer codes times one power-of-two scale.
 
-    Every float is ``m * 2**e`` with an integer ``m``; the common scale is ``2**min(e)``.
+    Every float is ``m * 2**e`` with an integer ``m``; the common scale is ``2**min(e)``. ``what`` names the
+    array in the error on inf or NaN.
     """
     x = np.asarray(x)
     if x.dtype.kind in "iub":
         return Exact(as_codes(x.astype(np.int64)), np.array(Fraction(1), dtype=object))
-    if not np.all(np.isfinite(x)):
-        raise InputError("the exact semantics needs finite values; this tensor holds inf or NaN")
+    refuse_nonfinite(x, what)
     if x.size and x.dtype.itemsize <= 4 and np.all(np.abs(x) < 2.0 ** 24) and np.all(x == np.trunc(x)):
         return Exact(x.astype(np.int32), np.array(Fraction(1), dtype=object))  # integer-valued: exact in int32
     x64 = x.astype(np.float64)
@@ -238,8 +308,11 @@ def to_float32(e):
 
     Fast path: when every scale is a float64 of ``b`` significant bits and every code is below
     ``2**(53 - b)`` in magnitude, ``codes * scale`` in float64 is exact, and the cast to float32 is
-    then the one rounding. Otherwise each element is rounded from its exact Fraction.
+    then the one rounding. Otherwise each element is rounded from its exact Fraction. A :class:`NonFinite`
+    constant gives its values as float32.
     """
+    if isinstance(e, NonFinite):
+        return np.asarray(e.values).astype(np.float32)
     scale = e.scale_full()
     flat = scale.reshape(-1).tolist()
     bits = 0
@@ -294,6 +367,7 @@ def exact_values(e):
     return codes * scale
 
 
-__all__ = ["Exact", "ROUNDING_MODES", "exact_of_float", "add_exact", "round_ratio", "to_float32", "fractions",
-           "is_power_of_two", "common_scale", "rescale", "reduce_scale", "multiply", "add", "as_codes", "max_abs",
-           "exact_values", "nearest_float32", "widen"]
+__all__ = ["Exact", "NonFinite", "NonFiniteError", "ROUNDING_MODES", "exact_of_float", "constant_of",
+           "refuse_nonfinite", "add_exact", "round_ratio", "to_float32", "fractions", "is_power_of_two",
+           "common_scale", "rescale", "reduce_scale", "multiply", "add", "as_codes", "max_abs", "exact_values",
+           "nearest_float32", "widen"]

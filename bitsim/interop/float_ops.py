@@ -171,11 +171,13 @@ def xnor_popcount_matmul(a, b):
 
 
 def flatten(x, axis=1):
+    """ONNX ``Flatten``: ``x`` as a 2-D array, the axes before ``axis`` joined into the first."""
     axis = axis % x.ndim if x.ndim else 0
     return x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)
 
 
 def reshape(x, shape, allowzero=0):
+    """ONNX ``Reshape``: a 0 in ``shape`` keeps that axis (unless ``allowzero``)."""
     shape = [int(s) for s in np.asarray(shape).reshape(-1)]
     if not allowzero:
         shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
@@ -183,11 +185,13 @@ def reshape(x, shape, allowzero=0):
 
 
 def transpose(x, perm=None):
+    """ONNX ``Transpose``."""
     return np.transpose(x, perm)
 
 
 def relu(x):
-    return np.where(x < 0, np.zeros((), x.dtype), x)  # -0.0 and NaN pass through, as onnxruntime's Relu
+    """ONNX ``Relu`` as onnxruntime computes it: ``-0.0`` and NaN pass through."""
+    return np.where(x < 0, np.zeros((), x.dtype), x)
 
 
 NUMPY_OPS = {
@@ -205,10 +209,11 @@ def run_node(node, args):
     """The outputs of a node that NumPy computes, from its input arrays ``args`` (NumPy's warnings on inf and
     NaN silenced: the values are QONNX's, warnings or not)."""
     with np.errstate(all="ignore"):
-        return numpy_node(node, args)
+        return _numpy_node(node, args)
 
 
-def numpy_node(node, args):
+def _numpy_node(node, args):
+    """The outputs of a node that NumPy computes (:func:`run_node` without the warnings silenced)."""
     op, at = node.op_type, node.attrs
     if op in ("Quant", "IntQuant"):
         return quant(*args, signed=at.get("signed", 1), narrow=at.get("narrow", 0),

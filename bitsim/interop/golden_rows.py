@@ -16,7 +16,8 @@ import numpy as np
 from .exact_tensor import exact_of_float
 
 
-def integer_dtype(codes, signed):
+def _integer_dtype(codes, signed):
+    """The smallest integer dtype that holds ``codes`` (None when none of 32 bits or fewer does)."""
     low, high = int(codes.min()) if codes.size else 0, int(codes.max()) if codes.size else 0
     for bits in (8, 16, 32):
         if not signed and low >= 0 and high < 1 << bits:
@@ -31,7 +32,7 @@ def quant_of(node, graph, e, value_codes):
     scale = e.scalar_scale()
     if scale is None or value_codes.dtype == object:
         return None
-    codes, zero_point, width, signed = value_codes, 0, None, bool(value_codes.min() < 0) if codes_size(e) else False
+    codes, zero_point, width, signed = value_codes, 0, None, bool(value_codes.min() < 0) if _codes_size(e) else False
     op = node.op_type if node else None
     if op in ("Quant", "IntQuant"):
         z = graph.initializers.get(node.inputs[2])
@@ -53,7 +54,7 @@ def quant_of(node, graph, e, value_codes):
                 zero_point = int(-b / a)
                 codes = count.astype(np.int64) + zero_point
                 scale, width, signed = a, max(1, int(steps).bit_length()), False
-    dtype = integer_dtype(codes, signed or bool(codes.size and codes.min() < 0))
+    dtype = _integer_dtype(codes, signed or bool(codes.size and codes.min() < 0))
     if dtype is None:
         return None
     width = width or 8 * dtype.itemsize
@@ -62,7 +63,8 @@ def quant_of(node, graph, e, value_codes):
                                  "note": f"value = {scale} * (code - {zero_point})"}
 
 
-def codes_size(e):
+def _codes_size(e):
+    """The number of codes of exact tensor ``e``."""
     return np.asarray(e.codes).size > 0
 
 
@@ -86,7 +88,7 @@ def golden_rows(graph, inputs, semantics="exact"):
     for name in names:
         if name in graph.initializers:
             value = np.asarray(graph.initializers[name])
-            e = exact_of_float(value) if value.dtype.kind == "f" else None
+            e = exact_of_float(value) if value.dtype.kind == "f" and np.isfinite(value).all() else None
         else:
             value, e = np.asarray(values[name]), tensors.get(name)
         row = None

@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import BitsimError, InputError, InputTypeError, one_line
 from . import float_ops
 from .batches import join
+from .exact_ops import run_exact
+from .exact_plan import plan_of, run_planned
 from .ort_nodes import NodeSession
 
 SEMANTICS = ("reference", "exact")
@@ -170,9 +172,6 @@ class Graph:
             raise InputError(f"unknown semantics {semantics!r}; choose {' or '.join(SEMANTICS)}")
         names = self.check_names(names)
         if semantics == "exact":
-            from .exact_ops import run_exact
-            from .exact_plan import run_planned
-
             planned = run_planned(self, inputs, names)
             if planned is not None:
                 return planned
@@ -212,8 +211,6 @@ class Graph:
         bitsim.interop.exact_plan.Plan or None
             The plan of the graph's integer chain, or None when the general path runs every node.
         """
-        from .exact_plan import plan_of
-
         return plan_of(self)
 
     def run_exact(self, inputs, names=None):
@@ -228,8 +225,6 @@ class Graph:
             over the batches, or None where an op has no exact rule and its float32 value was
             computed by the reference rule (``docs/qonnx.md`` lists which).
         """
-        from .exact_ops import run_exact
-
         return run_exact(self, inputs, self.check_names(names))
 
 

@@ -57,11 +57,13 @@ class Operand:
         self.cache = {}
 
     def packed(self):
+        """The rows packed as -1/+1 bits (:func:`bitsim.formats.binary.pack`), made once."""
         if "packed" not in self.cache:
             self.cache["packed"] = pack(self.rows)
         return self.cache["packed"]
 
     def as_dtype(self, dtype):
+        """The rows as ``dtype``, converted once."""
         if dtype not in self.cache:
             self.cache[dtype] = self.rows.astype(dtype)
         return self.cache[dtype]

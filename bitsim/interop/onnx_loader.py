@@ -16,6 +16,7 @@ from ..errors import (
     BitsimError,
     DamagedFileError,
     InputError,
+    MissingExtra,
     MissingFileError,
     one_line,
 )
@@ -51,11 +52,13 @@ INPUTS = {"Quant": (4, 4), "IntQuant": (4, 4), "FloatQuant": (6, 6), "BipolarQua
 ROUNDING = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
 
-def supported_list():
+def _supported_list():
+    """The supported op types, sorted, comma-separated."""
     return ", ".join(sorted(SUPPORTED))
 
 
-def unsupported(path, node, problem):
+def _unsupported(path, node, problem):
+    """The :class:`InputError` of a node bitsim does not implement, naming the file, node and op."""
     return InputError(f"{path}: node {node.name!r} ({node.op_type}): {problem}")
 
 
@@ -65,36 +68,34 @@ def check_node(path, node):
     table = CUSTOM_OPS if custom else STANDARD_OPS if node.domain in STANDARD_DOMAINS else {}
     if node.op_type not in table:
         where = f" of domain {node.domain!r}" if node.domain else ""
-        raise unsupported(path, node, f"op type {node.op_type}{where} is not supported; the supported ops are "
-                                      f"{supported_list()}")
+        raise _unsupported(path, node, f"op type {node.op_type}{where} is not supported; the supported ops are "
+                                       f"{_supported_list()}")
     low, high = INPUTS.get(node.op_type, (1, 1))
     given = len([i for i in node.inputs if i])
     if not low <= given <= high or len(node.outputs) < 1:
-        raise unsupported(path, node, f"{given} inputs and {len(node.outputs)} outputs; {node.op_type} takes "
-                                      f"{low}{'' if low == high else f' to {min(high, 99)}'} inputs and 1 output")
+        raise _unsupported(path, node, f"{given} inputs and {len(node.outputs)} outputs; {node.op_type} takes "
+                                       f"{low}{'' if low == high else f' to {min(high, 99)}'} inputs and 1 output")
     extra = sorted(set(node.attrs) - table[node.op_type])
     if extra:
-        raise unsupported(path, node, f"attribute(s) {extra} are not implemented; {node.op_type} takes "
-                                      f"{sorted(table[node.op_type]) or 'no attributes'}")
+        raise _unsupported(path, node, f"attribute(s) {extra} are not implemented; {node.op_type} takes "
+                                       f"{sorted(table[node.op_type]) or 'no attributes'}")
     at = node.attrs
     if at.get("auto_pad", "NOTSET") != "NOTSET":
-        raise unsupported(path, node, f"auto_pad={at['auto_pad']!r} is not implemented; give explicit pads "
-                                      "(auto_pad NOTSET)")
+        raise _unsupported(path, node, f"auto_pad={at['auto_pad']!r} is not implemented; give explicit pads "
+                                       "(auto_pad NOTSET)")
     if node.op_type == "BatchNormalization" and (at.get("training_mode", 0) or len(node.outputs) > 1):
-        raise unsupported(path, node, "training mode is not implemented; export the model for inference")
+        raise _unsupported(path, node, "training mode is not implemented; export the model for inference")
     if node.op_type == "MaxPool" and (len(node.outputs) > 1 or at.get("storage_order", 0)):
-        raise unsupported(path, node, "MaxPool's indices output is not implemented")
+        raise _unsupported(path, node, "MaxPool's indices output is not implemented")
     if node.op_type == "FloatQuant" and not at.get("saturation", 1) and not (at.get("has_inf", 0) or
                                                                              at.get("has_nan", 0)):
-        raise unsupported(path, node, "saturation=0 needs has_inf=1 or has_nan=1 (what values beyond the largest "
-                                      "become); set one of them, or saturation=1")
+        raise _unsupported(path, node, "saturation=0 needs has_inf=1 or has_nan=1 (what values beyond the largest "
+                                       "become); set one of them, or saturation=1")
     if node.op_type in ("Quant", "IntQuant", "Trunc", "FloatQuant") and \
             str(at.get("rounding_mode", "ROUND")).upper() not in ROUNDING:
-        raise unsupported(path, node, f"rounding_mode {at['rounding_mode']!r} is not one of {', '.join(ROUNDING)}")
+        raise _unsupported(path, node, f"rounding_mode {at['rounding_mode']!r} is not one of {', '.join(ROUNDING)}")
     if node.op_type == "MultiThreshold" and at.get("data_layout", "") not in ("", "NC", "NCHW", "NHWC", "NWC", "NCW"):
-        raise unsupported(path, node, f"data_layout {at['data_layout']!r} is not one of NC, NCW, NWC, NCHW, NHWC")
-    if node.op_type == "Reshape" and at.get("allowzero", 0):
-        raise unsupported(path, node, "allowzero=1 is not implemented")
+        raise _unsupported(path, node, f"data_layout {at['data_layout']!r} is not one of NC, NCW, NWC, NCHW, NHWC")
 
 
 def attribute_values(onnx, node):
@@ -112,7 +113,8 @@ def attribute_values(onnx, node):
     return out
 
 
-def read_bytes(path):
+def _read_bytes(path):
+    """The bytes of a model file, refused when it is missing, empty or larger than 2 GiB."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"no model file {path}")
@@ -124,7 +126,8 @@ def read_bytes(path):
     return path.read_bytes()
 
 
-def parse(onnx, data, path):
+def _parse(onnx, data, path):
+    """The ``onnx.ModelProto`` of ``data``, refused when it is not a model with a graph."""
     try:
         model = onnx.ModelProto()
         model.ParseFromString(data)
@@ -168,17 +171,15 @@ def read_graph(path):
     MissingFileError, DamagedFileError, InputError, MissingExtra
     """
     onnx, _ = require_onnx()
-    try:
+    try:  # the optional onnx extra, imported only when a model is read
         from qonnx.core.modelwrapper import ModelWrapper
         from qonnx.transformation.infer_shapes import InferShapes
         from qonnx.util.cleanup import cleanup_model
     except ImportError as err:
-        from ..errors import MissingExtra
-
         raise MissingExtra(f"QONNX models need the onnx extra ({err.name} is not installed): "
                            'pip install -e ".[onnx]"') from None
     path = Path(path)
-    model = parse(onnx, read_bytes(path), path)
+    model = _parse(onnx, _read_bytes(path), path)
     for node in model.graph.node:  # refuse what is not supported before QONNX's tools see it
         if not all(i in {t.name for t in model.graph.initializer} for i in node.input if i):
             check_node(path, Node(node.name or "(unnamed)", node.op_type, node.domain, tuple(node.input),
@@ -209,6 +210,10 @@ def tensor_types(onnx, model, path):
                              "fixed (run QONNX's InferShapes, and fix the batch size)")
         dims = []
         for i, d in enumerate(t.shape.dim):
+            if d.HasField("dim_value") and d.dim_value == 0:
+                raise InputError(f"{path}: tensor {info.name!r} is empty (dimension {i} has size 0, e.g. from a "
+                                 "Reshape with allowzero=1 and a 0 in its shape); bitsim runs tensors that hold "
+                                 "values: give that Reshape the size it should have")
             if not d.HasField("dim_value") or d.dim_value <= 0:
                 what = d.dim_param or "unknown"
                 raise InputError(f"{path}: tensor {info.name!r} has a dynamic shape (dimension {i} is {what!r}); "

@@ -16,7 +16,7 @@ ONNX_EXTRA = 'pip install -e ".[onnx]"'
 
 def require_onnx():
     """Import ``onnx`` and ``onnxruntime``, or raise :class:`MissingExtra` naming the pip command."""
-    try:
+    try:  # the optional onnx extra, imported only when a model runs
         import onnx
         import onnxruntime
     except ImportError as err:

@@ -51,7 +51,7 @@ ACTIVATION_FORMS = ("multithreshold", "bias-sign")
 
 def require_onnx():
     """Import ``onnx`` and ``qonnx``, or raise :class:`~bitsim.errors.MissingExtra` naming the pip command."""
-    try:
+    try:  # the optional onnx extra, imported only when a model is exported
         import onnx
         import onnx.helper
         import onnx.numpy_helper
@@ -73,15 +73,18 @@ class _Builder:
         self.count = 0
 
     def name(self, stem):
+        """A new tensor name: ``stem`` and a running number."""
         self.count += 1
         return f"{stem}{self.count}"
 
     def constant(self, stem, value):
+        """Add ``value`` as a float32 initializer; its name."""
         name = self.name(stem)
         self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
         return name
 
     def node(self, op, inputs, domain="", **attrs):
+        """Add a node of one output; the output's name."""
         out = self.name(op.lower() + "_")
         self.nodes.append(self.onnx.helper.make_node(op, list(inputs), [out], domain=domain, **attrs))
         return out
@@ -109,6 +112,7 @@ class _Builder:
         return self.node("Add", [x, self.constant("beta", beta)])
 
     def model(self, graph_name, n_in, output, n_out, batch, doc):
+        """The ``onnx.ModelProto`` of the collected graph, input ``input`` of shape (batch, n_in)."""
         onnx, helper = self.onnx, self.onnx.helper
         tensor = onnx.TensorProto.FLOAT
         graph = helper.make_graph(self.nodes, graph_name,
@@ -136,6 +140,7 @@ def finish(model, input_type, weight_types=()):
         DataTypes of the weight initializers that feed ``MatMul`` nodes directly, in node order
         (the ``'annotated'`` form); empty when ``Quant`` nodes say it.
     """
+    # qonnx is the optional onnx extra: imported where it is used, after require_onnx()
     from qonnx.core.datatype import DataType
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.infer_datatypes import InferDataTypes
@@ -307,6 +312,7 @@ def connect_headroom(model, frac_bits, images):
 
 def at_batch(model, batch):
     """A qonnx ``ModelWrapper`` of an exported model that declares ``batch`` examples (for qonnx's executor)."""
+    # qonnx is the optional onnx extra: imported where it is used
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.change_batchsize import ChangeBatchSize
     from qonnx.transformation.infer_shapes import InferShapes
@@ -327,7 +333,7 @@ def output_name(model):
 def is_bitsim_export(path):
     """Whether ``path`` is an ONNX file bitsim's export wrote (its producer is ``bitsim``)."""
     onnx = require_onnx()
-    from google.protobuf.message import DecodeError
+    from google.protobuf.message import DecodeError  # protobuf comes with the optional onnx extra
 
     try:
         model = onnx.load_model_from_string(Path(path).read_bytes())

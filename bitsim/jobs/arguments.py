@@ -5,6 +5,9 @@ import argparse
 from dataclasses import dataclass, field, fields
 from typing import Callable, Optional
 
+from ..datasets import load_mnist
+from ..errors import InputError
+from ..io import read_inputs
 from ..methods.epochs import BN_STATS
 
 
@@ -177,5 +180,16 @@ def config_options(args, cls):
     return {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
 
 
-__all__ = ["Command", "Group", "positive_int", "nonnegative_int", "add_translate_argument", "add_mnist_arguments",
-           "add_run_arguments", "config_options"]
+def inputs_of(spec, dtypes=("uint8",)):
+    """The inputs named by ``--inputs``: ``mnist:test`` / ``mnist:train`` (bundled) or a .npy / .npz file of one
+    of ``dtypes``."""
+    if not spec.startswith("mnist:"):
+        return read_inputs(spec, dtypes)
+    split = spec.split(":", 1)[1]
+    if split not in ("test", "train"):
+        raise InputError(f"unknown MNIST split {split!r}; use mnist:test or mnist:train")
+    return load_mnist()[f"x_{split}"]
+
+
+__all__ = ["Command", "Group", "inputs_of", "positive_int", "nonnegative_int", "add_translate_argument",
+           "add_mnist_arguments", "add_run_arguments", "config_options"]

@@ -5,16 +5,14 @@ of an MX GEMM (:data:`EXPORT_MX`); ``bitsim compare`` checks a design's dump aga
 import argparse
 from pathlib import Path
 
-from ..datasets import load_mnist
 from ..deploy import IntegerModel
 from ..errors import InputError
 from ..formats import mx
 from ..formats.modes import Rounding
 from ..golden import compare, export, format_report, passed
 from ..golden.mx import VALUES_RULE, export_mx, read_float_arrays
-from ..io import read_inputs
 from ..kernels.mx import RULES, gemm
-from .arguments import Command, positive_int
+from .arguments import Command, inputs_of, positive_int
 
 EXPORT_ROWS = 16
 
@@ -60,17 +58,6 @@ def _add_export_arguments(parser):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.add_argument("--semantics", choices=("exact", "reference"), default="exact",
                         help="for a QONNX model (.onnx): the level whose values are written (default exact)")
-
-
-def inputs_of(spec, dtypes=("uint8",)):
-    """The inputs named by ``--inputs``: ``mnist:test`` / ``mnist:train`` (bundled) or a .npy / .npz file of one
-    of ``dtypes``."""
-    if not spec.startswith("mnist:"):
-        return read_inputs(spec, dtypes)
-    split = spec.split(":", 1)[1]
-    if split not in ("test", "train"):
-        raise InputError(f"unknown MNIST split {split!r}; use mnist:test or mnist:train")
-    return load_mnist()[f"x_{split}"]
 
 
 def _run_export(args):

@@ -17,8 +17,24 @@ import numpy as np
 from ..datasets import load_mnist
 from ..errors import CheckFailed, InputError
 from ..formats import binary
+from ..interop import connect_export as static
+from ..interop.qonnx_export import (
+    at_batch,
+    check_output,
+    connect_headroom,
+    export_connect,
+    export_integer_model,
+    input_name,
+    output_name,
+    require_onnx,
+    write_model,
+)
 from ..io import read_manifest
+from ..methods.connect import ConnectConfig
+from ..methods.connect import load_model as load_connect_model
+from ..methods.mnist import mnist_splits
 from .arguments import Command, positive_int
+from .bnn import load_any
 
 CHECK_BATCH = 10_000
 
@@ -34,8 +50,6 @@ class Exportable:
 
 
 def _connect_config(meta):
-    from ..methods.connect import ConnectConfig
-
     config = meta.get("config") if isinstance(meta, dict) else None
     names = {f.name for f in fields(ConnectConfig)}
     if isinstance(config, dict) and "weights" in config and set(config) <= names:
@@ -62,23 +76,17 @@ def deterministic_connect(model, cfg, data):
     numpy.ndarray of uint8
         The calibration images.
     """
-    from ..interop.connect_export import connect_blocks, pixels
-    from ..methods.mnist import mnist_splits
-
     (train_images, _), _, _ = mnist_splits(cfg, data)
     calibration = train_images[:cfg.calibration_size]  # the images bitsim.methods.connect calibrates on
-    for connect, _, _ in connect_blocks(model):
+    for connect, _, _ in static.connect_blocks(model):
         connect.inference = "deterministic"
     if cfg.bn_stats == "precise" and cfg.inference != "deterministic":
-        model.calibrate(pixels(calibration))
+        model.calibrate(static.pixels(calibration))
     return calibration
 
 
 def connect_exportable(model, cfg, weights, batch, data=None):
     """:class:`Exportable` of a trained Connect network (``cfg`` its configuration)."""
-    from ..interop import connect_export as static
-    from ..interop.qonnx_export import connect_headroom, export_connect
-
     if cfg.weights not in ("binary", "ternary"):
         raise InputError("a full-precision Connect baseline (--weights float) has no low-bit form to export")
     data = load_mnist() if data is None else data
@@ -108,13 +116,8 @@ def load_exportable(path, weights="quant", batch=1, data=None, activations="mult
     meta = read_manifest(path)["meta"]
     cfg = _connect_config(meta)
     if cfg is not None:
-        from ..methods.connect import load_model
-
-        model, _ = load_model(path)
+        model, _ = load_connect_model(path)
         return connect_exportable(model, cfg, weights, batch, data)
-    from ..interop.qonnx_export import export_integer_model
-    from .bnn import load_any
-
     compiled, _ = load_any(path)
 
     def reference(x):
@@ -129,13 +132,12 @@ def load_exportable(path, weights="quant", batch=1, data=None, activations="mult
 
 def qonnx_outputs(path, images, batch=CHECK_BATCH):
     """qonnx's executor on the exported file at ``path`` (after its cleanup), over uint8 ``images``."""
+    # qonnx is the optional onnx extra: imported only here, after _run's require_onnx() said it is installed
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.util.cleanup import cleanup_model
-
-    from ..interop.qonnx_export import at_batch, input_name, output_name
 
     model = cleanup_model(ModelWrapper(str(path))).transform(InferShapes()).transform(InferDataTypes())
     x = np.asarray(images).reshape(len(images), -1).astype(np.float32)
@@ -168,8 +170,6 @@ def _add_arguments(parser):
 
 def _run(args):
     """Export, write, and check the written file against bitsim on the MNIST test set."""
-    from ..interop.qonnx_export import check_output, require_onnx, write_model
-
     require_onnx()
     out, model = Path(args.out), Path(args.model)
     inputs = [model.with_suffix(".json"), model.with_suffix(".npz")]

@@ -6,6 +6,7 @@ Every value is a :class:`fractions.Fraction`, every tensor a nested list; each o
 ``Add``, ``Sub``, ``Mul``, ``Div``, ``Relu``, ``Sign``, ``Identity`` and ``Transpose``.
 """
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -32,15 +33,18 @@ def round_fraction(f, mode):
 
 
 def to_fractions(a):
-    """A NumPy array as an object array of exact Fractions."""
+    """A NumPy array as an object array of exact Fractions; inf and NaN stay Python floats (so a threshold
+    ``+inf`` is never met and ``-inf`` always, by Python's comparisons of a Fraction with a float)."""
     a = np.asarray(a)
     out = np.empty(a.shape, dtype=object)
     for idx in np.ndindex(a.shape):
-        out[idx] = Fraction(float(a[idx])) if a.dtype.kind == "f" else Fraction(int(a[idx]))
+        v = float(a[idx]) if a.dtype.kind == "f" else int(a[idx])
+        out[idx] = Fraction(v) if math.isfinite(v) else v
     return out
 
 
-def elementwise(fn, *arrays):
+def _elementwise(fn, *arrays):
+    """``fn`` applied element by element to broadcast object arrays."""
     arrays = np.broadcast_arrays(*arrays)
     out = np.empty(arrays[0].shape, dtype=object)
     for idx in np.ndindex(out.shape):
@@ -49,6 +53,7 @@ def elementwise(fn, *arrays):
 
 
 def quant(x, s, z, bits, signed, narrow, mode):
+    """``Quant``: ``(round_mode(clamp(x / s + z)) - z) * s`` per element, in Fractions."""
     b = int(np.asarray(bits).reshape(-1)[0])
     if signed:
         low, high = -(2 ** (b - 1)) + (1 if narrow else 0), 2 ** (b - 1) - 1
@@ -63,10 +68,11 @@ def quant(x, s, z, bits, signed, narrow, mode):
             q = round_fraction(min(max(y, Fraction(low)), Fraction(high)), mode)
         return (q - zv) * sv
 
-    return elementwise(one, x, s, z)
+    return _elementwise(one, x, s, z)
 
 
 def multithreshold(v, t, out_scale, out_bias):
+    """2-D ``MultiThreshold`` (channels on axis 1): ``out_scale * (thresholds met) + out_bias``."""
     out = np.empty(v.shape, dtype=object)
     for i, c in np.ndindex(v.shape):
         row = t[c if t.shape[0] > 1 else 0]
@@ -76,6 +82,7 @@ def multithreshold(v, t, out_scale, out_bias):
 
 
 def matmul(a, b):
+    """``a @ b`` of 2-D object arrays, summed exactly."""
     out = np.empty((a.shape[0], b.shape[1]), dtype=object)
     for i in range(a.shape[0]):
         for j in range(b.shape[1]):
@@ -102,7 +109,7 @@ def evaluate(nodes, initializers, inputs):
         if op in ("Quant", "IntQuant"):
             r = quant(*args, at.get("signed", 1), at.get("narrow", 0), at.get("rounding_mode", "ROUND"))
         elif op == "BipolarQuant":
-            r = elementwise(lambda v, s: s if v >= 0 else -s, *args)
+            r = _elementwise(lambda v, s: s if v >= 0 else -s, *args)
         elif op == "MultiThreshold":
             r = multithreshold(args[0], args[1], np.float32(at.get("out_scale", 1.0)),
                                np.float32(at.get("out_bias", 0.0)))
@@ -111,11 +118,11 @@ def evaluate(nodes, initializers, inputs):
         elif op in ("Add", "Sub", "Mul", "Div"):
             fn = {"Add": lambda p, q: p + q, "Sub": lambda p, q: p - q, "Mul": lambda p, q: p * q,
                   "Div": lambda p, q: p / q}[op]
-            r = elementwise(fn, *args)
+            r = _elementwise(fn, *args)
         elif op == "Relu":
-            r = elementwise(lambda v: max(v, Fraction(0)), args[0])
+            r = _elementwise(lambda v: max(v, Fraction(0)), args[0])
         elif op == "Sign":
-            r = elementwise(lambda v: Fraction((v > 0) - (v < 0)), args[0])
+            r = _elementwise(lambda v: Fraction((v > 0) - (v < 0)), args[0])
         elif op == "Identity":
             r = args[0]
         elif op == "Transpose":
