@@ -27,10 +27,11 @@ onnxruntime session of the float32 equivalent graph (Quant / BipolarQuant on con
 into float32 initializers, MultiThreshold lowered to GreaterOrEqual, Cast, ReduceSum, Mul, Add) on
 each batch of 1000. For the BNN, the last lines also time bitsim's compiled
 integer model (``IntegerModel.forward``) on the same images: the kernels the exact level can reach.
-Times are the best of the runs (``harness.best_times``, the functions taking turns in blocks of two
-calls, so that each is also timed after its own call rather than right after another's threads; qonnx's
-executor: the better of two runs after a one-batch warm-up; ``--quick``: fewer images). Each line also says whether the
-outputs are equal bit for bit.
+Times are the best of the runs (``harness.best_times``, the functions taking turns in blocks of five
+calls, so that each is also timed well after another's threads stopped spinning: with blocks of two,
+onnxruntime's idle threads made bitsim's two-thread kernels up to 3x slower in some runs; qonnx's executor:
+the better of two runs after a one-batch warm-up; ``--quick``: fewer images). Each line also says whether
+the outputs are equal bit for bit.
 """
 
 import json
@@ -165,7 +166,7 @@ def bench(name, proto, images, quick, compiled=None):
     before = harness.cpu_busy()
     t0 = time.process_time()
     functions = [run_bitsim, run_ort] + ([run_integer] if compiled is not None else [])
-    times, runs = harness.best_times(functions, block=2, min_rounds=2 if quick else 3, max_rounds=3 if quick else 5,
+    times, runs = harness.best_times(functions, block=5, min_rounds=2 if quick else 3, max_rounds=3 if quick else 5,
                                      budget=10.0)
     t_bitsim, t_ort = times[:2]
     t_integer = times[2] if compiled is not None else None
