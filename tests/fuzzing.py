@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from bitsim.errors import BitsimError
 from bitsim.io import canonical_sha256
 
-FUZZ_CASES = 10_000 if settings.get_current_profile_name() == "ci" else 200
+FUZZ_CASES = 5_000 if settings.get_current_profile_name() == "ci" else 200
 fuzz_settings = settings(max_examples=FUZZ_CASES, deadline=None,
                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 

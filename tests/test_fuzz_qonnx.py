@@ -12,6 +12,7 @@
   left exactly as it was, with no temporary file behind.
 """
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -67,6 +68,7 @@ def load_and_run(path, mutation, original, damaged):
         expect(err is None or isinstance(err, BitsimError), "qonnx.load", mutation,
                lambda: f"loaded, then run ({semantics}) raised {type(err).__name__}: {err}")
     record("qonnx.load", "unchanged" if damaged == original else "different")
+    gc.collect()  # a loaded graph's caches form reference cycles: free each case's graph before the next
 
 
 @settings(max_examples=CASES, deadline=None)
