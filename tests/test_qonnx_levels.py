@@ -296,6 +296,19 @@ def test_trunc_levels_agree_on_power_of_two_scales(tmp_path, version, mode):
     assert tensors[graph.outputs[0]] is not None  # computed by the exact rule, not rounded
 
 
+@pytest.mark.parametrize("bits", [5000.0, 2.0 ** 40])
+def test_quant_wider_than_the_exact_rule_runs_by_the_reference_rule(tmp_path, bits):
+    """docs/qonnx.md, "Level 2": a Quant of more than 4096 bits has no exact rule (its bounds would be integers
+    of that many bits); it runs by the level-1 rule and its output is marked rounded."""
+    b = nets.Builder(0)
+    graph = loaded(b.model("x", [2, 8], b.quant("x", 0.25, bits, signed=True)), tmp_path)
+    x = np.random.default_rng(4).normal(0, 30, (2, 8)).astype(np.float32)
+    expected = assert_level1(graph, x)
+    assert_level2_equal(graph, x, expected)
+    _, tensors = graph.run_exact(x)
+    assert tensors[graph.outputs[0]] is None
+
+
 def test_a_flipped_code_is_counted_and_followed_downstream(tmp_path):
     """docs/qonnx.md, section 3: 0.35 / 0.1 is 3.4999999 exactly but 3.5 in float32, so ROUND gives 3 and 4."""
     b = nets.Builder(0)

@@ -41,6 +41,7 @@ from .integer_products import Operand, matmul_codes
 
 INT64_MIN = np.iinfo(np.int64).min
 MAX_GRID_BITS = 4096  # FloatQuant: the exact rule's codes span at most this many bits
+MAX_INT_BITS = 4096  # Quant, Trunc: the exact rule's integer bit widths are 1..MAX_INT_BITS
 EXACT_OPS = ("Quant", "IntQuant", "BipolarQuant", "FloatQuant", "Trunc", "MultiThreshold", "XnorPopcountMatMul",
              "MatMul", "Gemm", "Conv", "Add", "Sub", "Mul", "Div", "Relu", "Sign", "Identity", "Flatten", "Reshape",
              "Transpose", "Concat", "MaxPool", "GlobalAveragePool", "AveragePool")  # ops with an exact rule
@@ -124,6 +125,14 @@ def _one_int(value, what):
     return int(value.reshape(-1)[0])
 
 
+def _bit_width(value, what):
+    """The integer bit width a constant holds (raises NoExactRule outside 1..MAX_INT_BITS)."""
+    b = _one_int(value, what)
+    if not 1 <= b <= MAX_INT_BITS:
+        raise NoExactRule(f"{what} {b} outside 1..{MAX_INT_BITS}")
+    return b
+
+
 def _positive_scale(scale):
     """The exact Fractions of a scale (raises NoExactRule when one is not positive)."""
     s = _frac_array(scale)
@@ -134,7 +143,7 @@ def _positive_scale(scale):
 
 def quant(x, scale, zero_point, bits, signed, narrow, mode):
     """``Quant`` on an exact input: codes ``q = round(clamp(x / scale + zero_point))`` exactly."""
-    b = _one_int(bits, "Quant's bit width")
+    b = _bit_width(bits, "Quant's bit width")
     s, z = _positive_scale(scale), _frac_array(zero_point)
     num, den = scaled(x, s, z)
     if signed and b == 1:
@@ -236,7 +245,7 @@ def trunc(x, args, version, signed, narrow, mode):
     if step.size != 1 or not np.isfinite(t).all() or step.reshape(-1)[0] == 0:
         raise NoExactRule("a truncation step per element")
     step = step.reshape(-1)[0]
-    low, high = (int(v) for v in float_ops.int_range(bool(signed), bool(narrow), _one_int(args[4], "Trunc's bits")))
+    low, high = (int(v) for v in float_ops.int_range(bool(signed), bool(narrow), _bit_width(args[4], "Trunc's bits")))
     num, den = multiply(y, step.denominator), np.int64(step.numerator)
     q = round_ratio(clamp_ratio(num, den, low, high), den, mode)
     return shifted_back(q, np.asarray(z / step, dtype=object), out_scale)
