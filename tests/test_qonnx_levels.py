@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import qonnx_networks as nets
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitsim.errors import InputError
@@ -105,6 +105,51 @@ def fraction_round(f, mode):
 def test_round_ratio_equals_fraction_oracle(nums, den, mode):
     got = round_ratio(np.array(nums, np.int64), np.int64(den), mode)
     assert [int(v) for v in got] == [fraction_round(Fraction(n, den), mode) for n in nums]
+
+
+def events_oracle(x, scale, zero_point, bits, signed, narrow, mode):
+    """Oracle: ``(saturated, underflows)`` of a Quant by its definition, in Fractions."""
+    low, high = (-(2 ** (bits - 1)) + narrow, 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1 - narrow)
+    s, z = Fraction(float(scale)), Fraction(float(zero_point))
+    saturated = underflows = 0
+    for v in np.asarray(x, np.float64).reshape(-1).tolist():
+        r = fraction_round(Fraction(v) / s + z, mode)
+        saturated += not low <= r <= high
+        underflows += v != 0 and min(max(r, low), high) == z
+    return saturated, underflows
+
+
+@given(seed=st.integers(0, 2 ** 32 - 1), bits=st.integers(2, 6), signed=st.booleans(), narrow=st.booleans(),
+       mode=st.sampled_from(MODES), scale=st.sampled_from([0.25, 0.1, 1.5]), zero_point=st.sampled_from([0.0, 1.0]))
+@settings(max_examples=30, deadline=None)
+def test_quant_events_equal_fraction_oracle(tmp_path_factory, seed, bits, signed, narrow, mode, scale, zero_point):
+    """docs/qonnx.md, "Level 2": each Quant's saturations (the rounded value beyond the code range) and
+    underflows (a nonzero input whose output is 0), over a weight and an activation quantizer."""
+    rng = np.random.default_rng(seed)
+    w = (rng.normal(0, 2, (6, 3)) * 8).round().astype(np.float32) / 8
+    w[0, 0] = 0.0
+    b = nets.Builder(0)
+    a = b.quant("x", scale, bits, signed=signed, narrow=narrow, rounding=mode, zero_point=zero_point)
+    wq = b.quant(b.const(w), 0.25, 3, signed=True, rounding="FLOOR")
+    model = b.model("x", [4, 6], b.node("MatMul", [a, wq]))
+    graph = qonnx.load(nets.save(model, tmp_path_factory.mktemp("ev") / "m.onnx"))
+    x = rng.normal(0, 3, (8, 6)).astype(np.float32)
+    x[0, :3] = 0.0
+    events = {}
+    graph.run_exact(x, names=graph.outputs, events=events)
+    act, weight = (graph.nodes[i].name for i in (0, 1))
+    assert (events[act]["saturated"], events[act]["underflows"]) == \
+        events_oracle(x, scale, zero_point, bits, signed, narrow, mode)
+    assert (events[weight]["saturated"], events[weight]["underflows"]) == events_oracle(w, 0.25, 0.0, 3, 1, 0, "FLOOR")
+
+
+def test_quant_events_worked_example(tmp_path):
+    """docs/qonnx.md, "Quantizer events": signed 3 bits of 0.25 on [0.9, -1.2, 0.1, 0.0]."""
+    b = nets.Builder(0)
+    graph = loaded(b.model("x", [1, 4], b.quant("x", 0.25, 3, signed=True)), tmp_path)
+    events = {}
+    graph.run_exact(np.array([[0.9, -1.2, 0.1, 0.0]], np.float32), events=events)
+    assert events == {graph.nodes[0].name: {"saturated": 2, "underflows": 1}}
 
 
 def test_round_ratio_mode_table():

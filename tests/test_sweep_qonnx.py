@@ -31,12 +31,15 @@ def rows(out):
         return list(csv.DictReader(f))
 
 
-def direct_predictions(directory, size, **kwargs):
+def direct_predictions(directory, size, events=None, **kwargs):
     """The predictions of the TFC built directly by ``qonnx_networks.tfc`` with other quantizer arguments (the same
-    seed draws the same weights and batch norms whatever the widths), on the first ``size`` MNIST test images."""
+    seed draws the same weights and batch norms whatever the widths), on the first ``size`` MNIST test images;
+    ``events`` is filled as ``Graph.run_exact`` fills it."""
     path = qonnx_tfc(directory, sizes=SIZES, name="direct.onnx", **kwargs)
     graph = qonnx.load(path)
     x = load_mnist()["x_test"][:size].reshape(size, 784)
+    if events is not None:
+        graph.run_exact(x, names=graph.outputs, events=events)
     return graph.run(x, semantics="exact", names=graph.outputs)[graph.outputs[0]].argmax(1)
 
 
@@ -54,9 +57,14 @@ def test_each_point_is_the_network_built_with_those_quantizers(tfc, tmp_path, qu
     assert np.array_equal(context.float_predictions, direct_predictions(tmp_path, 100))
     config = {"quantizers": {n: canonical_quant(c) for n, c in quantizers.items()}}
     result = context.result(config)
-    expected = direct_predictions(tmp_path, 100, **direct)
+    events = {}
+    expected = direct_predictions(tmp_path, 100, events, **direct)
     assert result["test_error"] == np.mean(expected != labels)
     assert result["agreement"] == np.mean(expected == context.float_predictions) < 1
+    quants = [c for c in events.values() if c is not None]
+    assert len(quants) == len(events) and result["accumulator_events"] is None
+    assert result["saturated"] == sum(c["saturated"] for c in quants) > 0
+    assert result["underflows"] == sum(c["underflows"] for c in quants) > 0
 
 
 def test_bipolar_weights_become_a_quant_of_the_chosen_width(tmp_path):
@@ -106,7 +114,7 @@ def test_serial_and_two_workers_give_the_same_summary_bytes(tfc, tmp_path):
     assert [r["Quant_0.quant"] for r in table[::3]] == ["1b/range", "2b/range", "4b/range"]
     assert [r["Quant_4.quant"] for r in table[:3]] == ["2b/HALF_UP", "4b/HALF_UP", "-"]
     assert "Quant_2.quant" not in table[0] and "accumulator_bits" not in table[0]
-    assert all(r["accumulator_events"] == r["saturated"] == "" for r in table)
+    assert all(r["accumulator_events"] == "" and int(r["saturated"]) > 0 and int(r["underflows"]) > 0 for r in table)
     # 1-bit weights in the first two layers make their products multiplier-free: only the last layer's 32 x 10
     # need a multiplier; at 2 bits every layer's products do
     assert table[0]["multiplications"] == "320" and table[3]["multiplications"] == str(784 * 32 + 32 * 32 + 320)

@@ -9,6 +9,7 @@ until a quantizer (:data:`QUANTIZERS`) takes its exact value again.
 """
 
 import math
+from collections import Counter
 from fractions import Fraction
 
 import numpy as np
@@ -46,6 +47,7 @@ EXACT_OPS = ("Quant", "IntQuant", "BipolarQuant", "FloatQuant", "Trunc", "MultiT
              "MatMul", "Gemm", "Conv", "Add", "Sub", "Mul", "Div", "Relu", "Sign", "Identity", "Flatten", "Reshape",
              "Transpose", "Concat", "MaxPool", "GlobalAveragePool", "AveragePool")  # ops with an exact rule
 QUANTIZERS = ("Quant", "IntQuant", "BipolarQuant", "MultiThreshold", "Trunc", "FloatQuant")  # exact again
+COUNTED = ("Quant", "IntQuant")  # quantizers whose saturations and underflows run_exact counts
 
 
 class NoExactRule(Exception):
@@ -141,8 +143,12 @@ def _positive_scale(scale):
     return s
 
 
-def quant(x, scale, zero_point, bits, signed, narrow, mode):
-    """``Quant`` on an exact input: codes ``q = round(clamp(x / scale + zero_point))`` exactly."""
+def quant(x, scale, zero_point, bits, signed, narrow, mode, events=None):
+    """``Quant`` on an exact input: codes ``q = round(clamp(x / scale + zero_point))`` exactly.
+
+    With ``events`` (a :class:`collections.Counter`), adds its ``saturated`` values (``round(x / scale +
+    zero_point)`` outside the code range) and ``underflows`` (nonzero values whose output is 0).
+    """
     b = _bit_width(bits, "Quant's bit width")
     s, z = _positive_scale(scale), _frac_array(zero_point)
     num, den = scaled(x, s, z)
@@ -150,8 +156,21 @@ def quant(x, scale, zero_point, bits, signed, narrow, mode):
         q = np.where(np.asarray(num >= 0), 1, -1).astype(np.int64)
     else:
         low, high = (int(v) for v in float_ops.int_range(bool(signed), bool(narrow), b))
-        q = round_ratio(clamp_ratio(num, den, low, high), den, mode)
-    return shifted_back(q, z, s)
+        if events is None:
+            q = round_ratio(clamp_ratio(num, den, low, high), den, mode)
+        else:  # the same q: every mode is monotone and keeps integers, so the clamp may come after rounding
+            r = round_ratio(num, den, mode)
+            if max(-low, high) >= INT64_SAFE:
+                r = widen(r)
+            above, below = r > high, r < low
+            events["saturated"] += int(np.count_nonzero(above | below))
+            q = as_codes(np.where(above, high, np.where(below, low, r)))
+    out = shifted_back(q, z, s)
+    if events is not None:
+        nonzero = (np.asarray(x.codes) != 0) & (x.scale_full() != 0)
+        nonzero, zero = np.broadcast_arrays(nonzero, np.asarray(out.codes) == 0)
+        events["underflows"] += int(np.count_nonzero(nonzero & zero))
+    return out
 
 
 def floor_log2(num, den):
@@ -528,11 +547,12 @@ def concat(tensors, axis):
                                           for t in tensors], axis=axis)), g)
 
 
-def run_exact_node(node, args, constant):
+def run_exact_node(node, args, constant, events=None):
     """The exact output of ``node`` from exact inputs ``args`` (raises NoExactRule when there is none).
 
     A :class:`~bitsim.interop.exact_tensor.NonFinite` constant is taken only as ``MultiThreshold``'s
     thresholds; an op of :data:`EXACT_OPS` given one anywhere else refuses it, naming it and the node.
+    A ``Quant`` adds its saturations and underflows to ``events`` (a Counter) when one is given.
     """
     op, at = node.op_type, node.attrs
     for i, a in enumerate(args):
@@ -543,7 +563,7 @@ def run_exact_node(node, args, constant):
     x = args[0] if args else None
     if op in ("Quant", "IntQuant"):
         s, z, b = (to_float32(a) for a in args[1:4])
-        return quant(x, s, z, b, at.get("signed", 1), at.get("narrow", 0), at.get("rounding_mode", "ROUND"))
+        return quant(x, s, z, b, at.get("signed", 1), at.get("narrow", 0), at.get("rounding_mode", "ROUND"), events)
     if op == "BipolarQuant":
         return bipolar_quant(x, to_float32(args[1]))
     if op == "FloatQuant":
@@ -601,29 +621,39 @@ def run_exact_node(node, args, constant):
 
 def constants(graph):
     """The exact tensors that do not depend on the inputs (constants, and nodes of constants alone), computed
-    once per graph; and those among them that an op without an exact rule rounded."""
+    once per graph; and those among them that an op without an exact rule rounded.
+
+    The ``Quant`` nodes among them leave their events in ``graph.cache["constant_events"]`` (node name ->
+    Counter, or None for a node computed by the reference rule).
+    """
     if "exact_constants" not in graph.cache:
         batched = graph.batched()
         consts = {name: constant_of(value, name) for name, value in graph.initializers.items()}
         rounded = set()
+        events = {}
         for node in graph.nodes:
             if any(name in batched for name in node.outputs):
                 continue
             names = [name for name in node.inputs if name]
+            counter = Counter() if node.op_type in COUNTED else None
             try:
-                outs = [run_exact_node(node, [consts[n] for n in names], [True] * len(names))]
+                outs = [run_exact_node(node, [consts[n] for n in names], [True] * len(names), counter)]
             except NoExactRule:
                 floats_in = [graph.initializers[n] if n in graph.initializers else to_float32(consts[n])
                              for n in names]
                 outs = fallback_outputs(graph, node, floats_in)
                 rounded.update(node.outputs)
+                counter = None
             except NonFiniteError:
                 raise  # names the tensor and the node already
             except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as err:
                 raise InputError(f"node {node.name!r} ({node.op_type}) cannot run on its operands: "
                                  f"{str(err)[:200]}") from None
             consts.update(zip(node.outputs, outs))
+            if node.op_type in COUNTED:
+                events[node.name] = counter
         graph.cache["exact_constants"] = consts, rounded
+        graph.cache["constant_events"] = events
     return graph.cache["exact_constants"]
 
 
@@ -635,11 +665,19 @@ def fallback_outputs(graph, node, floats_in):
             for name, v in zip(node.outputs, outs)]
 
 
-def run_exact(graph, inputs, names, codes=True):
+def run_exact(graph, inputs, names, codes=True, events=None):
     """Run ``graph`` at the exact level and give ``names`` (see :meth:`bitsim.interop.graph.Graph.run_exact`);
-    without ``codes``, the exact tensors are not joined over the batches (the second result is empty)."""
+    without ``codes``, the exact tensors are not joined over the batches (the second result is empty).
+
+    With ``events`` (a dict), every ``Quant`` node's saturations and underflows over the constants and the
+    whole run are put in it: node name -> Counter, or None for a node computed by the reference rule.
+    """
     ready, chunks = graph.prepare(inputs)
     consts, const_rounded = constants(graph)
+    if events is not None:
+        events.clear()
+        for name, counter in graph.cache["constant_events"].items():
+            events[name] = None if counter is None else Counter(counter)
     value_parts, exact_parts = [], []
     for c in range(chunks):
         context = dict(consts)
@@ -652,15 +690,20 @@ def run_exact(graph, inputs, names, codes=True):
             ins = [name for name in node.inputs if name]
             args = [context[name] for name in ins]
             constant = [name in consts for name in ins]
+            counter = None
+            if events is not None and node.op_type in COUNTED:
+                counter = events.setdefault(node.name, Counter())
             try:
                 if any(name in rounded for name in ins) and node.op_type not in QUANTIZERS:
                     raise NoExactRule("an input was rounded")
-                outs = [run_exact_node(node, args, constant)]
+                outs = [run_exact_node(node, args, constant, counter)]
             except NoExactRule:
                 floats_in = [graph.initializers[n] if n in graph.initializers else to_float32(context[n])
                              for n in ins]
                 outs = fallback_outputs(graph, node, floats_in)
                 rounded.update(node.outputs)
+                if counter is not None:
+                    events[node.name] = None
             except NonFiniteError:
                 raise  # names the tensor and the node already
             except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as err:

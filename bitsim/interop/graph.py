@@ -213,8 +213,20 @@ class Graph:
         """
         return plan_of(self)
 
-    def run_exact(self, inputs, names=None):
+    def run_exact(self, inputs, names=None, events=None):
         """The ``exact`` level: ``(values, tensors)`` of every tensor, or of ``names``.
+
+        Parameters
+        ----------
+        inputs : numpy.ndarray or dict of str to numpy.ndarray
+            As for :meth:`run`.
+        names : list of str, optional
+            The tensors to return; by default every tensor.
+        events : dict, optional
+            Filled with every ``Quant`` node's events over its constants and the whole run: node name ->
+            ``Counter`` of ``saturated`` (``round(x / scale + zero_point)`` outside the code range) and
+            ``underflows`` (nonzero inputs whose output is 0), or None for a node computed by the
+            reference rule (``docs/qonnx.md``, "Level 2").
 
         Returns
         -------
@@ -225,7 +237,7 @@ class Graph:
             over the batches, or None where an op has no exact rule and its float32 value was
             computed by the reference rule (``docs/qonnx.md`` lists which).
         """
-        return run_exact(self, inputs, self.check_names(names))
+        return run_exact(self, inputs, self.check_names(names), events=events)
 
 
 __all__ = ["Graph", "Node", "SEMANTICS"]

@@ -19,7 +19,8 @@ from ..interop.exact_tensor import ROUNDING_MODES
 from ..schema import BOOL, Int, OneOf
 
 __all__ = ["QUANT_OPS", "QUANT_PARAMS", "SCALE_RULES", "Quantizer", "QonnxNetwork", "load_qonnx", "canonical_quant",
-           "quant_label", "effective", "choice_error", "modified_model", "qonnx_costs", "QonnxContext", "predictions"]
+           "quant_label", "effective", "choice_error", "modified_model", "qonnx_costs", "QonnxContext", "predictions",
+           "quantizer_totals"]
 
 QUANT_OPS = ("Quant", "IntQuant", "BipolarQuant")
 SCALE_RULES = ("keep", "range")
@@ -304,10 +305,22 @@ def qonnx_costs(network, choices):
     return {"weight_bytes": weight, "activation_bytes": activation, "multiplications": mults}
 
 
-def predictions(graph, inputs):
-    """The first largest score of each example at the exact level."""
-    scores = graph.run(inputs, semantics="exact", names=graph.outputs)[graph.outputs[0]]
+def predictions(graph, inputs, events=None):
+    """The first largest score of each example at the exact level (``events``: see
+    :meth:`bitsim.interop.graph.Graph.run_exact`)."""
+    if events is None:
+        scores = graph.run(inputs, semantics="exact", names=graph.outputs)[graph.outputs[0]]
+    else:
+        scores = graph.run_exact(inputs, names=graph.outputs, events=events)[0][graph.outputs[0]]
     return np.asarray(scores).argmax(1)
+
+
+def quantizer_totals(events):
+    """``(saturated, underflows)`` summed over every ``Quant`` node's events, or ``(None, None)`` when a node
+    ran by the reference rule and was not counted."""
+    if any(counter is None for counter in events.values()):
+        return None, None
+    return (sum(c["saturated"] for c in events.values()), sum(c["underflows"] for c in events.values()))
 
 
 @dataclass
@@ -334,14 +347,16 @@ class QonnxContext:
         return build(onnx, modified_model(self.network, config["quantizers"]), self.network.graph.path)
 
     def result(self, config):
-        """The recorded values of one point (``accumulator_events``, ``saturated``, ``underflows``: None, not
-        recorded for a QONNX network)."""
-        predicted = predictions(self.graph_of(config), self.inputs)
+        """The recorded values of one point (``accumulator_events``: None, the exact level has no accumulator
+        edge; ``saturated`` and ``underflows``: over every ``Quant`` node, weights and activations)."""
+        events = {}
+        predicted = predictions(self.graph_of(config), self.inputs, events)
+        saturated, underflows = quantizer_totals(events)
         n = len(self.labels)
         return {"test_error": int(np.sum(predicted != self.labels)) / n,
                 "agreement": int(np.sum(predicted == self.float_predictions)) / n,
                 **qonnx_costs(self.network, config["quantizers"]),
-                "accumulator_events": None, "saturated": None, "underflows": None}
+                "accumulator_events": None, "saturated": saturated, "underflows": underflows}
 
     def __getstate__(self):  # workers rebuild the graph (its onnxruntime sessions do not travel)
         graph = self.network.graph
