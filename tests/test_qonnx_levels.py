@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bitsim.errors import InputError
 from bitsim.interop import qonnx
-from bitsim.interop.differences import check_tensors, compare_levels, execute_qonnx
+from bitsim.interop.differences import check_tensors, compare_levels, execute_qonnx, format_levels
 from bitsim.interop.exact_tensor import ROUNDING_MODES, exact_values, nearest_float32, round_ratio
 from bitsim.interop.golden_rows import golden_rows
 from bitsim.interop.integer_products import matmul_codes, plan
@@ -147,9 +147,13 @@ def test_quant_events_worked_example(tmp_path):
     """docs/qonnx.md, "Quantizer events": signed 3 bits of 0.25 on [0.9, -1.2, 0.1, 0.0]."""
     b = nets.Builder(0)
     graph = loaded(b.model("x", [1, 4], b.quant("x", 0.25, 3, signed=True)), tmp_path)
+    x = np.array([[0.9, -1.2, 0.1, 0.0]], np.float32)
     events = {}
-    graph.run_exact(np.array([[0.9, -1.2, 0.1, 0.0]], np.float32), events=events)
+    graph.run_exact(x, events=events)
     assert events == {graph.nodes[0].name: {"saturated": 2, "underflows": 1}}
+    rows = compare_levels(graph, x)  # the report of `bitsim qonnx check`
+    assert rows[1].events == {"saturated": 2, "underflows": 1} and rows[0].events is None
+    assert f"EQUAL      {graph.outputs[0]} (Quant, exact; 2 saturated, 1 underflows)" in format_levels(rows)
 
 
 def test_round_ratio_mode_table():

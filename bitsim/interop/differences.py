@@ -117,6 +117,9 @@ class LevelDifference:
         Elements that differ.
     codes_flipped : int or None
         For a quantizer's output: how many of its integer codes differ; None for other tensors.
+    events : collections.Counter or None
+        For a ``Quant`` node's output at the exact level: its ``saturated`` and ``underflows`` counts
+        (:meth:`bitsim.interop.graph.Graph.run_exact`); None for other tensors and uncounted nodes.
     """
 
     name: str
@@ -126,6 +129,7 @@ class LevelDifference:
     max_abs_diff: float
     differing: int
     codes_flipped: object = None
+    events: object = None
 
 
 def compare_levels(graph, inputs, reference=None):
@@ -138,8 +142,10 @@ def compare_levels(graph, inputs, reference=None):
     """
     if reference is None:
         reference = execute_qonnx(graph, inputs)
-    values, tensors = graph.run_exact(inputs)
+    events = {}
+    values, tensors = graph.run_exact(inputs, events=events)
     producer = {name: node.op_type for node in graph.nodes for name in node.outputs}
+    counted = {node.outputs[0]: events[node.name] for node in graph.nodes if node.name in events}
     out = []
     for name in graph.tensor_names():
         e, r = values[name], np.asarray(reference[name])
@@ -149,7 +155,7 @@ def compare_levels(graph, inputs, reference=None):
         op = producer.get(name, "input")
         out.append(LevelDifference(name, op, tensors.get(name) is not None, differing == 0,
                                    float(np.nanmax(diff)) if diff.size else 0.0, differing,
-                                   differing if op in QUANTIZERS else None))
+                                   differing if op in QUANTIZERS else None, counted.get(name)))
     return out
 
 
@@ -158,6 +164,8 @@ def format_levels(rows):
     lines = ["exact level against the float execution (QONNX's executor):"]
     for r in rows:
         how = "exact" if r.exact else "rounded"
+        if r.events is not None:
+            how += f"; {r.events['saturated']} saturated, {r.events['underflows']} underflows"
         if r.equal:
             lines.append(f"EQUAL      {r.name} ({r.op_type}, {how})")
         else:
