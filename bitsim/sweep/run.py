@@ -80,15 +80,29 @@ def prepare(spec_path):
     return spec, network, configs, data
 
 
+def compact_bytes(value):
+    """A byte count as a short axis label: ``950``, ``120k``, ``2.5M``."""
+    if value >= 1e6:
+        return f"{value / 1e6:g}M"
+    return f"{value / 1e3:g}k" if value >= 1e3 else f"{value:g}"
+
+
 def plot_pareto(rows, front, path, title):
     """Test error against memory of every done point, the Pareto front joined (needs matplotlib)."""
     def draw(ax):
+        from matplotlib.ticker import FuncFormatter
+
+
         done = [r for r in rows if r["status"] == "done"]
         ax.scatter([r["weight_bytes"] + r["activation_bytes"] for r in done], [100 * r["test_error"] for r in done],
                    s=10, color="0.6", label=f"{len(done)} points")
         ax.plot([r["weight_bytes"] + r["activation_bytes"] for r in front], [100 * r["test_error"] for r in front],
                 marker="o", color="C3", label="Pareto front")
-        ax.set_xscale("log")
+        low, high = ax.get_xlim()
+        if low > 0 and high / low >= 10:  # a log axis where the points span more than a decade
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: compact_bytes(v)))
         ax.set_xlabel("memory: weight codes + one image's activation codes (bytes)")
         ax.set_ylabel("test error (%)")
         ax.set_title(title, fontsize=9)
