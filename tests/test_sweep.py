@@ -13,6 +13,7 @@ from bitsim.errors import DamagedFileError, InputError, MissingFileError
 from bitsim.sweep import run_sweep
 from bitsim.sweep.formats import FORMATS, auto_frac
 from bitsim.sweep.network import load_network, run_float64, run_integer
+from bitsim.sweep.run import compact_bytes
 from bitsim.sweep.spec import expand, load_spec, parse_spec
 from sweep_models import spec_text, train_models
 
@@ -47,6 +48,11 @@ def test_serial_one_and_two_workers_give_the_same_summary_bytes(models, tmp_path
     points = sorted(p.name for p in (tmp_path / "serial" / "points").iterdir())
     assert points == sorted(p.name for p in (tmp_path / "two" / "points").iterdir()) and len(points) == 40
     assert (tmp_path / "serial" / "pareto.png").is_file()
+
+
+def test_plot_axis_labels_are_short_byte_counts():
+    assert [compact_bytes(v) for v in (0, 950, 1000, 42500, 120000, 2.5e6)] == ["0", "950", "1k", "42.5k", "120k",
+                                                                                 "2.5M"]
 
 
 def test_resume_skips_done_points_and_reruns_missing_ones(models, tmp_path):

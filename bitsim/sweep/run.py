@@ -17,7 +17,7 @@ from .gru_net import GRUContext, load_gru
 from .qonnx_net import QonnxContext, load_qonnx
 from .spec import expand, expand_gru, expand_qonnx, load_spec, point_id
 
-__all__ = ["KIND", "OWNED", "prepare", "run_sweep", "write_results", "plot_pareto"]
+__all__ = ["KIND", "OWNED", "prepare", "run_sweep", "write_results", "plot_pareto", "compact_bytes"]
 
 KIND = "bitsim sweep"
 OWNED = ("points/", "spec.toml", "summary.csv", "pareto.csv", "timing.csv", "pareto.png", "sweep.json")
@@ -87,8 +87,12 @@ def compact_bytes(value):
     return f"{value / 1e3:g}k" if value >= 1e3 else f"{value:g}"
 
 
-def plot_pareto(rows, front, path, title):
-    """Test error against memory of every done point, the Pareto front joined (needs matplotlib)."""
+ACTIVATIONS_OF = {"gru": "one stream's x_t and h_t codes", "qonnx": "one example's activation codes"}
+
+
+def plot_pareto(rows, front, path, title, kind=""):
+    """Test error against memory of every done point, the Pareto front joined (needs matplotlib); ``kind`` (the
+    model's) names what the activation bytes are of."""
     def draw(ax):
         from matplotlib.ticker import FuncFormatter
 
@@ -99,11 +103,12 @@ def plot_pareto(rows, front, path, title):
         ax.plot([r["weight_bytes"] + r["activation_bytes"] for r in front], [100 * r["test_error"] for r in front],
                 marker="o", color="C3", label="Pareto front")
         low, high = ax.get_xlim()
-        if low > 0 and high / low >= 10:  # a log axis where the points span more than a decade
+        if low > 0 and high / low >= 100:  # a log axis where the points span two decades or more
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: compact_bytes(v)))
-        ax.set_xlabel("memory: weight codes + one image's activation codes (bytes)")
+        activations = ACTIVATIONS_OF.get(kind, "one image's activation codes")
+        ax.set_xlabel(f"memory: weight codes + {activations} (bytes)")
         ax.set_ylabel("test error (%)")
         ax.set_title(title, fontsize=9)
         ax.grid(True, alpha=0.3)
@@ -123,7 +128,7 @@ def write_results(out, configs, network, title):
     front = pareto(rows)
     if front:
         atomic_write_bytes(out / "pareto.csv", summary_csv(front))
-    plot = plot_pareto(rows, front, out / "pareto.png", title) if front else None
+    plot = plot_pareto(rows, front, out / "pareto.png", title, network.kind) if front else None
     return rows, front, plot
 
 
