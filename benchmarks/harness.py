@@ -42,7 +42,9 @@ from bitsim.formats.binary import n_words  # noqa: E402
 from bitsim.kernels import xnor as kb  # noqa: E402
 
 NAIVE_MAX_MACS = 1.1e9  # about 1 s of numpy int64 matmul, 2.5 s of int32
-TIMING = "time = best of the runs of each row (kernel and float32 baseline alternating in blocks, warm-up excluded)"
+TIMING = ("time = best of the runs of each row (kernel and float32 baseline alternating in blocks, each block after "
+          "an untimed pause in which the other's threads stop spinning; warm-up excluded)")
+SPIN_PAUSE = 0.3  # seconds: OpenBLAS's and OpenMP's idle threads spin for about this long after a call
 
 
 def parse_args(doc, quick="small shapes, for a smoke run", argv=None):
@@ -144,13 +146,15 @@ def bitplane_case(m, k, n_cols, bits=8, seed=3):
     )
 
 
-def best_times(functions, block=3, min_rounds=3, max_rounds=6, budget=3.0):
+def best_times(functions, block=3, min_rounds=3, max_rounds=6, budget=3.0, pause=SPIN_PAUSE):
     """Best (minimum) wall time of each function, and the number of timed calls of each.
 
     The functions take turns in blocks of ``block`` consecutive calls, so that each one is
-    timed both early and late in the day's machine load, but not right after a switch only:
-    OpenBLAS's and OpenMP's worker threads spin for a while after their call and slow down
-    whatever runs next. The first call of each function is a warm-up (JIT compilation).
+    timed both early and late in the day's machine load. Before each block the harness waits
+    ``pause`` seconds, untimed: OpenBLAS's and OpenMP's worker threads spin after their call
+    and slow down whatever runs next (numba's kernels after a numpy matmul, and the matmul
+    after numba's kernels, by up to 2x for a tenth of a second or more). The first call of
+    each function is a warm-up (JIT compilation).
     """
     for f in functions:
         f()
@@ -158,6 +162,7 @@ def best_times(functions, block=3, min_rounds=3, max_rounds=6, budget=3.0):
     start = time.perf_counter()
     for rounds in range(1, max_rounds + 1):
         for f, ts in zip(functions, times):
+            time.sleep(pause)
             for _ in range(block):
                 t0 = time.perf_counter()
                 f()

@@ -86,12 +86,14 @@ def tfc(seed=0, w_bits=2, a_bits=2, signed=True, narrow=False, rounding="ROUND",
     return b.model("x", [batch, sizes[0]], h)
 
 
-def tfc_streamlined(seed=0, w_bits=1, a_bits=1, batch=1, sizes=(784, 64, 64, 64, 10), binary_input=False):
+def tfc_streamlined(seed=0, w_bits=1, a_bits=1, batch=1, sizes=(784, 64, 64, 64, 10), binary_input=False,
+                    tail=None):
     """TFC after streamlining: integer-valued weights, MultiThreshold activations, a final Mul and Add.
 
     ``binary_input``: the pixels 0..255 are first binarized to -1/+1 at 128 by a bipolar MultiThreshold, as
     FINN's TFC-w1a1 (Brevitas' bnn_pynq, input bit width 1) is after streamlining; else the first MatMul
-    takes the pixels themselves (8-bit input)."""
+    takes the pixels themselves (8-bit input). ``tail``: the nodes after the last MatMul instead of the Mul
+    and Add, as ``(op_type, constant or None, constant first)`` (None: a node of one input, e.g. Relu)."""
     b = Builder(seed)
     h = "x"
     if binary_input:
@@ -111,8 +113,14 @@ def tfc_streamlined(seed=0, w_bits=1, a_bits=1, batch=1, sizes=(784, 64, 64, 64,
         h = b.node("MultiThreshold", [h, b.const(t, "t")], domain=QONNX, out_dtype=f"UINT{a_bits}"
                    if a_bits > 1 else "BIPOLAR", out_scale=2.0 if a_bits == 1 else 1.0,
                    out_bias=-1.0 if a_bits == 1 else 0.0)
-    h = b.node("Mul", [h, b.const(np.float32(0.125))])
-    h = b.node("Add", [h, b.const(np.round(b.rng.normal(0, 8, sizes[-1])) * 0.125)])
+    if tail is None:
+        tail = [("Mul", np.float32(0.125), False), ("Add", np.round(b.rng.normal(0, 8, sizes[-1])) * 0.125, False)]
+    for op, value, first in tail:
+        if value is None:
+            h = b.node(op, [h])
+        else:
+            c = b.const(np.asarray(value, np.float32))
+            h = b.node(op, [c, h] if first else [h, c])
     return b.model("x", [batch, sizes[0]], h)
 
 

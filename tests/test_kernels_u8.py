@@ -31,7 +31,7 @@ def saturating_pair_sums(x, w):
 
 
 def check_routes(x, w):
-    """Every route equals the oracle; 'avx2' raises exactly when the int16 bound fails."""
+    """Every route and both layouts of ``w`` equal the oracle; 'avx2' raises exactly when the int16 bound fails."""
     want = R.u8s8_matmul(x, w)
     max_x = int(x.max()) if x.size else 0
     max_w = max(int(w.max()), -int(w.min())) if w.size else 0
@@ -44,6 +44,9 @@ def check_routes(x, w):
         got = K.u8s8_matmul(x, w, route=route)
         assert got.dtype == np.int32 and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
+        transposed = K.u8s8_matmul(x, np.ascontiguousarray(w.T), route=route, layout="kn")
+        assert transposed.dtype == np.int32
+        np.testing.assert_array_equal(transposed, want)
 
 
 @st.composite
@@ -209,6 +212,10 @@ def test_u8s8_matmul_errors():
         K.u8s8_matmul(x, w[:, :2])
     with pytest.raises(ValueError, match="route must be 'auto', 'avx2' or 'portable', got 'blas'"):
         K.u8s8_matmul(x, w, route="blas")
+    with pytest.raises(ValueError, match="layout must be 'nk'"):
+        K.u8s8_matmul(x, w, layout="tn")
+    with pytest.raises(ValueError, match="x has K=3 columns but w has K=4"):
+        K.u8s8_matmul(x, w, layout="kn")  # (4, 3) read as (K, N): K = 4
 
 
 @pytest.fixture

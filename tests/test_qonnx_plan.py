@@ -1,5 +1,5 @@
 """The compiled plan of the exact level equals the general exact path bit for bit, and steps aside where it does
-not apply; its kernels (pixel codes, fused XNOR and sign compares) against slow oracles."""
+not apply; its kernels (pixel codes, fused XNOR and sign compares, affine tails) against slow oracles."""
 
 import numpy as np
 import pytest
@@ -7,12 +7,15 @@ import qonnx_networks as nets
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bitsim.errors import InputError, InputTypeError
 from bitsim.formats.binary import pack
 from bitsim.interop import qonnx
 from bitsim.interop.exact_plan import plan_of, run_planned
+from bitsim.kernels.affine import affine_codes
 from bitsim.kernels.byte_codes import uint8_codes
 from bitsim.kernels.thresholds import float32_thresholds, float_signs
 from bitsim.kernels.xnor_signs import xnor_signs
+from bitsim.reference.affine import affine_codes as affine_codes_oracle
 from bitsim.reference.byte_codes import uint8_codes as uint8_codes_oracle
 from bitsim.reference.xnor import threshold_pack as threshold_pack_oracle
 from bitsim.reference.xnor import xnor_gemm as xnor_gemm_oracle
@@ -98,6 +101,51 @@ def test_graphs_without_a_chain_take_the_general_path(tmp_path):
     assert kinds(wide) is None  # weights of -128 leave the u8 x int8 bound: MatMul by the general rule
     x = nets.images(4, (2, 40), grid=1)
     assert_plan_equals_general(wide, x)
+
+
+def test_tfc_tail_is_one_affine_map(tmp_path):
+    graph = loaded(nets.tfc_streamlined(seed=2, batch=4), tmp_path)
+    plan = plan_of(graph)
+    mul, add = plan.tail
+    assert set(plan.affine) == {mul.outputs[0], add.outputs[0]}
+    assert plan.affine[add.outputs[0]][0] == mul.inputs[0]  # both maps start from the last product
+
+
+PER_CHANNEL = np.random.default_rng(8).uniform(0.1, 3.0, 10).astype(np.float32)
+
+
+@pytest.mark.parametrize("tail,mapped", [
+    ([("Mul", PER_CHANNEL, False), ("Sub", 3.3, True), ("Add", -PER_CHANNEL, False)], 3),
+    ([("Sub", PER_CHANNEL, False), ("Mul", -0.7, True)], 2),
+    ([("Mul", 0.1, False), ("Relu", None, False), ("Add", 1.5, False)], 1),  # Relu is not affine: Add by the rules
+    ([("Add", 2.0 ** -70, False)], 0),  # codes past 2**62 in the common scale: the general rules, Python ints
+])
+def test_affine_tails_equal_general_path(tmp_path, tail, mapped):
+    graph = loaded(nets.tfc_streamlined(seed=9, batch=4, sizes=(784, 64, 64, 10), tail=tail), tmp_path)
+    assert len(plan_of(graph).affine) == mapped
+    x = nets.images(5, (8, 784), grid=1)
+    assert run_planned(graph, x, graph.tensor_names()) is not None
+    assert_plan_equals_general(graph, x)
+
+
+@given(st.integers(0, 30), st.integers(1, 12), st.sampled_from([np.int8, np.int16, np.int32, np.int64]),
+       st.integers(0, 2 ** 16))
+def test_affine_codes_equal_the_oracle(rows, channels, dtype, seed):
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    x = rng.integers(max(info.min, -2 ** 40), min(info.max, 2 ** 40), (rows, channels), endpoint=True).astype(dtype)
+    factor = rng.integers(-2 ** 20, 2 ** 20, channels).astype(np.int64)
+    offset = rng.integers(-2 ** 40, 2 ** 40, channels).astype(np.int64)
+    got = affine_codes(x, factor, offset)
+    assert got.dtype == np.int64 and got.tolist() == affine_codes_oracle(x, factor, offset)
+
+
+def test_affine_codes_refuse_what_could_leave_int64():
+    x = np.array([[2 ** 40]], np.int64)
+    with pytest.raises(InputError, match="leave int64"):
+        affine_codes(x, np.array([2 ** 23], np.int64), np.array([0], np.int64))
+    with pytest.raises(InputTypeError, match="int64 of shape"):
+        affine_codes(x, np.array([1, 2], np.int64), np.array([0], np.int64))
 
 
 @given(st.integers(1, 150), st.integers(1, 9), st.integers(0, 2 ** 16))

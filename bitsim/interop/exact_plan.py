@@ -25,7 +25,12 @@ and ``MultiThreshold`` (FINN's streamlined MLPs, exported BNNs), as far as these
 The weights are converted and packed, the thresholds made integers, and every scale computed when the
 plan is built, not on each run. The nodes after the chain run by the general rules
 (:func:`bitsim.interop.exact_ops.run_exact_node`) on the whole batch at once; only element-wise ops
-and products with constants that do not depend on the batch size qualify (:data:`TAIL_OPS`).
+and products with constants that do not depend on the batch size qualify (:data:`TAIL_OPS`). A ``Mul``,
+``Add`` or ``Sub`` of a step's output (or of such a node's output) by a per-channel constant is an integer
+affine map of the step's codes, ``codes * F + C`` with the output scale of the general rule; the plan
+finds ``F`` and ``C`` by running the general rule on probe codes 0, 1 and 2 (and keeps the map only when
+the three agree with it and every value stays below ``2**62``), composes consecutive maps, and computes
+a node's codes in one pass (:func:`bitsim.kernels.affine.affine_codes`) only when they are asked for.
 
 Each step computes the integers the general rules compute (exact sums by any route; a compare with the
 same integer threshold), with the same scales, so the values are the same bit for bit. The plan does
@@ -41,6 +46,7 @@ import numpy as np
 from ..errors import BitsimError
 from ..formats.binary import pack, unpack
 from ..kernels import xnor_gemm
+from ..kernels.affine import affine_codes
 from ..kernels.thresholds import float_signs, threshold_counts
 from ..kernels.u8 import float_u8s8_matmul, u8s8_matmul
 from ..kernels.xnor import threshold_pack
@@ -48,7 +54,7 @@ from ..kernels.xnor_signs import xnor_signs
 from . import float_ops
 from .batches import LazyTensors
 from .exact_ops import NoExactRule, constants, matmul, multithreshold, run_exact_node
-from .exact_tensor import Exact, common_scale, exact_of_float, max_abs, to_float32
+from .exact_tensor import INT64_SAFE, Exact, NonFinite, common_scale, exact_of_float, max_abs, to_float32
 
 TAIL_OPS = ("Add", "Sub", "Mul", "Div", "Relu", "Sign", "Identity", "Quant", "BipolarQuant", "MultiThreshold",
             "MatMul")
@@ -77,9 +83,25 @@ class Floats:
         return exact_of_float(self.x)
 
 
+@dataclass
+class Affine:
+    """``base.codes * factor + offset`` (per channel) at ``scale``: a tail node's output, made on first use."""
+
+    base: object
+    factor: np.ndarray
+    offset: np.ndarray
+    scale: np.ndarray
+    made: Exact = None
+
+    def exact(self):
+        if self.made is None:
+            self.made = Exact(affine_codes(as_exact(self.base).codes, self.factor, self.offset), self.scale)
+        return self.made
+
+
 def as_exact(value):
     """The :class:`Exact` of a plan value."""
-    return value.exact() if isinstance(value, (Signs, Floats)) else value
+    return value.exact() if isinstance(value, (Signs, Floats, Affine)) else value
 
 
 @dataclass
@@ -110,6 +132,7 @@ class Plan:
     steps: list
     tail: list
     consts: dict
+    affine: dict = field(default_factory=dict)
     batched: set = field(default=None, repr=False)
 
     def run(self, x):
@@ -144,6 +167,10 @@ class Plan:
                 codes = threshold_counts(v.codes, s.thresholds, s.step, s.offset, s.dtype)
                 context[s.target] = Exact(codes, s.scale)
         for node in self.tail:
+            if node.outputs[0] in self.affine:
+                base, factor, offset, scale = self.affine[node.outputs[0]]
+                context[node.outputs[0]] = Affine(context[base], factor, offset, scale)
+                continue
             ins = [name for name in node.inputs if name]
             try:
                 out = run_exact_node(node, [as_exact(context[name]) for name in ins],
@@ -237,6 +264,7 @@ def build(graph, consts, const_rounded):
     current, state, bounds, k_now = name, "input", (0, 255), int(shape[1])
     acc = None  # probe of the current accumulator
     steps, tail, done = [], [], set(consts)
+    known, affine = {}, {}  # step and affine outputs: (base step, factor, offset, scale, channels, base bound)
     for node in graph.nodes:
         if node.outputs[0] in consts:
             continue
@@ -277,17 +305,64 @@ def build(graph, consts, const_rounded):
             steps.append(step)
             current = step.target
             done.add(step.target)
+            limit = acc_bound if state == "acc" else max(abs(bounds[0]), abs(bounds[1]))
+            known[step.target] = (step.target, np.ones(k_now, np.int64), np.zeros(k_now, np.int64), step.scale,
+                                  k_now, limit)
             continue
         if node.op_type not in TAIL_OPS or any(n == name for n in ins) or \
                 any(n in consts and np.asarray(consts[n].codes).ndim >= 2 and np.asarray(consts[n].codes).shape[0] != 1
                     and node.op_type != "MatMul" for n in ins) or not all(n in done for n in ins):
             return None
+        mapped = affine_map(node, known, consts)
+        if mapped is not None:
+            affine[node.outputs[0]] = mapped[:4]
+            known[node.outputs[0]] = mapped
         tail.append(node)
         done.add(node.outputs[0])
-    return finish(name, steps, tail, consts)
+    return finish(name, steps, tail, consts, affine)
 
 
-def finish(name, steps, tail, consts):
+def affine_map(node, known, consts):
+    """``(base, factor, offset, scale, channels, bound)`` of a ``Mul``, ``Add`` or ``Sub`` of a known output by a
+    per-channel constant (see the module docstring), or None; ``bound`` is the largest ``|code|`` of the base
+    step's output, and ``bound * max|factor| + max|offset|`` must stay below ``2**62``."""
+    ins = [n for n in node.inputs if n]
+    if node.op_type not in ("Mul", "Add", "Sub") or len(ins) != 2:
+        return None
+    variable = [n for n in ins if n not in consts]
+    if len(variable) != 1 or variable[0] not in known:
+        return None
+    base, factor, offset, scale, channels, bound = known[variable[0]]
+    c = consts[next(n for n in ins if n in consts)]
+    if isinstance(c, NonFinite) or np.asarray(c.codes).dtype == object:
+        return None
+    shape = np.asarray(c.codes).shape
+    if len(shape) > 2 or (len(shape) == 2 and shape[0] != 1) or (shape and shape[-1] not in (1, channels)):
+        return None
+    outs = []
+    for v in (0, 1, 2):
+        probe = Exact(np.full((1, channels), v, np.int64), scale)
+        try:
+            out = run_exact_node(node, [probe if n == variable[0] else c for n in ins], [n in consts for n in ins])
+        except (NoExactRule, ArithmeticError, ValueError, TypeError, IndexError, KeyError):
+            return None
+        if out.codes.shape != (1, channels) or out.codes.dtype == object:
+            return None
+        outs.append(out)
+    scales = [np.broadcast_to(o.scale_full(), (1, channels)).tolist() for o in outs]
+    if scales[1] != scales[0] or scales[2] != scales[0]:
+        return None
+    c0, c1, c2 = (o.codes[0].astype(object) for o in outs)
+    f = c1 - c0
+    if not np.array_equal(c2, c0 + 2 * f):
+        return None
+    factor, offset = factor.astype(object) * f, offset.astype(object) * f + c0
+    if bound * max_abs(factor) + max_abs(offset) >= INT64_SAFE:
+        return None
+    return base, factor.astype(np.int64), offset.astype(np.int64), outs[0].scale, channels, bound
+
+
+def finish(name, steps, tail, consts, affine=None):
     """The plan of ``steps`` and ``tail``: an ``xnor`` product and the ``signs`` step after it become one
     ``xnor_signs`` step (:func:`bitsim.kernels.xnor_signs.xnor_signs`)."""
     if not steps:
@@ -300,7 +375,7 @@ def finish(name, steps, tail, consts):
                              product=before)
         else:
             fused.append(s)
-    return Plan(name, fused, tail, consts)
+    return Plan(name, fused, tail, consts, affine or {})
 
 
 def plan_of(graph):

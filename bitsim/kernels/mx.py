@@ -35,9 +35,9 @@ LIMBS = 24
 BASE = -320  # exponent of the accumulator's LSB
 PARALLEL_MIN_WORK = 1 << 16
 # The passes over the operands and the result before and after a GEMM (O(M K + K N + M N) work) run on
-# the calling thread below this many elements: on cores shared with other processes every parallel call
-# waits for its slowest thread, which costs more than the pass itself.
-PREP_MIN_WORK = 1 << 23
+# the calling thread below this many elements (about 1 ms on one core): on cores shared with other
+# processes every parallel call waits for its slowest thread, which costs more than a shorter pass.
+PREP_MIN_WORK = 1 << 20
 BAD_INT = 1 << 62  # |element integer| standing for a NaN or Inf code in the block summaries
 INT8_MAX = 127
 RULES = ("exact", "float32")
@@ -274,12 +274,15 @@ class Summary:
         self.nan_line = self.nan.any(axis=1)
         g = np.where(self.nonzero, self.e, 1 << 20).min(axis=1, initial=1 << 20)
         self.grid = np.where(g == 1 << 20, 0, g)
+        self.shifted = None
 
     def shifts(self):
         """(shift (lines, nb), widest (lines,)): each nonzero block's ``e - grid`` (0 elsewhere) and the
         largest |element integer| * 2**shift of each line, the line's values in units of 2**(grid - q)."""
-        d = np.where(self.nonzero, self.e - self.grid[:, None], 0)
-        return d, (self.bmax * np.ldexp(1.0, np.minimum(d, 60))).max(axis=1, initial=0)
+        if self.shifted is None:
+            d = np.where(self.nonzero, self.e - self.grid[:, None], 0)
+            self.shifted = d, (self.bmax * np.ldexp(1.0, np.minimum(d, 60))).max(axis=1, initial=0)
+        return self.shifted
 
     def stats(self):
         """``(grid, top, l1, max, nan)`` of :func:`blas_rows`: value grids and top exponents (minus q),
@@ -315,52 +318,57 @@ def _decode_cols(codes, scales, ints, pow2, block, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def _fill_rows(codes, shift, lut, block, x):
-    """x[i, k] = lut[shift[i, b] + 1, code] (uint8): a (R, K) operand blocked along axis 1."""
-    r, k = codes.shape
-    for i in numba.prange(r):
+def _fill_rows(codes, picked, shift, lut, block, x):
+    """x[r, k] = lut[shift[i, b] + 1, codes[i, k]] (uint8) for i = picked[r]: rows of a (R, K) operand blocked
+    along axis 1; ``lut`` flat."""
+    k = codes.shape[1]
+    for r in numba.prange(picked.size):
+        i = picked[r]
         for b in range(shift.shape[1]):
-            row = lut[shift[i, b] + 1]
+            base = (np.int64(shift[i, b]) + 1) << 8
             for kk in range(b * block, min(b * block + block, k)):
-                x[i, kk] = row[codes[i, kk]]
+                x[r, kk] = lut[base + codes[i, kk]]
 
 
 @numba.njit(cache=True, parallel=True)
-def _fill_cols(codes, shift, lut, block, w):
-    """w[j, k] = lut[shift[b, j] + 1, codes[k, j]] (int8): a (K, C) operand transposed to (C, K), by tiles."""
+def _fill_cols(codes, shift, lut, block, w, partial):
+    """w[k, j] = lut[shift[b, j] + 1, codes[k, j]] (int8) for a (K, C) operand blocked along axis 0, ``lut``
+    flat; partial[b, j] = the sum of w[k, j] over block b."""
     k, c = codes.shape
-    tile = 32
-    tk = (k + tile - 1) // tile
-    for t in numba.prange(((c + tile - 1) // tile) * tk):
-        j0, k0 = (t // tk) * tile, (t % tk) * tile
-        j1 = min(j0 + tile, c)
-        for kk in range(k0, min(k0 + tile, k)):
-            srow, crow = shift[kk // block], codes[kk]
-            for j in range(j0, j1):
-                w[j, kk] = lut[srow[j] + 1, crow[j]]
+    for b in numba.prange(shift.shape[0]):
+        sums = partial[b]
+        sums[:] = 0
+        for kk in range(b * block, min(b * block + block, k)):
+            crow, wrow = codes[kk], w[kk]
+            for j in range(c):
+                v = lut[((np.int64(shift[b, j]) + 1) << 8) + crow[j]]
+                wrow[j] = v
+                sums[j] += v
 
 
 def shifted_table(t, off, dtype):
-    """``lut[d + 1, code] = element integer * 2**d + off`` for shifts ``d = -1 .. 6`` (``d = -1``: a NaN
-    block, ``off``), wrapped to ``dtype``; the route reads only entries its check proved to fit."""
+    """``lut[256 * (d + 1) + code] = element integer * 2**d + off`` for shifts ``d = -1 .. 6`` (``d = -1``: a
+    NaN block, ``off``), wrapped to ``dtype``; the route reads only entries its check proved to fit."""
     ints = element_integers(as_mx(t.fmt).element)[0].astype(np.int64)
     lut = np.concatenate([np.zeros((1, 256), np.int64), ints[None, :] << np.arange(7)[:, None]]) + off
-    return lut.astype(dtype)
+    return lut.astype(dtype).reshape(-1)
 
 
 @numba.njit(cache=True, parallel=True)
-def _scale_out(s, off, colsum, pa, pb, out):
-    """out[i, j] = fl32((s[i, j] - off * colsum[j]) * pa[i] * pb[j]); the float64 product is exact."""
+def _scale_out(s, shift, pa, pb, out):
+    """out[i, j] = fl32((s[i, j] - shift[j]) * pa[i] * pb[j]); shift = off * colsum as float64. Every step is
+    exact in float64 (integers below 2**53, powers of two), so the cast to float32 is the one rounding."""
     m, n = out.shape
     for i in numba.prange(m):
         for j in range(n):
-            out[i, j] = np.float32(np.float64(np.int64(s[i, j]) - off * colsum[j]) * pa[i] * pb[j])
+            out[i, j] = np.float32((np.float64(s[i, j]) - shift[j]) * pa[i] * pb[j])
 
 
 def int8_rows(sa, sb, k):
     """The rows that :func:`int8_route` admits (bool (M,)), or None when none: every column of ``b`` and the
-    row hold integers ``|c * 2**shift| <= 127`` (:class:`Summary`), and ``K * 127**2 < 2**53``."""
-    if k * INT8_MAX**2 >= 2**53 or sb.shifts()[1].max(initial=0) > INT8_MAX:
+    row hold integers ``|c * 2**shift| <= 127`` (:class:`Summary`), and ``K * 254 * 127 < 2**53`` (so that the
+    offset product, the offset column sums and their difference are exact in float64)."""
+    if k * 2 * INT8_MAX**2 >= 2**53 or sb.shifts()[1].max(initial=0) > INT8_MAX:
         return None
     rows = sa.shifts()[1] <= INT8_MAX
     return rows if rows.any() else None
@@ -399,7 +407,8 @@ def int8_route(a, b, sa=None, sb=None):
     ``value = c * 2**shift * 2**(grid - q)`` with ``shift = e - grid``. When every column of ``b`` and a
     row of ``a`` hold these integers ``c * 2**shift`` within ``[-127, 127]``, the whole K-sum is one
     integer dot product ``S``, computed exactly by :func:`bitsim.kernels.u8.u8s8_matmul` (``a`` offset by
-    ``o = max |a'|`` into uint8, ``o * colsum(b')`` subtracted in int64). ``|S| <= K * 127**2 < 2**53``,
+    ``o = max |a'|`` into uint8, ``o * colsum(b')`` subtracted in float64, exactly: every term is an integer
+    below ``K * 254 * 127 < 2**53``). ``|S| <= K * 127**2 < 2**53``,
     so ``S * 2**(grid_a - qa) * 2**(grid_b - qb)`` is exact in float64 (its exponent stays far inside
     float64's range) and one conversion rounds it to float32, nearest even. Lines with a NaN block are
     set to NaN afterwards; their NaN blocks enter the product as zeros.
@@ -416,25 +425,23 @@ def int8_route(a, b, sa=None, sb=None):
         return None, None
     da, wa = sa.shifts()
     db, _ = sb.shifts()
-    sel = rows.all()
-    off = int(wa[rows].max(initial=0))
-    codes = a.codes if sel else np.ascontiguousarray(a.codes[rows])
-    shift_a = np.where(sa.nan, -1, da)
-    shift_a = shift_a if sel else shift_a[rows]
-    x = np.empty(codes.shape, np.uint8)
-    launch(_fill_rows, x.size, codes, np.ascontiguousarray(shift_a), shifted_table(a, off, np.uint8), a.fmt.block, x,
-           min_work=PREP_MIN_WORK)
     n = b.codes.shape[1]
-    w = np.empty((n, k), np.int8)
-    launch(_fill_cols, w.size, b.codes, np.ascontiguousarray(np.where(sb.nan, -1, db).T), shifted_table(b, 0, np.int8),
-           b.fmt.block, w, min_work=PREP_MIN_WORK)
-    colsum = w.sum(axis=1, dtype=np.int64)
-    prod = u8s8_matmul(x, w)
-    out = np.empty((x.shape[0], n), np.float32)
-    ga = (sa.grid if sel else sa.grid[rows]) - sa.q
-    launch(_scale_out, out.size, prod, off, colsum, np.ldexp(1.0, ga), np.ldexp(1.0, sb.grid - sb.q), out,
+    w = np.empty((k, n), np.int8)
+    shift_b = np.ascontiguousarray(np.where(sb.nan, -1, db).T)
+    partial = np.empty(shift_b.shape, np.int64)
+    launch(_fill_cols, w.size, b.codes, shift_b, shifted_table(b, 0, np.int8), b.fmt.block, w, partial,
            min_work=PREP_MIN_WORK)
-    out[(sa.nan_line if sel else sa.nan_line[rows])] = np.nan
+    colsum = partial.sum(axis=0)
+    picked = np.flatnonzero(rows)
+    shift_a = np.ascontiguousarray(np.where(sa.nan, -1, da))
+    off = int(wa[picked].max(initial=0))
+    x = np.empty((picked.size, k), np.uint8)
+    launch(_fill_rows, x.size, a.codes, picked, shift_a, shifted_table(a, off, np.uint8), a.fmt.block, x,
+           min_work=PREP_MIN_WORK)
+    out = np.empty((picked.size, n), np.float32)
+    launch(_scale_out, out.size, u8s8_matmul(x, w, layout="kn"), (off * colsum).astype(np.float64),
+           np.ldexp(1.0, sa.grid[picked] - sa.q), np.ldexp(1.0, sb.grid - sb.q), out, min_work=PREP_MIN_WORK)
+    out[sa.nan_line[picked]] = np.nan
     out[:, sb.nan_line] = np.nan
     return rows, out
 

@@ -244,8 +244,34 @@ def _gemm_avx2(x, tail, bp, n, steps, out):
                             o[j + h] = o[j + h] + c[r, h] if add else c[r, h]
 
 
-def _panels(w):
-    """The panels of _pack_panels of the int8 weights ``w`` (N, Kpad), Kpad % 4 == 0."""
+@numba.njit(cache=True, parallel=True)
+def _pack_panels_kn(wkn, out):
+    """out[t, g, c] = the 4 bytes wkn[4 g : 4 g + 4, t * NR + c] as one little-endian word, zero padded: the
+    panels of _pack_panels from w given as (Kpad, N) uint8 (the int8 bytes)."""
+    n = wkn.shape[1]
+    for t in numba.prange(out.shape[0]):
+        j0 = t * NR
+        cols = min(NR, n - j0)
+        panel = out[t]
+        for g in range(out.shape[1]):
+            r0, r1, r2, r3 = wkn[4 * g], wkn[4 * g + 1], wkn[4 * g + 2], wkn[4 * g + 3]
+            words = panel[g]
+            for c in range(cols):
+                j = j0 + c
+                words[c] = np.uint32(r0[j]) | (np.uint32(r1[j]) << 8) | (np.uint32(r2[j]) << 16) | \
+                    (np.uint32(r3[j]) << 24)
+            for c in range(cols, NR):
+                words[c] = 0
+
+
+def _panels(w, layout="nk"):
+    """The panels of _pack_panels of the int8 weights ``w``, (N, Kpad) or (Kpad, N) by ``layout``, Kpad % 4 == 0."""
+    if layout == "kn":
+        kp, n = w.shape
+        bp = np.empty((-(-n // NR), kp // 4, NR, 4), dtype=np.int8)
+        launch(_pack_panels_kn, 16 * n * kp, w.view(np.uint8), bp.view(np.uint32).reshape(bp.shape[:3]),
+               min_work=PARALLEL_MIN_WORK)
+        return bp
     n, kp = w.shape
     tiles = -(-n // NR)
     bp = np.empty((tiles, kp // 4, NR, 4), dtype=np.int8)
@@ -254,16 +280,17 @@ def _panels(w):
     return bp
 
 
-def _avx2_gemm(x, w, steps):
+def _avx2_gemm(x, w, steps, layout="nk"):
     m, k = x.shape
-    n = w.shape[0]
+    n = w.shape[0] if layout == "nk" else w.shape[1]
     kp = -(-k // 4) * 4
     if kp != k:  # zero-pad K to whole groups of 4
         x = np.concatenate([x, np.zeros((m, kp - k), np.uint8)], axis=1)
-        w = np.concatenate([w, np.zeros((n, kp - k), np.int8)], axis=1)
+        w = np.concatenate([w, np.zeros((n, kp - k) if layout == "nk" else (kp - k, n), np.int8)],
+                           axis=1 if layout == "nk" else 0)
     tail = np.zeros((MR, kp), dtype=np.uint8)
     tail[: m % MR] = x[m - m % MR :]
-    bp = _panels(w)
+    bp = _panels(w, layout)
     out = np.empty((m, n), dtype=np.int32)
     launch(_gemm_avx2, m * n * kp, x, tail, bp, n, steps, out, min_work=PARALLEL_MIN_WORK, tasks=True)
     return out
@@ -373,7 +400,7 @@ def _int32_product(x, w, route):
     return out
 
 
-def u8s8_matmul(x, w, *, route="auto"):
+def u8s8_matmul(x, w, *, route="auto", layout="nk"):
     """Exact integer product ``x @ w.T`` of uint8 inputs and int8 weights.
 
     ``out[i, j] = sum_k x[i, k] * w[j, k]``, exactly ``x.astype(int64) @ w.astype(int64).T``.
@@ -389,6 +416,9 @@ def u8s8_matmul(x, w, *, route="auto"):
     w : numpy.ndarray of int8, shape (N, K)
         Weights, one row per output column (a weight matrix (out, in)); ±1 weights from packed
         words with :func:`pm1_int8`.
+    layout : {'nk', 'kn'}
+        ``'nk'``: ``w`` is (N, K), as above; ``'kn'``: ``w`` is given as (K, N) (``x @ w``), which the AVX2
+        kernel packs directly (the other routes read a transposed copy).
     route : {'auto', 'avx2', 'portable'}
         ``'auto'``: the AVX2 ``vpmaddubsw`` kernel when the CPU has AVX2 and the bound holds,
         else :func:`bitsim.kernels.intmatmul.matmul` on int16 codes (AVX2) or the portable
@@ -420,8 +450,16 @@ def u8s8_matmul(x, w, *, route="auto"):
         raise InputError(f"route must be 'auto', 'avx2' or 'portable', got {route!r}")
     x = _operand(x, np.uint8, "u8s8_matmul: x")
     w = _operand(w, np.int8, "u8s8_matmul: w")
-    check_k("u8s8_matmul", x, w)
+    if layout not in ("nk", "kn"):
+        raise InputError(f"layout must be 'nk' (w of shape (N, K)) or 'kn' (w of shape (K, N)), got {layout!r}")
+    check_k("u8s8_matmul", x, w if layout == "nk" else w.T)
     k = x.shape[1]
+    if layout == "kn":
+        if HAS_AVX2 and route != "portable" and 0 < k <= INT32_K_MAX and x.shape[0] and w.shape[1]:
+            steps = int16_steps(int(x.max()), max(int(w.max()), -int(w.min())))
+            if steps:
+                return _avx2_gemm(x, w, steps, "kn")
+        w = np.ascontiguousarray(w.T)
     if k <= INT32_K_MAX:
         return _int32_product(x, w, route)
     out = np.zeros((x.shape[0], w.shape[0]), dtype=np.int64)
@@ -472,19 +510,20 @@ def _float_gemm_avx2(x, bp, n, steps, out, bad):
         groups = kp >> 2
         at = np.empty((BR // MR, groups), np.int32)
         start = np.empty((BR // MR, (kp + KC - 1) // KC + 1), np.int64)
-        some = np.empty(kp, np.uint8)
+        some = np.empty(groups, np.uint32)
+        words = buf.view(np.uint32)  # a group of 4 codes of a row as one word
         for ti in range(row_tiles):
-            b0, b1, b2, b3, b4, b5 = buf[ti * MR], buf[ti * MR + 1], buf[ti * MR + 2], buf[ti * MR + 3], \
-                buf[ti * MR + 4], buf[ti * MR + 5]
-            for kk in range(kp):
-                some[kk] = b0[kk] | b1[kk] | b2[kk] | b3[kk] | b4[kk] | b5[kk]
+            w0, w1, w2, w3, w4, w5 = words[ti * MR], words[ti * MR + 1], words[ti * MR + 2], \
+                words[ti * MR + 3], words[ti * MR + 4], words[ti * MR + 5]
+            for g in range(groups):
+                some[g] = w0[g] | w1[g] | w2[g] | w3[g] | w4[g] | w5[g]
             count = 0
             a = at[ti]
             for kb in range((kp + KC - 1) // KC):
                 start[ti, kb] = count
                 for g in range(kb * (KC >> 2), min(groups, (kb + 1) * (KC >> 2))):
                     a[count] = g
-                    count += np.int64((some[4 * g] | some[4 * g + 1] | some[4 * g + 2] | some[4 * g + 3]) != 0)
+                    count += np.int64(some[g] != 0)
             start[ti, (kp + KC - 1) // KC] = count
         c = np.empty((MR, NR), np.int32)
         for kb in range((kp + KC - 1) // KC):
