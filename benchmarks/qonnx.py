@@ -28,8 +28,9 @@ into float32 initializers, MultiThreshold lowered to GreaterOrEqual, Cast, Reduc
 each batch of 1000. For the BNN, the last lines also time bitsim's compiled
 integer model (``IntegerModel.forward``) on the same images: the kernels the exact level can reach.
 Times are the best of the runs (``harness.best_times``, the functions taking turns in blocks of five
-calls, so that each is also timed well after another's threads stopped spinning: with blocks of two,
-onnxruntime's idle threads made bitsim's two-thread kernels up to 3x slower in some runs; qonnx's executor:
+calls, each block after an untimed pause in which the other's threads stop spinning: with blocks of two
+and no pause, onnxruntime's idle threads made bitsim's two-thread kernels up to 3x slower in some runs, and
+bitsim's made onnxruntime up to 1.6x slower; qonnx's executor:
 the better of two runs after a one-batch warm-up; ``--quick``: fewer images). Each line also says whether
 the outputs are equal bit for bit.
 """

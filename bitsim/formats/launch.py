@@ -10,7 +10,7 @@ import os
 import numba
 
 # After each parallel kernel OpenMP's idle threads spin for GOMP_SPINCOUNT iterations before they sleep
-# (300,000 by default: about 10 ms on this project's 2-core machine), taking the cores from whatever runs
+# (300,000 by default: about 10 ms on a 2-core AMD EPYC), taking the cores from whatever runs
 # next; a NumPy float64 matmul right after an MX operand pass ran 1.4x slower. 20,000 iterations keep
 # the threads awake across back-to-back kernels. A value the user set wins; it must be set before the
 # first parallel kernel runs (OpenMP reads it once).
