@@ -232,7 +232,8 @@ def explain_mx(spec, values, scale_rule="floor", rounding="nearest_even"):
                  mx.ScaleRule.FLOOR: "e = floor(log2(amax)) - emax_elem (OCP MX v1.0)",
                  mx.ScaleRule.CEIL: "e = the smallest e with amax <= largest element * 2^e",
                  mx.ScaleRule.RCEIL: "e = ceil(log2(fl32(fl32(amax) / largest element))) (cuBLAS RCEIL)",
-                 mx.ScaleRule.EVEN: "e = floor(log2(amax rounded to the element's mantissa)) - emax_elem"}[rule]]
+                 mx.ScaleRule.EVEN: "e = floor(log2(amax rounded to the element's mantissa)) - emax_elem",
+                 mx.ScaleRule.CEIL_LOG2: "e = ceil(log2(amax)) - emax_elem (torchao CEIL)"}[rule]]
     for b, s in enumerate(t.scales):
         part = x[b * fmt.block:(b + 1) * fmt.block]
         codes = t.codes[b * fmt.block:(b + 1) * fmt.block]

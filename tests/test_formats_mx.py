@@ -220,7 +220,7 @@ def test_nan_and_inf_blocks_where_gfloat_differs():
 
 
 @pytest.mark.parametrize("name", MXGF)
-@pytest.mark.parametrize("rule", ["floor", "ceil", "rceil", "even"])
+@pytest.mark.parametrize("rule", ["floor", "ceil", "rceil", "even", "ceil_log2"])
 def test_mx_quantization_matches_the_oracle_for_every_scale_rule(name, rule):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((8, 32)) * 2.0 ** rng.integers(-6, 6, (8, 32))

@@ -38,10 +38,10 @@ def test_the_file_covers_every_rule():
             for overflow in ("saturate", "nonfinite", "error") if fmt.nans else ("saturate", "error"):
                 assert (fmt.name, mode, overflow) in elements
     blocks = {(c["format"], c["rule"]) for c in of_kind("block")}
-    assert blocks == {(f, r) for f in mx.FORMATS for r in ("floor", "ceil", "rceil", "even")}
+    assert blocks == {(f, r) for f in mx.FORMATS for r in ("floor", "ceil", "rceil", "even", "ceil_log2")}
     scales = {c["scale"] for c in of_kind("block")}
     assert {0x00, 0xFF, 254} <= scales  # all-zero / below E8M0's range, NaN or Inf, clipped above
-    assert {t["rule"] for t in of_kind("tensor")} == {"floor", "ceil", "rceil", "even"}
+    assert {t["rule"] for t in of_kind("tensor")} == {"floor", "ceil", "rceil", "even", "ceil_log2"}
     assert {c["bits"] for c in of_kind("packing")} == {4, 6} and len(of_kind("nvfp4")) >= 3
     assert {c["format"] for c in of_kind("gemm")} == set(mx.FORMATS)
     assert sum(c["exact"] != c["float32"] for c in of_kind("gemm")) >= 3  # the two rules differ (k and block order)
@@ -75,7 +75,7 @@ def test_element_codes(case):
         assert mf.encode(x, fmt, case["rounding"], case["overflow"], rng=case.get("seed")).tolist() == expected
 
 
-@pytest.mark.parametrize("rule", ["floor", "ceil", "rceil", "even"])
+@pytest.mark.parametrize("rule", [r.value for r in mx.ScaleRule])
 def test_mx_blocks(rule):
     for case in of_kind("block"):
         if case["rule"] == rule:

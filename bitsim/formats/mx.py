@@ -36,12 +36,15 @@ class ScaleRule(Enum):
     EVEN   ``floor(log2(r)) - emax_elem`` where ``r`` is ``amax`` rounded to the element's mantissa width,
            ties away from zero (torchao EVEN): FLOOR, except that a block whose ``amax`` would round up
            into the next binade takes the larger scale.
+    CEIL_LOG2  ``ceil(log2(amax)) - emax_elem`` (torchao CEIL): FLOOR plus one unless ``amax`` is a power of
+           two. ``amax / X <= 2**emax_elem``, so nothing saturates, but the scale is up to twice CEIL's.
     """
 
     FLOOR = "floor"
     CEIL = "ceil"
     RCEIL = "rceil"
     EVEN = "even"
+    CEIL_LOG2 = "ceil_log2"
 
 
 @dataclass(frozen=True)
@@ -120,9 +123,12 @@ def shared_exponent(amax, fmt, rule=ScaleRule.FLOOR):
     fmt, rule = as_mx(fmt), parse_enum(ScaleRule, rule)
     amax = np.asarray(amax, dtype=np.float64)
     el = fmt.element
-    floor_log2 = np.frexp(amax)[1].astype(np.int64) - 1
+    mant, ex = np.frexp(amax)
+    floor_log2 = ex.astype(np.int64) - 1
     if rule is ScaleRule.FLOOR:
         return floor_log2 - el.emax
+    if rule is ScaleRule.CEIL_LOG2:
+        return floor_log2 + (mant != 0.5) - el.emax
     if rule is ScaleRule.CEIL:
         # smallest e with amax <= max_elem * 2**e; max_elem * 2**e is exact in float64 for |e| < 900
         e = floor_log2 - el.emax - 1

@@ -234,6 +234,9 @@ def shared_exponent_one(amax, element, rule):
     top = Fraction(element.max)
     if rule == "floor":
         return floor_log2(amax) - element.emax
+    if rule == "ceil_log2":
+        e = floor_log2(amax)
+        return (e if Fraction(2) ** e == amax else e + 1) - element.emax
     if rule == "ceil":
         e = floor_log2(amax / top)
         return e if Fraction(2) ** e >= amax / top else e + 1

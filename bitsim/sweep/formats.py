@@ -263,7 +263,7 @@ class Minifloat(Format):
         return f"{p['type']}/{p['rounding']}"
 
 
-SCALE_RULES = ("floor", "ceil", "rceil", "even")
+SCALE_RULES = tuple(rule.value for rule in mx.ScaleRule)
 
 
 class MX(Format):

@@ -19,7 +19,7 @@ from bitsim.formats import mx
 from bitsim.formats.rng import Philox
 from bitsim.reference import mx as ref
 
-SCALE_RULES = ("floor", "ceil", "rceil", "even")
+SCALE_RULES = ("floor", "ceil", "rceil", "even", "ceil_log2")
 MODES = ("nearest_even", "nearest_away", "nearest_up", "toward_zero", "floor", "ceil", "stochastic")
 OVERFLOWS = ("saturate", "nonfinite", "error")
 FIELDS = ("exp_bits", "man_bits", "bias", "subnormals", "infinities", "nans", "signed", "zero", "name")
@@ -125,7 +125,8 @@ def tensor_cases():
     cases = []
     for name, shape, axis, block, rule in (("mxfp8_e4m3", (7, 3), 0, 3, "floor"), ("mxfp4_e2m1", (2, 9), 1, 4, "ceil"),
                                            ("mxfp6_e3m2", (2, 3, 5), 1, 2, "rceil"),
-                                           ("mxint8", (3, 40), -1, 32, "even")):
+                                           ("mxint8", (3, 40), -1, 32, "even"),
+                                           ("mxfp6_e2m3", (4, 8), 1, 8, "ceil_log2")):
         x = rng.standard_normal(shape) * 2.0 ** rng.integers(-5, 5, shape)
         codes, scales = oracle_quantize(x, name, axis, block, rule)
         cases.append({"kind": "tensor", "format": name, "axis": axis, "block": block, "rule": rule,
