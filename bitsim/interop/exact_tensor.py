@@ -14,17 +14,10 @@ from math import gcd
 import numpy as np
 
 from ..errors import InputError
+from ..kernels.operands import max_abs
 
 INT64_SAFE = 1 << 62  # magnitudes below this are kept in int64; sums of two stay inside int64
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
-
-
-def max_abs(a):
-    """The largest magnitude in an integer array, as a Python int (0 for an empty array)."""
-    a = np.asarray(a)
-    if a.size == 0:
-        return 0
-    return max(abs(int(a.max())), abs(int(a.min())))
 
 
 def as_codes(values):

@@ -23,7 +23,8 @@ def _add_explain_arguments(parser):
                                            "nearest_away, stochastic)")
     parser.add_argument("--overflow", help="log and fixed point: saturate, wrap (fixed only) or error; minifloats: "
                                            "saturate, nonfinite (Inf/NaN where the format has them) or error")
-    parser.add_argument("--scale-rule", dest="scale_rule", help="MX formats: floor (OCP, default), ceil, rceil, even, ceil_log2")
+    parser.add_argument("--scale-rule", dest="scale_rule",
+                        help="MX formats: floor (OCP, default), ceil, rceil, even, ceil_log2")
     parser.add_argument("--underflow", help="log only: flush, saturate or error")
     parser.add_argument("--nonfinite", help="log and fixed point: error (default) or saturate (+-inf to the "
                                             "largest magnitude; NaN is always an error)")

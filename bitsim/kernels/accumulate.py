@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from ..errors import InputError, InputTypeError
+from .operands import max_abs
 
 __all__ = ["EDGES", "MAX_WIDTH", "accumulate_matmul", "accumulator_range"]
 
@@ -79,11 +80,6 @@ def _codes(x, name):
     return x
 
 
-def _max_abs(x):
-    """The largest magnitude in ``x``, as a Python int (exact for every int64 and uint64 value)."""
-    return max(abs(int(x.min())), abs(int(x.max()))) if x.size else 0
-
-
 def accumulate_matmul(a, b, width, edge, counts=None):
     """``a @ b.T`` through a ``width``-bit accumulator that wraps or saturates at every addition (module rule).
 
@@ -114,7 +110,7 @@ def accumulate_matmul(a, b, width, edge, counts=None):
         raise InputError(f"accumulator width must be an integer in 2..{MAX_WIDTH}, got {width!r}")
     if a.shape[1] != b.shape[1]:
         raise InputError(f"accumulate_matmul: a has K = {a.shape[1]} columns but b has {b.shape[1]}")
-    if _max_abs(a) * _max_abs(b) >= MAX_PRODUCT:
+    if max_abs(a) * max_abs(b) >= MAX_PRODUCT:
         raise InputError("accumulate_matmul: a product of these codes could reach 2**61; use narrower codes")
     width = int(width)
     lo, hi = accumulator_range(width)

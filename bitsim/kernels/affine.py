@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import InputError, InputTypeError
 from ..formats.launch import launch
+from .operands import max_abs
 
 __all__ = ["affine_codes"]
 
@@ -25,10 +26,6 @@ def _affine(x, factor, offset, out):
     for i in numba.prange(rows):
         for c in range(channels):
             out[i, c] = np.int64(x[i, c]) * factor[c] + offset[c]
-
-
-def _largest(a):
-    return max(abs(int(a.max())), abs(int(a.min()))) if a.size else 0
 
 
 def affine_codes(x, factor, offset):
@@ -67,7 +64,7 @@ def affine_codes(x, factor, offset):
         if v.dtype != np.int64 or v.shape != (x.shape[1],):
             raise InputTypeError(f"affine_codes: {name} must be int64 of shape ({x.shape[1]},), got {v.dtype} of "
                                  f"shape {v.shape}")
-    if _largest(x) * _largest(factor) + _largest(offset) > INT64_MAX:
+    if max_abs(x) * max_abs(factor) + max_abs(offset) > INT64_MAX:
         raise InputError("affine_codes: a result could leave int64; compute it with Python integers")
     out = np.empty(x.shape, np.int64)
     if out.size:

@@ -82,3 +82,10 @@ def as_acc_dtype(acc_dtype):
     if acc_dtype not in (np.int32, np.int64):
         raise InputTypeError(f"acc_dtype must be numpy.int32 or numpy.int64, got {acc_dtype}")
     return acc_dtype
+
+
+def max_abs(x):
+    """The largest magnitude in an integer array, as a Python int (0 when empty; exact for every int64 and uint64
+    value and for arrays of Python ints)."""
+    x = np.asarray(x)
+    return max(abs(int(x.min())), abs(int(x.max()))) if x.size else 0
