@@ -198,6 +198,23 @@ def measure(case):
     return record
 
 
+def cpu_name():
+    """The CPU the numbers are for: its model name, LLVM's name for it and its widest vector extension."""
+    import llvmlite.binding as llvm
+
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    features = llvm.get_host_cpu_features()
+    widest = next((f for f in ("avx512vnni", "avx512f", "avx2") if features.get(f)), "no AVX2")
+    return f"{model} ({llvm.get_host_cpu_name()}, {widest})"
+
+
 def cpu_busy():
     """(busy, total) CPU ticks of the whole machine from /proc/stat, or None off Linux."""
     try:

@@ -225,6 +225,7 @@ def main(argv=None):
         records.append(bench(name, proto, images, args.quick, compiled if name == bnn_name else None))
     head = (f"{'network':<22} {'images':>7} {'bitsim exact':>13} {'qonnx exec':>12} {'ort f32':>11} "
             f"{'x qonnx':>8} {'x ort':>7}  equal (bitsim=qonnx, ort=qonnx)")
+    cpu = harness.cpu_name()
     print(head)
     print("-" * len(head))
     for r in records:
@@ -233,7 +234,8 @@ def main(argv=None):
               f"{r['qonnx_ratio']:>7.1f}x {r['ort_ratio']:>6.2f}x  {r['bitsim_equals_qonnx']}, "
               f"{r['ort_equals_qonnx']}")
     print(f"batch {BATCH}; targets: x qonnx >= {TARGETS['qonnx']:g}, x ort >= {TARGETS['ort']:g} "
-          f"(x = that time / bitsim's time); threads: numba {harness.numba.get_num_threads()}")
+          f"(x = that time / bitsim's time); threads: numba {harness.numba.get_num_threads()}; "
+          f"CPU: {cpu}")
     for r in records:
         if not r["bitsim_equals_qonnx"]:
             print(f"{r['network']}: the exact level's outputs differ from qonnx's in "
@@ -253,7 +255,7 @@ def main(argv=None):
     if loads:
         print(f"other processes used {100 * max(loads):.0f}% of the machine's CPU time during the runs")
     if args.json:
-        Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps([dict(r, cpu=cpu) for r in records], indent=1) + "\n")
     return records
 
 

@@ -12,21 +12,22 @@ from bitsim.kernels import u8 as K
 from bitsim.kernels.byte_codes import uint8_codes
 from bitsim.reference import u8 as R
 
-ROWS = st.one_of(st.sampled_from([1, 6, 7, 95, 96, 97, 193]), st.integers(0, 40))
-LENGTHS = st.one_of(st.sampled_from([1, 3, 4, 5, 784, 1025, 2051]), st.integers(0, 130))
+ROWS = st.one_of(st.sampled_from([1, 6, 7, 127, 128, 129, 257]), st.integers(0, 40))
+LENGTHS = st.one_of(st.sampled_from([1, 2, 3, 127, 128, 129, 784, 1025, 2051]), st.integers(0, 130))
 BAD_VALUES = [0.5, 255.5, 256.0, -1.0, 1e-45, 254.99998, np.nan, np.inf, -np.inf, 1e30, -0.5]
 
 
 @st.composite
 def operands(draw):
-    m, n, k = draw(ROWS), draw(st.integers(0, 40)), draw(LENGTHS)
+    m, n, k = draw(ROWS), draw(st.one_of(st.integers(0, 40), st.sampled_from([63, 64, 65, 128]))), draw(LENGTHS)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     density = draw(st.sampled_from([0.0, 0.05, 0.2, 1.0]))  # zero pixels leave groups of the product out
     x = np.where(rng.random((m, k)) < density, rng.integers(0, 256, (m, k)), 0).astype(np.float32)
     if draw(st.booleans()) and x.size:
         x[rng.random((m, k)) < 0.1] = -0.0  # counts as 0
-    w_kind = draw(st.sampled_from(["pm1", "pm1", "64", "int8"]))
+    w_kind = draw(st.sampled_from(["pm1", "pm1", "8", "64", "int8"]))  # int16 lanes widened after 64, 8, 1 pairs
     w = {"pm1": lambda: np.where(rng.random((n, k)) < 0.5, 1, -1),
+         "8": lambda: rng.integers(-8, 9, (n, k)),
          "64": lambda: rng.integers(-64, 65, (n, k)),
          "int8": lambda: rng.integers(-128, 128, (n, k))}[w_kind]()
     return x, w.astype(np.int8), rng
@@ -57,7 +58,8 @@ def test_float_u8s8_matmul_refuses_a_value_that_is_not_a_code(ops, bad):
 @given(st.sampled_from([(200, 64, 784), (97, 129, 1025), (300, 17, 2100)]), st.sampled_from(["pm1", "int8"]),
        st.integers(0, 2**32 - 1))
 def test_float_u8s8_matmul_many_blocks_and_k_blocks(shape, kind, seed):
-    """Row blocks (96 rows), column tiles and K-blocks (1024) with partial edges; sparse and dense rows."""
+    """Row blocks (128 rows), tiles of 64 columns and mask words (128 K-values) with partial edges; sparse and
+    dense rows."""
     m, n, k = shape
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (m, k)).astype(np.float32)
@@ -66,12 +68,14 @@ def test_float_u8s8_matmul_many_blocks_and_k_blocks(shape, kind, seed):
     np.testing.assert_array_equal(K.float_u8s8_matmul(x, w.astype(np.int8)), R.float_u8s8_matmul(x, w.astype(np.int8)))
 
 
-def test_float_u8s8_matmul_worst_case_lanes():
-    """x = 255 and w = ±1 everywhere: the int16 lanes at their proven limit, through the fused path."""
-    k = 4 * K.int16_steps(255, 1) * 3 + 5
+@pytest.mark.parametrize("top", [1, 8, 64])
+def test_float_u8s8_matmul_worst_case_lanes(top):
+    """x = 255 and w = ±top everywhere: the int16 lanes at their proven limit (64, 8 and 1 pair sums of
+    2 * 255 * top before they are widened), through the fused path."""
+    k = 2 * K.int16_steps(255, top) * 7 + 5
     x = np.full((13, k), 255, np.float32)
-    w = np.ones((17, k), np.int8)
-    w[3] = -1
+    w = np.full((17, k), top, np.int8)
+    w[3] = -top
     np.testing.assert_array_equal(K.float_u8s8_matmul(x, w), R.float_u8s8_matmul(x, w))
 
 
