@@ -133,9 +133,60 @@ def test_float_u8s8_matmul_does_not_depend_on_thread_count(monkeypatch):
     np.testing.assert_array_equal(results[0], R.float_u8s8_matmul(x, w))
 
 
-def test_docstring_examples():
-    finder = doctest.DocTestFinder()
-    tests = finder.find(K.float_u8s8_matmul, "float_u8s8_matmul", globs={"np": np,
-                                                                           "float_u8s8_matmul": K.float_u8s8_matmul})
+@pytest.mark.parametrize("name", ["float_u8s8_matmul", "float_u8s8_signs"])
+def test_docstring_examples(name):
+    tests = doctest.DocTestFinder().find(getattr(K, name), name, globs={"np": np, name: getattr(K, name)})
+    assert tests and tests[0].examples
     for t in tests:
         assert doctest.DocTestRunner().run(t).failed == 0
+
+
+THRESHOLD_EXTREMES = [2**40, -(2**40), 2**31 - 1, -(2**31 - 1), 2**31, -(2**31), 0]
+
+
+@given(operands(), st.integers(0, 2**32 - 1))
+def test_float_u8s8_signs_matches_oracle(ops, seed):
+    """The product and its compares with per-channel thresholds, some beyond int32, as the Python-int oracle."""
+    x, w, _ = ops
+    rng = np.random.default_rng(seed)
+    n = w.shape[0]
+    t = rng.integers(-3000, 3000, n)
+    if n:
+        t[rng.random(n) < 0.3] = rng.choice(THRESHOLD_EXTREMES)
+    got = K.float_u8s8_signs(x, w, t.astype(np.int64))
+    acc, signs = R.float_u8s8_signs(x, w, t)
+    assert got[1].dtype == np.uint64 and got[1].shape == signs.shape
+    np.testing.assert_array_equal(got[0], acc)
+    np.testing.assert_array_equal(got[1], signs)
+
+
+def test_float_u8s8_signs_at_the_thresholds():
+    """Accumulators equal to, one below and one above their thresholds, in many rows and two words."""
+    rng = np.random.default_rng(8)
+    x = np.where(rng.random((300, 784)) < 0.2, rng.integers(0, 256, (300, 784)), 0).astype(np.float32)
+    w = np.where(rng.random((100, 784)) < 0.5, 1, -1).astype(np.int8)
+    acc = R.float_u8s8_matmul(x, w)
+    for shift in (-1, 0, 1):
+        t = (acc[7] + shift).astype(np.int64)
+        got = K.float_u8s8_signs(x, w, t)
+        np.testing.assert_array_equal(got[1], R.float_u8s8_signs(x, w, t)[1])
+        assert (np.unpackbits(got[1][7].view(np.uint8), bitorder="little")[:100] == (shift <= 0)).all()
+
+
+def test_float_u8s8_signs_refusals_and_errors(monkeypatch):
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 256, (9, 70)).astype(np.float32)
+    w = np.where(rng.random((5, 70)) < 0.5, 1, -1).astype(np.int8)
+    t = np.arange(-2, 3, dtype=np.int64)
+    bad = x.copy()
+    bad[4, 5] = 0.5
+    assert K.float_u8s8_signs(bad, w, t) is None
+    with pytest.raises(TypeError, match="float_u8s8_signs: thresholds must be int64, got int32"):
+        K.float_u8s8_signs(x, w, t.astype(np.int32))
+    with pytest.raises(ValueError, match="expected 5 thresholds"):
+        K.float_u8s8_signs(x, w, t[:4])
+    monkeypatch.setattr(K, "HAS_AVX2", False)
+    got, want = K.float_u8s8_signs(x, w, t), R.float_u8s8_signs(x, w, t)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert K.float_u8s8_signs(bad, w, t) is None

@@ -45,8 +45,8 @@ def kinds(graph):
 
 
 @pytest.mark.parametrize("w_bits,a_bits,sizes,expected", [
-    (1, 1, (784, 64, 64, 64, 10), ["u8", "signs", "xnor_signs", "xnor_signs", "xnor"]),
-    (1, 1, (100, 130, 70, 10), ["u8", "signs", "xnor_signs", "xnor"]),  # three words per row, 70 channels
+    (1, 1, (784, 64, 64, 64, 10), ["u8_signs", "xnor_signs", "xnor_signs", "xnor"]),
+    (1, 1, (100, 130, 70, 10), ["u8_signs", "xnor_signs", "xnor"]),  # three words per row, 70 channels
     (2, 2, (784, 64, 64, 10), ["u8", "counts", "u8", "counts", "u8"]),
     (4, 4, (50, 20, 10), ["u8", "counts", "u8"]),
     (1, 1, (784, 64, 64, 64, 10, "binary input"), ["input_signs", "xnor_signs", "xnor_signs", "xnor_signs", "xnor"]),

@@ -19,6 +19,8 @@ and ``MultiThreshold`` (FINN's streamlined MLPs, exported BNNs), as far as these
                the general path)
 ``xnor_signs`` an ``xnor`` product and the ``signs`` step after it, in one pass
                (:func:`bitsim.kernels.xnor_signs.xnor_signs`)
+``u8_signs``   a ``u8`` product of the input and the ``signs`` step after it, in one pass
+               (:func:`bitsim.kernels.u8.float_u8s8_signs`)
 ``counts``     any other ``MultiThreshold`` on the channels of a 2-D accumulator:
                :func:`bitsim.kernels.thresholds.threshold_counts`
 
@@ -48,7 +50,7 @@ from ..formats.binary import pack, unpack
 from ..kernels import xnor_gemm
 from ..kernels.affine import affine_codes
 from ..kernels.thresholds import float_signs, threshold_counts
-from ..kernels.u8 import float_u8s8_matmul, u8s8_matmul
+from ..kernels.u8 import float_u8s8_matmul, float_u8s8_signs, u8s8_matmul
 from ..kernels.xnor import threshold_pack
 from ..kernels.xnor_signs import xnor_signs
 from . import float_ops
@@ -121,7 +123,7 @@ class Step:
     product: "Step" = None
 
 
-KINDS = ("u8", "xnor", "signs", "counts", "xnor_signs", "input_signs")
+KINDS = ("u8", "xnor", "signs", "counts", "xnor_signs", "input_signs", "u8_signs")
 
 
 @dataclass
@@ -150,6 +152,13 @@ class Plan:
                 else:
                     acc = u8s8_matmul(np.asarray(v.codes).astype(np.uint8), s.weights)
                 context[s.target] = Exact(acc, s.scale)
+            elif s.kind == "u8_signs":
+                result = float_u8s8_signs(x, s.product.weights, s.thresholds)
+                if result is None:
+                    return None
+                acc, words = result
+                context[s.product.target] = Exact(acc, s.product.scale)
+                context[s.target] = Signs(words, acc.shape[1], s.scale)
             elif s.kind == "input_signs":
                 words, nonfinite = float_signs(x, s.thresholds)
                 if nonfinite:
@@ -363,16 +372,20 @@ def affine_map(node, known, consts):
 
 
 def finish(name, steps, tail, consts, affine=None):
-    """The plan of ``steps`` and ``tail``: an ``xnor`` product and the ``signs`` step after it become one
-    ``xnor_signs`` step (:func:`bitsim.kernels.xnor_signs.xnor_signs`)."""
+    """The plan of ``steps`` and ``tail`` on the input ``name``: an ``xnor`` product and the ``signs`` step
+    after it become one ``xnor_signs`` step (:func:`bitsim.kernels.xnor_signs.xnor_signs`), a ``u8`` product
+    of the input and the ``signs`` step after it one ``u8_signs`` step
+    (:func:`bitsim.kernels.u8.float_u8s8_signs`)."""
     if not steps:
         return None
     fused = []
     for s in steps:
         before = fused[-1] if fused else None
-        if s.kind == "signs" and before is not None and before.kind == "xnor" and s.source == before.target:
-            fused[-1] = Step("xnor_signs", before.source, s.target, thresholds=s.thresholds, scale=s.scale,
-                             product=before)
+        kind = None
+        if s.kind == "signs" and before is not None and s.source == before.target:
+            kind = {"xnor": "xnor_signs", "u8": "u8_signs" if before.source == name else None}.get(before.kind)
+        if kind:
+            fused[-1] = Step(kind, before.source, s.target, thresholds=s.thresholds, scale=s.scale, product=before)
         else:
             fused.append(s)
     return Plan(name, fused, tail, consts, affine or {})

@@ -34,7 +34,8 @@ bits visited in order), and each other pair is broadcast and multiplied by ``vpm
 of the weights (4 vectors of 16 int16 lanes, each lane one column's running sum of pair sums), widened to
 int32 after at most ``S`` pairs as above. An MNIST image has 22% of its pairs not (0, 0), where the 6 x 16
 tile must run every group of 4 K-values in which one of its 6 rows is not 0 (52%). The oracle is
-:func:`bitsim.reference.u8.float_u8s8_matmul`.
+:func:`bitsim.reference.u8.float_u8s8_matmul`. :func:`float_u8s8_signs` also packs the compares of each
+row with per-channel thresholds (a BNN's first sign layer) while the row is in cache.
 """
 
 import numba
@@ -44,7 +45,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..errors import InputError
+from ..errors import InputError, InputTypeError
+from ..formats.binary import WORD_BITS, n_words
 from ..formats.fixed import FixedFormat
 from ..formats.launch import launch
 from .byte_codes import uint8_codes
@@ -52,8 +54,9 @@ from .intmatmul import HAS_AVX2
 from .intmatmul import matmul as fixed_matmul
 from .operands import as_codes, check_k
 from .words import as_length, as_words
+from .xnor import threshold_pack
 
-__all__ = ["u8s8_matmul", "float_u8s8_matmul", "int16_steps", "pm1_int8"]
+__all__ = ["u8s8_matmul", "float_u8s8_matmul", "float_u8s8_signs", "int16_steps", "pm1_int8"]
 
 INT16_MAX = 2**15 - 1
 INT32_MAX = 2**31 - 1
@@ -565,12 +568,13 @@ def _row_codegen(fine):
 
 
 @numba.njit(cache=True, parallel=True)
-def _float_rows_avx2(x, bq, n, steps, out, bad):
+def _float_rows_avx2(x, bq, n, steps, out, bad, thresholds, signs):
     """out = codes(x) @ w.T for float32 x (M, K), a task per block of BR rows: each row is converted into a
     local uint8 buffer (zero padded; the rule of bitsim.kernels.byte_codes) and at once multiplied over its
     pairs of K-values that are not (0, 0), 64 columns at a time; bq (tiles, Kpad / 2, 128) int8 from
     _pair_panels. bad[block] counts the values that are not whole numbers 0..255 (out is then not the
-    product: the caller returns None)."""
+    product: the caller returns None). When signs has words (M, ceil(N / 64)), bit j of its row i is
+    out[i, j] >= thresholds[j] (int32), computed while the row is in cache."""
     m, k = x.shape
     kp = bq.shape[1] * 2
     words = kp >> 7
@@ -602,6 +606,14 @@ def _float_rows_avx2(x, bq, n, steps, out, bad):
                 else:
                     _row_pairs_fine(buf, r, words, steps, bq[t], part, 0, 0)
                 out[i0 + r, t * LANES:] = part[0, : n % LANES]
+            if signs.shape[1]:
+                acc = out[i0 + r]
+                for word in range(signs.shape[1]):  # branch-free so that LLVM vectorizes the compares
+                    first = word * WORD_BITS
+                    bits = np.uint64(0)
+                    for c in range(min(WORD_BITS, n - first)):
+                        bits |= np.uint64(acc[first + c] >= thresholds[first + c]) << np.uint64(c)
+                    signs[i0 + r, word] = bits
         bad[block] = nbad
 
 
@@ -627,16 +639,21 @@ def _pair_panels(w):
     return bq
 
 
-def _float_avx2_gemm(x, w, steps):
-    """codes(x) @ w.T by _float_rows_avx2, or None when x holds a value that is not a whole number 0..255."""
+def _float_avx2_gemm(x, w, steps, thresholds=None):
+    """codes(x) @ w.T by _float_rows_avx2, or None when x holds a value that is not a whole number 0..255;
+    with int32 ``thresholds``, ``(product, signs)``."""
     m = x.shape[0]
     n = w.shape[0]
     bq = _pair_panels(w)
     out = np.empty((m, n), dtype=np.int32)
     bad = np.zeros(-(-m // BR), np.int32)
-    launch(_float_rows_avx2, m * n * bq.shape[1] * 2, x, bq, n, steps, out, bad, min_work=PARALLEL_MIN_WORK,
-           tasks=True)
-    return None if bad.any() else out
+    signs = np.empty((m, 0 if thresholds is None else n_words(n)), np.uint64)
+    t = np.zeros(0, np.int32) if thresholds is None else thresholds
+    launch(_float_rows_avx2, m * n * bq.shape[1] * 2, x, bq, n, steps, out, bad, t, signs,
+           min_work=PARALLEL_MIN_WORK, tasks=True)
+    if bad.any():
+        return None
+    return out if thresholds is None else (out, signs)
 
 
 def float_u8s8_matmul(x, w):
@@ -690,6 +707,63 @@ def float_u8s8_matmul(x, w):
         codes = uint8_codes(x)
         return None if codes is None else u8s8_matmul(codes, w)
     return _float_avx2_gemm(x, w, steps)
+
+
+def float_u8s8_signs(x, w, thresholds):
+    """:func:`float_u8s8_matmul` and the packed compares of its result with per-channel thresholds, or None.
+
+    The rule: ``acc = float_u8s8_matmul(x, w)`` and bit ``j`` of row ``i`` of ``signs`` is 1 where
+    ``acc[i, j] >= thresholds[j]`` (:func:`bitsim.kernels.xnor.threshold_pack` without ``flip``); None when
+    ``x`` is not made of whole numbers 0..255. On the AVX2 path the compares run in the product's tasks,
+    each row while it is in cache, on int32: every threshold is first clipped to ``[-(2**31 - 1),
+    2**31 - 1]``, which changes no compare, because ``|acc| <= 255 * 128 * K < 2**31 - 1`` there
+    (``K <= 65793``). Its oracle is :func:`bitsim.reference.u8.float_u8s8_signs`.
+
+    Parameters
+    ----------
+    x : numpy.ndarray of float32, shape (M, K)
+        Pixel values.
+    w : numpy.ndarray of int8, shape (N, K)
+        Weights, one row per output column.
+    thresholds : numpy.ndarray of int64, shape (N,)
+        One integer threshold per output column.
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, numpy.ndarray of uint64, shape (M, ceil(N / 64))) or None
+        The product as :func:`float_u8s8_matmul` returns it and the packed signs (bitorder 'little',
+        padding bits 0), or None.
+
+    Raises
+    ------
+    TypeError
+        As :func:`float_u8s8_matmul`, or thresholds that are not int64.
+    ValueError
+        Wrong shapes.
+
+    Examples
+    --------
+    >>> w = np.array([[1, -1, 1, -1], [-1, -1, -1, -1]], dtype=np.int8)
+    >>> acc, signs = float_u8s8_signs(np.array([[255, 0, 3, 200]], dtype=np.float32), w, np.array([58, -457]))
+    >>> acc, signs
+    (array([[  58, -458]], dtype=int32), array([[1]], dtype=uint64))
+    """
+    t = np.asarray(thresholds)
+    if t.dtype != np.int64:
+        raise InputTypeError(f"float_u8s8_signs: thresholds must be int64, got {t.dtype}")
+    x = as_codes(x, "float_u8s8_signs: x", (np.float32,), "float32",
+                 "convert pixels with np.asarray(images, dtype=np.float32)", "a 2-D array (rows, K)")
+    w = _operand(w, np.int8, "float_u8s8_signs: w")
+    check_k("float_u8s8_signs", x, w)
+    if t.shape != (w.shape[0],):
+        raise InputError(f"float_u8s8_signs: expected {w.shape[0]} thresholds (one per output column), got shape "
+                         f"{t.shape}")
+    m, k = x.shape
+    steps = int16_steps(X_MAX, max(int(w.max()), -int(w.min()))) if w.size else STEPS_CAP
+    if not HAS_AVX2 or m == 0 or w.shape[0] == 0 or k == 0 or k > INT32_K_MAX or not steps:
+        acc = float_u8s8_matmul(x, w)
+        return None if acc is None else (acc, threshold_pack(acc, t))
+    return _float_avx2_gemm(x, w, steps, np.clip(t, -INT32_MAX, INT32_MAX).astype(np.int32))
 
 
 @numba.njit(cache=True, parallel=True)

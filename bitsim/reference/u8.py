@@ -9,8 +9,9 @@ import numpy as np
 
 from ..errors import InputTypeError
 from .byte_codes import uint8_codes
+from .xnor import threshold_pack
 
-__all__ = ["u8s8_matmul", "float_u8s8_matmul"]
+__all__ = ["u8s8_matmul", "float_u8s8_matmul", "float_u8s8_signs"]
 
 
 def u8s8_matmul(x, w):
@@ -48,3 +49,21 @@ def float_u8s8_matmul(x, w):
     """
     codes = uint8_codes(x)
     return None if codes is None else u8s8_matmul(codes, w)
+
+
+def float_u8s8_signs(x, w, thresholds):
+    """Oracle of :func:`bitsim.kernels.u8.float_u8s8_signs`: the oracle product and its packed compares
+    ``acc >= thresholds`` in Python ints (:func:`bitsim.reference.xnor.threshold_pack`), or None.
+
+    Parameters
+    ----------
+    x : array_like of float32, shape (M, K)
+    w : array_like of int8, shape (N, K)
+    thresholds : array_like of integers, shape (N,)
+
+    Returns
+    -------
+    tuple of (numpy.ndarray of int64, numpy.ndarray of uint64) or None
+    """
+    acc = float_u8s8_matmul(x, w)
+    return None if acc is None else (acc, threshold_pack(acc, thresholds))
