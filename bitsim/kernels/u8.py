@@ -569,9 +569,9 @@ def _row_codegen(fine):
 
 @numba.njit(cache=True, parallel=True)
 def _float_rows_avx2(x, bq, n, steps, out, bad, thresholds, signs):
-    """out = codes(x) @ w.T for float32 x (M, K), a task per block of BR rows: each row is converted into a
-    local uint8 buffer (zero padded; the rule of bitsim.kernels.byte_codes) and at once multiplied over its
-    pairs of K-values that are not (0, 0), 64 columns at a time; bq (tiles, Kpad / 2, 128) int8 from
+    """out = codes(x) @ w.T for float32 x (M, K), a task per block of BR rows: the block is converted into a
+    local uint8 buffer (zero padded; the rule of bitsim.kernels.byte_codes), then each row is multiplied over
+    its pairs of K-values that are not (0, 0), 64 columns at a time; bq (tiles, Kpad / 2, 128) int8 from
     _pair_panels. bad[block] counts the values that are not whole numbers 0..255 (out is then not the
     product: the caller returns None). When signs has words (M, ceil(N / 64)), bit j of its row i is
     out[i, j] >= thresholds[j] (int32), computed while the row is in cache."""
