@@ -656,6 +656,25 @@ def _float_avx2_gemm(x, w, steps, thresholds=None):
     return out if thresholds is None else (out, signs)
 
 
+def _pixel_operands(x, w, name):
+    """``(x, w, steps)`` of a product of float32 pixels ``x`` and int8 weights ``w``, checked (errors name
+    ``name``); ``steps`` as :func:`int16_steps` gives it when the fused AVX2 kernel applies (AVX2, no empty
+    dimension, ``K <= 65793`` and ``2 * 255 * max|w| <= 32767``), else 0."""
+    x = as_codes(x, f"{name}: x", (np.float32,), "float32",
+                 "convert pixels with np.asarray(images, dtype=np.float32)", "a 2-D array (rows, K)")
+    w = _operand(w, np.int8, f"{name}: w")
+    check_k(name, x, w)
+    if not HAS_AVX2 or not x.size or not w.size or x.shape[1] > INT32_K_MAX:
+        return x, w, 0
+    return x, w, int16_steps(X_MAX, max(int(w.max()), -int(w.min())))
+
+
+def _two_passes(x, w):
+    """codes(x) @ w.T as ``uint8_codes`` then :func:`u8s8_matmul`, or None when x is not made of codes."""
+    codes = uint8_codes(x)
+    return None if codes is None else u8s8_matmul(codes, w)
+
+
 def float_u8s8_matmul(x, w):
     """Exact product ``codes(x) @ w.T`` of float32 whole numbers 0..255 (pixels) and int8 weights, or None.
 
@@ -696,17 +715,8 @@ def float_u8s8_matmul(x, w):
     >>> float_u8s8_matmul(np.array([[255, 0.5, 3, 200]], dtype=np.float32), w) is None
     True
     """
-    x = as_codes(x, "float_u8s8_matmul: x", (np.float32,), "float32",
-                 "convert pixels with np.asarray(images, dtype=np.float32)", "a 2-D array (rows, K)")
-    w = _operand(w, np.int8, "float_u8s8_matmul: w")
-    check_k("float_u8s8_matmul", x, w)
-    m, k = x.shape
-    n = w.shape[0]
-    steps = int16_steps(X_MAX, max(int(w.max()), -int(w.min()))) if w.size else STEPS_CAP
-    if not HAS_AVX2 or m == 0 or n == 0 or k == 0 or k > INT32_K_MAX or not steps:
-        codes = uint8_codes(x)
-        return None if codes is None else u8s8_matmul(codes, w)
-    return _float_avx2_gemm(x, w, steps)
+    x, w, steps = _pixel_operands(x, w, "float_u8s8_matmul")
+    return _float_avx2_gemm(x, w, steps) if steps else _two_passes(x, w)
 
 
 def float_u8s8_signs(x, w, thresholds):
@@ -751,19 +761,14 @@ def float_u8s8_signs(x, w, thresholds):
     t = np.asarray(thresholds)
     if t.dtype != np.int64:
         raise InputTypeError(f"float_u8s8_signs: thresholds must be int64, got {t.dtype}")
-    x = as_codes(x, "float_u8s8_signs: x", (np.float32,), "float32",
-                 "convert pixels with np.asarray(images, dtype=np.float32)", "a 2-D array (rows, K)")
-    w = _operand(w, np.int8, "float_u8s8_signs: w")
-    check_k("float_u8s8_signs", x, w)
+    x, w, steps = _pixel_operands(x, w, "float_u8s8_signs")
     if t.shape != (w.shape[0],):
         raise InputError(f"float_u8s8_signs: expected {w.shape[0]} thresholds (one per output column), got shape "
                          f"{t.shape}")
-    m, k = x.shape
-    steps = int16_steps(X_MAX, max(int(w.max()), -int(w.min()))) if w.size else STEPS_CAP
-    if not HAS_AVX2 or m == 0 or w.shape[0] == 0 or k == 0 or k > INT32_K_MAX or not steps:
-        acc = float_u8s8_matmul(x, w)
-        return None if acc is None else (acc, threshold_pack(acc, t))
-    return _float_avx2_gemm(x, w, steps, np.clip(t, -INT32_MAX, INT32_MAX).astype(np.int32))
+    if steps:
+        return _float_avx2_gemm(x, w, steps, np.clip(t, -INT32_MAX, INT32_MAX).astype(np.int32))
+    acc = _two_passes(x, w)
+    return None if acc is None else (acc, threshold_pack(acc, t))
 
 
 @numba.njit(cache=True, parallel=True)
